@@ -1,0 +1,11 @@
+"""Names shared by every stage: artifact flags, outlier classes, splits."""
+
+ARTIFACT_FLAGS: tuple[str, ...] = ("ruler", "ink", "patches", "hair", "dark_corner", "gel_bubble", "gel_border")
+"""The seven human artifact labels of Bissoto et al. 2020, in manifest column order."""
+
+OUTLIER_CLASSES: tuple[str, ...] = ("ruler", "ink", "patches")
+"""The three kinds of outlier content the project detects and removes (the model's condition)."""
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+DIAGNOSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "other")
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")

@@ -1,0 +1,1 @@
+"""Data layer: manifest, readers, image loading, procedural data, artifacts, splits, validation."""

@@ -1,0 +1,1 @@
+"""Diffusion models: the conditional UNet, the noise-aware classifier, schedulers and training."""

@@ -1,0 +1,105 @@
+"""A diffusers ``UNet2DModel`` with a multi-label outlier condition and an optional image condition.
+
+- Class condition (Wolleb et al. 2022 with classifier-free guidance, Ho & Salimans 2022): one
+  learned embedding per outlier class (ruler, ink, patches), summed onto a learned "conditioned"
+  base token and added to the timestep embedding (``class_embed_type="identity"``). "Clean" is the
+  base token alone (all labels 0); "unconditional" is a separate learned null token, used for
+  condition dropout in training and for the unconditional branch of guidance.
+- Image condition (Baugh et al. 2024): ``cond_image_channels > 0`` concatenates the corrupted image
+  to ``x_t`` on the channel axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+
+from dermclean.modelio import register
+
+
+@dataclass
+class UNetConfig:
+    """Typed configuration of :class:`DermUNet`, saved as the model folder's ``config.json``."""
+
+    sample_size: int = 64
+    channels: int = 3
+    cond_image_channels: int = 0
+    num_classes: int = 3
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    layers_per_block: int = 1
+    attention: bool = False
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        self.block_out_channels = list(self.block_out_channels)
+        if self.sample_size % (2 ** (len(self.block_out_channels) - 1)):
+            raise ValueError(f"sample_size {self.sample_size} must be divisible by "
+                             f"2**{len(self.block_out_channels) - 1} for block_out_channels {self.block_out_channels}")
+
+
+class DermUNet(nn.Module):
+    """eps-prediction UNet. ``forward(x_t (B,C,H,W), t (B,), labels (B,K) or None, cond_image (B,C',H,W))``."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        n = len(config.block_out_channels)
+        down = ["DownBlock2D"] * n
+        up = ["UpBlock2D"] * n
+        if config.attention:
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        time_dim = config.block_out_channels[0] * 4
+        groups = min(8, config.block_out_channels[0])
+        self.unet = UNet2DModel(
+            sample_size=config.sample_size,
+            in_channels=config.channels + config.cond_image_channels,
+            out_channels=config.channels,
+            block_out_channels=tuple(config.block_out_channels),
+            layers_per_block=config.layers_per_block,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            norm_num_groups=groups,
+            add_attention=config.attention,
+            class_embed_type="identity" if config.num_classes else None,
+        )
+        if config.num_classes:
+            # rows: 0 = "conditioned" base, 1..K = classes, K+1 = null (unconditional)
+            self.class_tokens = nn.Parameter(torch.randn(config.num_classes + 2, time_dim) * 0.02)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def condition_embedding(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """(B, D) embedding for multi-hot ``labels`` (B, K); ``None`` gives the null token.
+
+        Rows of ``labels`` that are all NaN are treated as unconditional (condition dropout).
+        """
+        if not self.config.num_classes:
+            return None
+        k = self.config.num_classes
+        null = self.class_tokens[k + 1].expand(batch, -1)
+        if labels is None:
+            return null
+        labels = labels.to(self.class_tokens.dtype)
+        dropped = torch.isnan(labels).all(dim=1, keepdim=True)
+        cond = self.class_tokens[0] + torch.nan_to_num(labels) @ self.class_tokens[1 : k + 1]
+        return torch.where(dropped, null, cond)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
+                cond_image: torch.Tensor | None = None) -> torch.Tensor:
+        if self.config.cond_image_channels:
+            if cond_image is None:
+                raise ValueError("this UNet is image-conditioned: pass cond_image")
+            x_t = torch.cat([x_t, cond_image.to(x_t.dtype)], dim=1)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        emb = self.condition_embedding(labels, x_t.shape[0])
+        return self.unet(x_t, t, class_labels=emb).sample
+
+
+register("unet", UNetConfig, DermUNet)
