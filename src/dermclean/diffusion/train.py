@@ -1,0 +1,340 @@
+"""Shared diffusion training: eps-prediction MSE, condition dropout, EMA, AMP, checkpoints, resume.
+
+Implements the DDPM objective of Ho et al. 2020 (``L = E_{x0, eps, t} |eps - eps_theta(x_t, t, y)|^2``
+with ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``, ``t ~ U{0..T-1}``) as used by Wolleb et al.
+2022, with the condition dropout of classifier-free guidance (Ho & Salimans 2022), and the same loop
+for the image-conditioned model of Baugh et al. 2024 (``DiffusionBatch.cond_image``).
+
+Resume: ``checkpoint_dir/checkpoint.pt`` holds the raw and EMA weights, the optimizer, the step, the
+sampler's RNG state and a fingerprint of the model and training config. It is rewritten atomically
+every ``checkpoint_every`` steps and at the end, so an interruption loses at most one interval, and a
+resumed run on CPU reproduces an uninterrupted one exactly (given a resumable batch source such as
+:func:`batches_from_dataset`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dermclean.diffusion.schedulers import training_scheduler
+from dermclean.diffusion.unet import DermUNet
+from dermclean.env import autocast
+from dermclean.io import atomic_path
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """``params["diffusion"]["train"]`` (and ``params["imagecond"]["train"]``)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    ema_decay: float
+    checkpoint_every: int
+    cond_dropout: float = 0.0
+    amp: bool = True
+    seed: int = 0
+    grad_clip: float = 1.0
+    log_every: int = 10
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError(f"TrainConfig: steps, batch_size and checkpoint_every must be >= 1; got {self}")
+        if not 0.0 <= self.cond_dropout <= 1.0:
+            raise ValueError(f"TrainConfig.cond_dropout must be in [0, 1]; got {self.cond_dropout}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay}")
+
+
+@dataclass
+class DiffusionBatch:
+    """One training batch: ``target`` (B,C,H,W) in [-1, 1]; ``labels`` (B,K) multi-hot, NaN = unknown;
+    ``cond_image`` (B,C',H,W) in [-1, 1] for image-conditioned models."""
+
+    target: torch.Tensor
+    labels: torch.Tensor | None = None
+    cond_image: torch.Tensor | None = None
+
+
+@dataclass
+class TrainResult:
+    model: DermUNet          # the EMA copy, in eval mode
+    steps_done: int
+    final_loss: float        # mean loss over the last ``log_every`` steps run
+    seconds: float           # wall time of this call
+    resumed_from: int | None  # the checkpoint step resumed from, None when started fresh
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (buffers copied).
+
+    Decay warms up as ``min(decay, (1 + n) / (10 + n))`` (as diffusers' ``EMAModel``), so short runs
+    are not dominated by the random initialisation.
+    """
+
+    def __init__(self, model: nn.Module, *, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for ema_p, p in zip(self.module.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - d)
+        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
+# ---------------------------------------------------------------- batch sources
+
+
+class DatasetBatches:
+    """Shuffled batches of a map-style dataset of ``Sample`` records, as :class:`DiffusionBatch`.
+
+    Epoch ``e`` uses the permutation drawn from ``seed`` and ``e``, so ``iter_from(step)`` restarts at
+    any global batch index without loading the skipped images (exact resume). Full batches only,
+    unless the dataset is smaller than one batch.
+    """
+
+    def __init__(self, dataset: Any, *, batch_size: int, seed: int, labels: bool = True,
+                 num_workers: int = 0) -> None:
+        if len(dataset) == 0:
+            raise ValueError("batches_from_dataset: the dataset is empty; expected at least one sample")
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.labels, self.num_workers = labels, num_workers
+        self.drop_last = len(dataset) >= batch_size
+        n = len(dataset)
+        self.per_epoch = n // batch_size if self.drop_last else 1
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self) -> Iterator[DiffusionBatch]:
+        return self._epoch(0, 0)
+
+    def iter_from(self, step: int) -> Iterator[DiffusionBatch]:
+        """Endless batches starting at global batch index ``step``."""
+        epoch, offset = divmod(step, self.per_epoch)
+        while True:
+            yield from self._epoch(epoch, offset)
+            epoch, offset = epoch + 1, 0
+
+    def _epoch(self, epoch: int, offset: int) -> Iterator[DiffusionBatch]:
+        from torch.utils.data import DataLoader, Subset
+
+        from dermclean.data.dataset import collate_samples
+
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=gen)[offset * self.batch_size:].tolist()
+        loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, shuffle=False,
+                            drop_last=self.drop_last, num_workers=self.num_workers,
+                            collate_fn=collate_samples)
+        for batch in loader:
+            yield DiffusionBatch(target=batch.image, labels=batch.labels if self.labels else None)
+
+
+def batches_from_dataset(dataset: Any, *, batch_size: int, seed: int, labels: bool = True,
+                         num_workers: int = 0) -> DatasetBatches:
+    """Seeded, shuffled, resumable :class:`DiffusionBatch` source over a ``ManifestDataset``."""
+    return DatasetBatches(dataset, batch_size=batch_size, seed=seed, labels=labels, num_workers=num_workers)
+
+
+def endless(batches: Iterable[DiffusionBatch], start: int = 0) -> Iterator[DiffusionBatch]:
+    """Cycle ``batches`` forever from global batch index ``start``.
+
+    Uses ``batches.iter_from(start)`` when the source has it; otherwise re-iterates the source each
+    epoch and skips ``start`` batches (which loads them).
+    """
+    if hasattr(batches, "iter_from"):
+        yield from batches.iter_from(start)
+        return
+    skipped = 0
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            if skipped < start:
+                skipped += 1
+                continue
+            yield batch
+        if empty:
+            raise ValueError("the batch source yielded no batches; expected at least one")
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint dict (tensors, numbers, strings only) atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (loaded with ``weights_only=True``), or None when absent."""
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fingerprint(*configs: Any) -> str:
+    """A stable JSON string of dataclass configs, stored in checkpoints to refuse a mismatched resume."""
+    parts = [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def check_fingerprint(state: dict[str, Any], expected: str, path: Path) -> None:
+    if state.get("fingerprint") != expected:
+        raise ValueError(f"checkpoint {path} was written for a different model or training config "
+                         f"({state.get('fingerprint')}); expected {expected}. Delete it or use another "
+                         "checkpoint directory")
+
+
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(generator: torch.Generator, state: dict[str, torch.Tensor]) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def progress_bar(total: int, initial: int, *, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- training
+
+
+def drop_conditions(labels: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Labels (B,K) with whole rows set to NaN (= unconditional) with probability ``p``.
+
+    Rows with any unknown (NaN) label are dropped too: an incompletely labelled image must not teach
+    the model that "absent" looks like it.
+    """
+    labels = labels.float().clone()
+    drop = torch.rand(labels.shape[0], generator=generator, device=generator.device) < p
+    drop = drop.to(labels.device) | torch.isnan(labels).any(dim=1)
+    labels[drop] = float("nan")
+    return labels
+
+
+def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: TrainConfig, *,
+                    checkpoint_dir: Path, device: torch.device | str,
+                    on_log: Callable[[int, dict[str, float]], None] | None = None,
+                    progress: bool = True) -> TrainResult:
+    """Train ``model`` (eps-prediction) for ``config.steps`` steps, resuming from ``checkpoint_dir``.
+
+    Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{0..T-1}`` (B,), ``x_t`` by the
+    DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)``.
+    AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
+    ``on_log(step, {"loss", "lr", "grad_norm"})`` every ``log_every`` steps. Returns the EMA model.
+    """
+    device = torch.device(device)
+    checkpoint_dir = Path(checkpoint_dir)
+    ckpt_path = checkpoint_dir / CHECKPOINT_NAME
+    fp = fingerprint(model.config, {k: v for k, v in dataclasses.asdict(config).items()
+                                    if k not in ("steps", "checkpoint_every", "log_every")})
+    scheduler = training_scheduler(model.config)
+    num_t = scheduler.config.num_train_timesteps
+    cuda = device.type == "cuda"
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+
+    model.to(device=device, memory_format=fmt).train()
+    ema = EMA(model, decay=config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    start, resumed_from = 0, None
+    state = load_checkpoint(ckpt_path)
+    if state is not None:
+        check_fingerprint(state, fp, ckpt_path)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(generator, state["rng"])
+        start = resumed_from = int(state["step"])
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "step": step,
+                                    "rng": rng_state(generator), "fingerprint": fp})
+
+    def lr_at(step: int) -> float:
+        return config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+
+    recent: list[float] = []
+    began = time.perf_counter()
+    stream = endless(batches, start)
+    bar = progress_bar(config.steps, start, enabled=progress, desc="train diffusion")
+    step = start
+    try:
+        while step < config.steps:
+            batch = next(stream)
+            x0 = batch.target.to(device, non_blocking=True).contiguous(memory_format=fmt)
+            labels = batch.labels
+            if labels is not None and model.num_classes:
+                labels = drop_conditions(labels.to(device), config.cond_dropout, generator)
+            elif not model.num_classes:
+                labels = None
+            cond = None if batch.cond_image is None else batch.cond_image.to(device).contiguous(memory_format=fmt)
+            eps = torch.randn(x0.shape, generator=generator, device=device).contiguous(memory_format=fmt)
+            t = torch.randint(0, num_t, (x0.shape[0],), generator=generator, device=device)
+            x_t = scheduler.add_noise(x0, eps, t)
+
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            with autocast(device, config.amp):
+                pred = model(x_t, t, labels, cond)
+            loss = torch.nn.functional.mse_loss(pred.float(), eps)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"diffusion loss became {loss.item()} at step {step}; lower lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            ema.update(model)
+            step += 1
+            recent = (recent + [loss.item()])[-config.log_every:]
+            bar.update(1)
+            bar.set_postfix(loss=f"{recent[-1]:.4f}")
+            if on_log is not None and (step % config.log_every == 0 or step == config.steps):
+                on_log(step, {"loss": sum(recent) / len(recent), "lr": lr_at(step - 1),
+                              "grad_norm": float(grad_norm)})
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(step)
+    finally:
+        bar.close()
+    ema_model = ema.module.to(memory_format=torch.contiguous_format).eval()
+    final = sum(recent) / len(recent) if recent else float(state.get("final_loss", float("nan")) if state else "nan")
+    return TrainResult(model=ema_model, steps_done=step, final_loss=final,
+                       seconds=time.perf_counter() - began, resumed_from=resumed_from)
