@@ -162,6 +162,19 @@ def batches_from_dataset(dataset: Any, *, batch_size: int, seed: int, labels: bo
     return DatasetBatches(dataset, batch_size=batch_size, seed=seed, labels=labels, num_workers=num_workers)
 
 
+def ordered_batches(dataset: Any, *, batch_size: int, labels: bool = True,
+                    num_workers: int = 0) -> Iterator[DiffusionBatch]:
+    """One pass over every sample of ``dataset`` in order (for evaluation), as :class:`DiffusionBatch`."""
+    from torch.utils.data import DataLoader
+
+    from dermclean.data.dataset import collate_samples
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_samples)
+    for batch in loader:
+        yield DiffusionBatch(target=batch.image, labels=batch.labels if labels else None)
+
+
 def endless(batches: Iterable[DiffusionBatch], start: int = 0) -> Iterator[DiffusionBatch]:
     """Cycle ``batches`` forever from global batch index ``start``.
 
@@ -274,7 +287,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
     ema = EMA(model, decay=config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    start, resumed_from = 0, None
+    start, resumed_from, recent = 0, None, []
     state = load_checkpoint(ckpt_path)
     if state is not None:
         check_fingerprint(state, fp, ckpt_path)
@@ -283,16 +296,17 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
         optimizer.load_state_dict(state["optimizer"])
         set_rng_state(generator, state["rng"])
         start = resumed_from = int(state["step"])
+        recent = [float(x) for x in state["recent_losses"]]
 
     def checkpoint(step: int) -> None:
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
                                     "optimizer": optimizer.state_dict(), "step": step,
-                                    "rng": rng_state(generator), "fingerprint": fp})
+                                    "rng": rng_state(generator), "fingerprint": fp,
+                                    "recent_losses": list(recent)})
 
     def lr_at(step: int) -> float:
         return config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
 
-    recent: list[float] = []
     began = time.perf_counter()
     stream = endless(batches, start)
     bar = progress_bar(config.steps, start, enabled=progress, desc="train diffusion")
@@ -335,6 +349,33 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
     finally:
         bar.close()
     ema_model = ema.module.to(memory_format=torch.contiguous_format).eval()
-    final = sum(recent) / len(recent) if recent else float(state.get("final_loss", float("nan")) if state else "nan")
+    final = sum(recent) / len(recent) if recent else float("nan")
     return TrainResult(model=ema_model, steps_done=step, final_loss=final,
                        seconds=time.perf_counter() - began, resumed_from=resumed_from)
+
+
+@torch.no_grad()
+def evaluate_diffusion_loss(model: DermUNet, batches: Iterable[DiffusionBatch], *, device: torch.device | str,
+                            seed: int = 0) -> float:
+    """Mean eps-MSE of ``model`` over one pass of ``batches`` with seeded noise and timesteps (labels as
+    given; rows with an unknown label are unconditional), for comparable validation losses."""
+    device = torch.device(device)
+    scheduler = training_scheduler(model.config)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    model.to(device).eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        x0 = batch.target.to(device)
+        labels = None
+        if batch.labels is not None and model.num_classes:
+            labels = drop_conditions(batch.labels.to(device), 0.0, generator)
+        cond = None if batch.cond_image is None else batch.cond_image.to(device)
+        eps = torch.randn(x0.shape, generator=generator, device=device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
+        with autocast(device):
+            pred = model(scheduler.add_noise(x0, eps, t), t, labels, cond)
+        total += torch.nn.functional.mse_loss(pred.float(), eps, reduction="sum").item()
+        count += eps.numel()
+    if not count:
+        raise ValueError("evaluate_diffusion_loss: the batch source yielded no batches")
+    return total / count

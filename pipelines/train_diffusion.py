@@ -1,0 +1,151 @@
+"""DVC stage ``train_diffusion``: the class-conditional UNet and the noise-aware classifier.
+
+Trains, on the manifest's ``train`` split at ``data.image_size``:
+
+1. :class:`~dermclean.diffusion.unet.DermUNet` conditioned on (ruler, ink, patches) with condition
+   dropout, for classifier-free guidance (Wolleb et al. 2022; Ho & Salimans 2022);
+2. :class:`~dermclean.diffusion.noisy_classifier.NoisyClassifier` on noised images, for classifier
+   guidance (Wolleb et al. 2022).
+
+Writes ``--out/unet/`` and ``--out/noisy_classifier/`` (model folders, EMA weights for the UNet) and
+``--out/mlflow_run.json`` atomically, logs to the MLflow experiment ``dermclean-diffusion`` and writes
+``--metrics``. Checkpoints go to ``--checkpoints/<key>/`` where ``key`` hashes the diffusion params,
+image size, seed and the manifest, so an interrupted run resumes and a changed config starts fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+
+from dermclean.config import from_dict, load_params
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.dataset import load_split
+from dermclean.diffusion.noisy_classifier import (
+    NoisyClassifier, NoisyClassifierConfig, auroc_per_class, pos_weight_from_labels, predict_proba,
+    train_noisy_classifier,
+)
+from dermclean.diffusion.train import (
+    TrainConfig, batches_from_dataset, evaluate_diffusion_loss, ordered_batches, train_diffusion,
+)
+from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.env import pick_device
+from dermclean.io import atomic_path, write_json
+from dermclean.modelio import save_model_dir
+from dermclean.tracking import configure_tracking, log_model_folder, start_run
+
+EXPERIMENT = "dermclean-diffusion"
+CLASSIFIER_KEYS = ("width", "depth")
+
+
+def checkpoint_key(stage_params: dict, manifest: Path) -> str:
+    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(manifest.read_bytes()).digest()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    parser.add_argument("--out", type=Path, default=Path("models/diffusion"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/train_diffusion"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/train_diffusion.json"))
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    diff, seed, size = params["diffusion"], int(params["seed"]), int(params["data"]["image_size"])
+    device = pick_device(args.device)
+    progress = not args.no_progress
+    unet_cfg = from_dict(UNetConfig, {**diff["unet"], "sample_size": size, "num_classes": len(OUTLIER_CLASSES)},
+                         where=f"{args.params}: diffusion.unet")
+    train_cfg = from_dict(TrainConfig, {"seed": seed, **diff["train"]}, where=f"{args.params}: diffusion.train")
+    nc_params = dict(diff["noisy_classifier"])
+    nc_cfg = NoisyClassifierConfig(sample_size=size, num_classes=len(OUTLIER_CLASSES),
+                                   num_train_timesteps=unet_cfg.num_train_timesteps,
+                                   beta_schedule=unet_cfg.beta_schedule,
+                                   **{k: nc_params.pop(k) for k in CLASSIFIER_KEYS if k in nc_params})
+    nc_steps, nc_batch, nc_lr = int(nc_params.pop("steps")), int(nc_params.pop("batch_size")), float(nc_params.pop("lr"))
+    nc_ckpt_every = int(nc_params.pop("checkpoint_every", max(1, nc_steps // 8)))
+    if nc_params:
+        raise ValueError(f"{args.params}: diffusion.noisy_classifier: unknown keys {sorted(nc_params)}; expected "
+                         f"{sorted(CLASSIFIER_KEYS + ('steps', 'batch_size', 'lr', 'checkpoint_every'))}")
+
+    train_ds = load_split(args.manifest, "train", size)
+    val_ds = load_split(args.manifest, "val", size)
+    stage_params = {"diffusion": diff, "image_size": size, "seed": seed}
+    ckpt_root = args.checkpoints / checkpoint_key(stage_params, args.manifest)
+    print(f"train_diffusion: {len(train_ds)} train / {len(val_ds)} val images at {size} px on {device}; "
+          f"checkpoints in {ckpt_root}")
+
+    configure_tracking()
+    run_params = {"profile": params["profile"], "seed": seed, "data": {"image_size": size}, "diffusion": diff}
+    with start_run(EXPERIMENT, f"train_diffusion-{params['profile']}", params=run_params,
+                   data_paths=[args.manifest.parent], tags={"device": str(device)}) as run:
+        torch.manual_seed(seed)
+        unet = DermUNet(unet_cfg)
+        result = train_diffusion(
+            unet, batches_from_dataset(train_ds, batch_size=train_cfg.batch_size, seed=seed), train_cfg,
+            checkpoint_dir=ckpt_root / "unet", device=device, progress=progress,
+            on_log=lambda step, m: mlflow.log_metrics({f"unet_{k}": v for k, v in m.items()}, step=step))
+        unet_val = evaluate_diffusion_loss(result.model, ordered_batches(val_ds, batch_size=train_cfg.batch_size),
+                                           device=device, seed=seed)
+
+        torch.manual_seed(seed)
+        clf_logs: list[float] = []
+
+        def log_clf(step: int, m: dict[str, float]) -> None:
+            clf_logs.append(m["loss"])
+            mlflow.log_metrics({f"classifier_{k}": v for k, v in m.items()}, step=step)
+
+        began = time.perf_counter()
+        classifier = train_noisy_classifier(
+            NoisyClassifier(nc_cfg), batches_from_dataset(train_ds, batch_size=nc_batch, seed=seed + 1),
+            steps=nc_steps, lr=nc_lr, device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed,
+            progress=progress, pos_weight=pos_weight_from_labels(train_ds.labels),
+            checkpoint_every=nc_ckpt_every, on_log=log_clf)
+        nc_seconds = time.perf_counter() - began
+        probs, labels = predict_proba(classifier, ordered_batches(val_ds, batch_size=nc_batch), device=device, t=0)
+        aurocs = auroc_per_class(probs, labels)
+
+        metrics = {
+            "unet": {"final_loss": result.final_loss, "val_loss": unet_val, "steps": result.steps_done,
+                     "seconds": result.seconds, "resumed_from": result.resumed_from,
+                     "parameters": sum(p.numel() for p in result.model.parameters())},
+            "noisy_classifier": {"final_loss": clf_logs[-1] if clf_logs else None, "steps": nc_steps,
+                                 "seconds": nc_seconds, "val_auroc_t0": aurocs,
+                                 "parameters": sum(p.numel() for p in classifier.parameters())},
+            "device": str(device), "train_images": len(train_ds), "val_images": len(val_ds),
+        }
+        mlflow.log_metrics({"unet_val_loss": unet_val, "unet_seconds": result.seconds,
+                            "classifier_seconds": nc_seconds,
+                            **{f"classifier_val_auroc_t0_{k}": v for k, v in aurocs.items()}})
+        meta = {"run_id": run.info.run_id, "profile": params["profile"], "train_config": dataclasses.asdict(train_cfg),
+                "steps_done": result.steps_done, "classes": list(OUTLIER_CLASSES)}
+        with atomic_path(args.out) as tmp:
+            tmp.mkdir()
+            save_model_dir(tmp / "unet", kind="unet", config=unet_cfg, module=result.model, meta=meta)
+            save_model_dir(tmp / "noisy_classifier", kind="noisy_classifier", config=nc_cfg, module=classifier,
+                           meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES), "steps": nc_steps,
+                                 "lr": nc_lr, "batch_size": nc_batch, "val_auroc_t0": aurocs})
+            unet_uri = log_model_folder(tmp / "unet", name="unet")
+            nc_uri = log_model_folder(tmp / "noisy_classifier", name="noisy_classifier")
+            write_json(tmp / "mlflow_run.json", {"run_id": run.info.run_id, "model_uri": unet_uri,
+                                                 "model_uris": {"unet": unet_uri, "noisy_classifier": nc_uri}})
+    write_json(args.metrics, metrics)
+    print(f"unet loss {result.final_loss:.4f} (val {unet_val:.4f}) in {result.seconds:.0f} s; "
+          f"classifier val AUROC@t0 {aurocs}; models in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

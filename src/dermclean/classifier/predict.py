@@ -1,0 +1,120 @@
+"""The ``classify`` contract: ``p_malignant`` for every image in a folder.
+
+``dermclean classify IMAGES_DIR --out FILE.csv [--model URI] [--device D] [--batch-size N]`` calls
+:func:`run_classify_dir`. Images are read as ``detect`` reads them (``list_images``: ``*.jpg``,
+``*.jpeg``, ``*.png`` in any case directly inside the folder; ``load_rgb``: EXIF applied, unsafe
+modes refused) and resized to the classifier's ``image_size``. The CSV has one row per image,
+sorted by file name, with columns ``image`` (file name) and ``p_malignant`` (sigmoid of the
+classifier's logit), written atomically. ``URI`` is an MLflow model URI
+(``models:/dermclean-classifier-raw@champion`` by default) or a local model folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermclean.classifier.metrics import OperatingThreshold
+from dermclean.classifier.model import KIND, ClassifierConfig
+from dermclean.classifier.train import predict_proba
+from dermclean.env import pick_device
+from dermclean.io import atomic_path
+
+DEFAULT_MODEL = "models:/dermclean-classifier-raw@champion"
+DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
+THRESHOLD_FILE = "threshold"  # model_dir/threshold.json, fitted on validation data
+COLUMNS = ("image", "p_malignant")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedClassifier:
+    """A classifier model folder loaded for inference; ``threshold`` is ``None`` if none was saved."""
+
+    module: torch.nn.Module
+    config: ClassifierConfig
+    threshold: OperatingThreshold | None
+    meta: dict[str, Any]
+    model_dir: Path
+
+
+def load_classifier(model_dir: str | os.PathLike[str], *, device: str | torch.device | None = None) -> LoadedClassifier:
+    """Rebuild the classifier in ``model_dir`` (``config.json`` + ``weights.pt`` [+ ``threshold.json``])."""
+    from dermclean.modelio import load_model_dir, read_extra
+
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    module, config, meta = load_model_dir(model_dir, device=device, expect_kind=KIND)
+    raw = read_extra(model_dir, THRESHOLD_FILE)
+    threshold = OperatingThreshold(**raw) if raw else None
+    return LoadedClassifier(module=module, config=config, threshold=threshold, meta=meta, model_dir=Path(model_dir))
+
+
+def save_classifier(model_dir: str | os.PathLike[str], *, module: torch.nn.Module, config: ClassifierConfig,
+                    threshold: OperatingThreshold | None, meta: dict[str, Any] | None = None) -> Path:
+    """Write a classifier model folder (modelio layout) with ``threshold.json`` beside the weights."""
+    import dataclasses
+
+    from dermclean.modelio import save_model_dir
+
+    extras = {THRESHOLD_FILE: dataclasses.asdict(threshold)} if threshold is not None else None
+    return save_model_dir(model_dir, kind=KIND, config=config, module=module, meta=meta, extras=extras)
+
+
+def _batch_size(batch_size: int | None, device: torch.device) -> int:
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE.get(device.type, 32)
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: expected a positive integer")
+    return int(batch_size)
+
+
+def predict_paths(model_dir: str | os.PathLike[str], paths: list[str | os.PathLike[str]], *,
+                  device: str | None = None, batch_size: int | None = None) -> pd.DataFrame:
+    """``DataFrame(image, p_malignant)``, one row per path in order (used by the MLflow pyfunc model).
+
+    Images are decoded batch by batch, so memory stays bounded by ``batch_size``.
+    """
+    from dermclean.data.images import load_rgb, to_tensor
+
+    dev = pick_device(device)
+    clf = load_classifier(model_dir, device=dev)
+    bs = _batch_size(batch_size, dev)
+    paths = [Path(p) for p in paths]
+    probs: list[np.ndarray] = []
+    for start in range(0, len(paths), bs):
+        batch = torch.stack([to_tensor(load_rgb(p), clf.config.image_size) for p in paths[start:start + bs]])
+        probs.append(predict_proba(clf.module, batch, batch_size=bs, device=dev))
+    p = np.concatenate(probs) if probs else np.zeros(0)
+    return pd.DataFrame({"image": [p.name for p in paths], "p_malignant": p})
+
+
+def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathLike[str], *,
+                     model: str | os.PathLike[str] | None = None, device: str | None = None,
+                     batch_size: int | None = None) -> Path:
+    """Classify every image in ``images_dir``; write ``out_csv`` (``image``, ``p_malignant``) atomically.
+
+    ``model``: MLflow model URI or local model folder (default ``models:/dermclean-classifier-raw@champion``).
+    Raises ``ModelNotFound`` (a ``FileNotFoundError``) saying to run the pipeline or pass ``--model``
+    when the model cannot be resolved, ``ValueError`` when it is not a classifier, and the image
+    errors of ``list_images``/``load_rgb`` naming the file. Nothing is written on error.
+    """
+    from dermclean.data.images import list_images
+    from dermclean.modelio import read_model_config
+    from dermclean.tracking import resolve_model
+
+    paths = list_images(images_dir)
+    model_dir = resolve_model(model or DEFAULT_MODEL)
+    kind = read_model_config(model_dir).get("kind")
+    if kind != KIND:
+        raise ValueError(f"--model {model or DEFAULT_MODEL} resolves to {model_dir}, a {kind!r} model; "
+                         f"expected a {KIND!r} model such as models:/dermclean-classifier-raw@champion")
+    frame = predict_paths(model_dir, paths, device=device, batch_size=batch_size)
+    out = Path(out_csv)
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False, columns=list(COLUMNS), float_format="%.6f")
+    return out

@@ -1,0 +1,199 @@
+"""Training and inference of the diagnosis classifier (:mod:`dermclean.classifier.model`).
+
+Datasets are anything indexable whose items have ``image`` ``(3, S, S)`` in ``[-1, 1]`` and
+``melanoma`` (0/1) attributes (``dermclean.data.dataset.Sample``, :class:`LabelledImages`); they are
+decoded once into one tensor (``(N, 3, S, S)`` float32, ~49 kB per 64 px image) so epochs cost
+only the network. Augmentations are geometric only -- random horizontal/vertical flips and 90
+degree rotations -- so every pixel, artifacts included, stays in the image (no crops that could
+cut a sticker or a ruler out and no colour jitter that could change an ink mark).
+
+Optimiser AdamW; loss BCE-with-logits with ``pos_weight = n_benign / n_malignant`` of the
+training split; bf16 autocast on CUDA; the weights kept are those of the epoch with the best
+validation AUROC (ties and single-class validation fall back to the lowest validation loss).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from dermclean.classifier.metrics import auroc
+from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.env import autocast, pick_device
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelledImage:
+    """One item of :class:`LabelledImages`: ``image`` ``(3, S, S)`` in ``[-1, 1]``, ``melanoma`` 0/1."""
+
+    image: torch.Tensor
+    melanoma: int
+    index: int
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Images already in memory: ``images`` ``(N, 3, S, S)`` in ``[-1, 1]``, ``melanoma`` ``(N,)`` 0/1."""
+
+    def __init__(self, *, images: torch.Tensor, melanoma: Sequence[int] | np.ndarray) -> None:
+        labels = np.asarray(melanoma, dtype=np.int64)
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"images {tuple(images.shape)} and melanoma {labels.shape}: expected (N, 3, S, S) and (N,)")
+        self.images = images.float()
+        self.melanoma = labels
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> LabelledImage:
+        return LabelledImage(image=self.images[i], melanoma=int(self.melanoma[i]), index=int(i))
+
+
+def materialize(dataset) -> LabelledImages:
+    """Decode every item of ``dataset`` once; returns the same data as :class:`LabelledImages`."""
+    if isinstance(dataset, LabelledImages):
+        return dataset
+    if len(dataset) == 0:
+        raise ValueError("cannot train or predict on an empty dataset")
+    images, labels = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        images.append(torch.as_tensor(item.image, dtype=torch.float32))
+        labels.append(int(item.melanoma))
+    return LabelledImages(images=torch.stack(images), melanoma=labels)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flips and 90 degree rotations per image of ``x`` ``(B, 3, S, S)`` (pixels kept)."""
+    b = x.shape[0]
+    flips = torch.rand(b, 2, generator=generator) < 0.5
+    turns = torch.randint(0, 4, (b,), generator=generator)
+    out = []
+    for i in range(b):
+        img = x[i]
+        if flips[i, 0]:
+            img = img.flip(-1)
+        if flips[i, 1]:
+            img = img.flip(-2)
+        out.append(torch.rot90(img, int(turns[i]), dims=(-2, -1)))
+    return torch.stack(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_auroc: float
+
+
+@dataclass(kw_only=True)
+class TrainHistory:
+    """Per-epoch records, the epoch whose weights were kept (1-based) and its validation AUROC."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_auroc: float = float("nan")
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, images: torch.Tensor, *, batch_size: int, device: torch.device) -> torch.Tensor:
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size].to(device)
+        with autocast(device):
+            out.append(model(batch).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def predict_proba(model: nn.Module, data, *, batch_size: int = 64, device: str | torch.device | None = None) -> np.ndarray:
+    """``p_malignant`` ``(N,)`` float64 for ``data``: a tensor ``(N, 3, S, S)`` in ``[-1, 1]`` or a dataset."""
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    images = data if isinstance(data, torch.Tensor) else materialize(data).images
+    model = model.to(device)
+    return torch.sigmoid(_logits(model, images, batch_size=batch_size, device=device)).double().numpy()
+
+
+def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int, batch_size: int, lr: float,
+                     seed: int, device: str | torch.device | None = None, weight_decay: float = 0.01,
+                     progress: bool = True) -> tuple[nn.Module, TrainHistory]:
+    """Train a :class:`~dermclean.classifier.model.DiagnosisResNet` from scratch (or ``init_weights``).
+
+    Returns ``(model in eval mode with the best epoch's weights, history)``. See the module docstring
+    for augmentations, loss and epoch selection. Deterministic for a given ``seed`` on CPU.
+    """
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: expected positive values")
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    train, val = materialize(train_ds), materialize(val_ds)
+    size = config.image_size
+    for name, ds in (("train", train), ("val", val)):
+        if tuple(ds.images.shape[-2:]) != (size, size):
+            raise ValueError(f"{name} images are {tuple(ds.images.shape[-2:])}; classifier.image_size is {size}")
+    y_train = torch.as_tensor(train.melanoma, dtype=torch.float32)
+    n_pos = float(y_train.sum())
+    pos_weight = torch.tensor((len(y_train) - n_pos) / max(n_pos, 1.0), device=device)
+    model = build_classifier(config, load_init=True).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    y_val = torch.as_tensor(val.melanoma, dtype=torch.float32)
+    history, best_key, best_state = TrainHistory(), None, None
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    bar = _progress(progress, epochs * steps_per_epoch, f"classifier seed {seed}")
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=gen)
+        total, seen = 0.0, 0
+        for start in range(0, len(train), batch_size):
+            idx = order[start:start + batch_size]
+            x = augment(train.images[idx], gen).to(device)
+            y = y_train[idx].to(device)
+            with autocast(device):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+            seen += len(idx)
+            bar.advance()
+        val_logits = _logits(model, val.images, batch_size=batch_size, device=device)
+        val_loss = float(nn.functional.binary_cross_entropy_with_logits(val_logits, y_val, pos_weight=pos_weight.cpu()))
+        val_auc = auroc(val.melanoma, val_logits.numpy())
+        history.epochs.append(EpochRecord(epoch=epoch, train_loss=total / seen, val_loss=val_loss, val_auroc=val_auc))
+        key = (val_auc if math.isfinite(val_auc) else -math.inf, -val_loss)
+        if best_key is None or key > best_key:
+            best_key, history.best_epoch, history.best_val_auroc = key, epoch, val_auc
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    bar.close()
+    model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+class _progress:
+    """A rich progress bar over training steps, or nothing when ``enabled`` is false."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._task = self._bar.add_task(label, total=total)
+            self._bar.start()
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

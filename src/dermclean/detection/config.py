@@ -1,0 +1,88 @@
+"""Typed detection configuration (``params["detection"]``), saved in the detector bundle's ``config.json``.
+
+``noise_level`` (L) and ``steps`` are requested values; DDIM runs on a grid of the training
+timesteps (see :func:`dermclean.detection.anomaly.ddim_grid`) and the effective values are what
+:meth:`DetectionConfig.effective` reports and what ``run.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+GUIDANCE_KINDS = ("cfg", "classifier", "none")
+IMAGE_SCORES = ("auto", "classifier", "map")
+
+
+@dataclass
+class DetectionConfig:
+    """Detection settings.
+
+    - ``guidance``: ``cfg`` (classifier-free, Ho & Salimans 2022), ``classifier`` (noisy classifier,
+      Wolleb et al. 2022) or ``none`` (unguided reconstruction, s = 0).
+    - ``noise_level``: L of ``num_train_timesteps``; ``steps``: DDIM steps between 0 and L.
+    - ``inversion_iters``: fixed-point refinements per DDIM encoding step (0 = plain DDIM inversion).
+    - ``guidance_scale``: s. ``smoothing_sigma``: Gaussian smoothing of the map, in model pixels.
+    - ``fpr_budget``: pixel false-positive rate on clean validation images that fixes the threshold.
+    - ``image_score``: ``classifier`` = 1 - prod_k(1 - p_k) from the noisy classifier at t = 0,
+      ``map`` = the ``score_quantile`` quantile of the anomaly map, ``auto`` = classifier when the
+      bundle has one, else map.
+    - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
+    - ``eval_max_images``: cap on images per group in evaluation (None = all).
+    - ``image_size``: the model's resolution (filled from the UNet when the bundle is built).
+    """
+
+    guidance: str = "cfg"
+    noise_level: int = 400
+    guidance_scale: float = 3.0
+    steps: int = 8
+    inversion_iters: int = 1
+    smoothing_sigma: float = 1.0
+    fpr_budget: float = 0.01
+    batch_size: int = 16
+    image_size: int = 64
+    image_score: str = "auto"
+    score_quantile: float = 0.99
+    imagecond_noise_level: int | None = None
+    eval_max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.guidance not in GUIDANCE_KINDS:
+            raise ValueError(f"detection.guidance is {self.guidance!r}; expected one of {GUIDANCE_KINDS}")
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"detection.image_score is {self.image_score!r}; expected one of {IMAGE_SCORES}")
+        if not 1 <= int(self.steps):
+            raise ValueError(f"detection.steps is {self.steps}; expected >= 1")
+        if not 1 <= int(self.noise_level):
+            raise ValueError(f"detection.noise_level is {self.noise_level}; expected >= 1")
+        if not 0.0 < float(self.fpr_budget) < 1.0:
+            raise ValueError(f"detection.fpr_budget is {self.fpr_budget}; expected a rate in (0, 1)")
+        if float(self.guidance_scale) < 0:
+            raise ValueError(f"detection.guidance_scale is {self.guidance_scale}; expected >= 0")
+        if not 0.0 < float(self.score_quantile) <= 1.0:
+            raise ValueError(f"detection.score_quantile is {self.score_quantile}; expected in (0, 1]")
+        if int(self.inversion_iters) < 0:
+            raise ValueError(f"detection.inversion_iters is {self.inversion_iters}; expected >= 0")
+        self.noise_level, self.steps, self.batch_size = int(self.noise_level), int(self.steps), int(self.batch_size)
+        self.inversion_iters = int(self.inversion_iters)
+        self.guidance_scale, self.smoothing_sigma = float(self.guidance_scale), float(self.smoothing_sigma)
+
+    def replace(self, **overrides: Any) -> "DetectionConfig":
+        """A copy with ``overrides`` (unknown keys refused, naming them)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"detection override: unknown keys {unknown}; expected a subset of {sorted(names)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, where: str = "detection") -> "DetectionConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data or {}) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; expected a subset of {sorted(names)}")
+        return cls(**(data or {}))

@@ -1,0 +1,166 @@
+"""The ``detect`` contract (issue 3): a folder of images in, maps / masks / scores / provenance out.
+
+``run_detect_dir(images_dir, out_dir, *, model, device, batch_size, overwrite)`` writes::
+
+    out_dir/maps/<stem>.npy    float32 H x W at the input's size, higher = more likely artifact
+    out_dir/masks/<stem>.png   uint8 0/255 H x W at the input's size: the decision at the fitted threshold
+    out_dir/scores.csv         image, score, ruler, ink, patches
+    out_dir/run.json           model URI and version, L, s, guidance, steps, threshold, device, time
+
+Everything is built in a temporary sibling folder and renamed into place at the end, so a bad image
+or an interrupted run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.detection.detector import Detection, Detector, load_detector
+from dermclean.io import atomic_path, write_json
+
+DEFAULT_MODEL = "models:/dermclean-detector@champion"
+SCORE_COLUMNS = ["image", "score", *OUTLIER_CLASSES]
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; expected a folder (new, empty, or with --overwrite)")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out_dir} is not empty; choose a new folder or pass --overwrite "
+                              f"to replace its contents")
+
+
+def write_detection_files(folder: Path, key: str, detection: Detection) -> None:
+    """``maps/<key>.npy`` and ``masks/<key>.png`` for one detection inside ``folder`` (no atomicity here)."""
+    from PIL import Image
+
+    (folder / "maps").mkdir(exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    np.save(folder / "maps" / f"{key}.npy", detection.anomaly_map.astype(np.float32))
+    Image.fromarray(detection.mask.astype(np.uint8) * 255).save(folder / "masks" / f"{key}.png", format="PNG")
+
+
+def run_info(detector: Detector, *, model: str, device: Any, seconds: float, n_images: int) -> dict[str, Any]:
+    """Provenance for ``run.json``."""
+    from dermclean.detection.anomaly import ddim_grid
+
+    cfg = detector.config
+    info: dict[str, Any] = {
+        "model_uri": model, "model_version": _registry_version(model), "detector_kind": detector.detector_kind,
+        "noise_level": cfg.noise_level, "guidance_scale": cfg.guidance_scale, "guidance": cfg.guidance,
+        "steps": cfg.steps, "inversion_iters": cfg.inversion_iters, "smoothing_sigma": cfg.smoothing_sigma,
+        "image_size": cfg.image_size, "batch_size": cfg.batch_size, "image_score": cfg.image_score,
+        "threshold": detector.threshold.to_dict() if detector.threshold else None,
+        "device": str(device), "n_images": n_images, "seconds": round(seconds, 3),
+        "seconds_per_image": round(seconds / max(n_images, 1), 4),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle_meta": detector.meta,
+    }
+    if detector.detector_kind == "guided":
+        grid = ddim_grid(detector.unet.module.config.num_train_timesteps, cfg.noise_level, cfg.steps)
+        info.update(effective_noise_level=grid.noise_level, effective_steps=grid.steps,
+                    num_train_timesteps=grid.num_train_timesteps)
+    return info
+
+
+def _registry_version(model: str) -> str | None:
+    """The registry version a ``models:/name@alias`` or ``models:/name/<v>`` URI points to, else ``None``."""
+    if not model.startswith("models:/"):
+        return None
+    rest = model[len("models:/"):]
+    if "@" in rest:
+        from dermclean.tracking import get_alias_version
+
+        name, alias = rest.split("@", 1)
+        found = get_alias_version(name, alias)
+        return str(found.version) if found is not None else None
+    parts = rest.split("/")
+    return parts[1] if len(parts) == 2 and parts[1].isdigit() else None
+
+
+def open_detector(model: str | os.PathLike[str] | None, *, device: str | None = None,
+                  batch_size: int | None = None) -> tuple[Detector, str]:
+    """Load ``model`` (default: the champion detector), with a message saying how to get one when absent."""
+    uri = str(model) if model is not None else DEFAULT_MODEL
+    try:
+        detector = load_detector(uri, device=device)
+    except FileNotFoundError as exc:
+        if model is None:
+            raise type(exc)(f"no default detector: {exc}. Run the pipeline (`make run`, which registers "
+                            f"{DEFAULT_MODEL}) or pass --model PATH_OR_URI (e.g. models/detector)") from exc
+        raise
+    if batch_size:
+        detector = detector.with_config(batch_size=int(batch_size))
+    return detector, uri
+
+
+def detect_to_folder(detector: Detector, items: Iterable[tuple[str, str, np.ndarray]], out_dir: Path, *,
+                     n_total: int, extra_columns: Sequence[str] = (), info: dict[str, Any] | None = None,
+                     progress: bool = True) -> tuple[pd.DataFrame, float]:
+    """Detect over ``(key, name, image)`` items in batches and write the whole folder atomically.
+
+    Writes ``maps/<key>.npy``, ``masks/<key>.png``, ``scores.csv`` (``image`` = name; with
+    ``extra_columns=("image_id",)`` the key too) and ``run.json`` (``info`` plus timing).
+    Returns the scores frame and the seconds spent detecting.
+    """
+    from tqdm.auto import tqdm
+
+    rows, seconds, batch = [], 0.0, []
+    bar = tqdm(total=n_total, disable=not progress or n_total < 2, desc="detect", unit="img")
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+
+        def flush() -> None:
+            nonlocal seconds
+            start = time.perf_counter()
+            results = detector.detect([b[2] for b in batch], [b[1] for b in batch])
+            seconds += time.perf_counter() - start
+            for (key, _, _), det in zip(batch, results):
+                write_detection_files(tmp, key, det)
+                row = {"image": det.image_name, "score": det.score, **det.type_scores}
+                if "image_id" in extra_columns:
+                    row["image_id"] = key
+                rows.append(row)
+            bar.update(len(batch))
+            batch.clear()
+
+        for item in items:
+            batch.append(item)
+            if len(batch) >= max(1, detector.config.batch_size):
+                flush()
+        if batch:
+            flush()
+        bar.close()
+        scores = pd.DataFrame(rows, columns=[*extra_columns, *SCORE_COLUMNS])
+        scores.to_csv(tmp / "scores.csv", index=False)
+        write_json(tmp / "run.json", {**(info or {}), "n_images": len(rows), "seconds": round(seconds, 3),
+                                      "seconds_per_image": round(seconds / max(len(rows), 1), 4)})
+    return scores, seconds
+
+
+def run_detect_dir(images_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                   model: str | os.PathLike[str] | None = None, device: str | None = None,
+                   batch_size: int | None = None, overwrite: bool = False) -> Path:
+    """The ``dermclean detect`` contract (see module docstring). Returns ``out_dir``.
+
+    Raises ``FileExistsError`` for a non-empty ``out_dir`` without ``overwrite``, ``ImageError`` for a
+    bad image or two images sharing a stem (naming them), ``ModelNotFound`` when no model resolves.
+    """
+    from dermclean.data.images import list_images, load_rgb
+
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    paths = list_images(images_dir)
+    detector, uri = open_detector(model, device=device, batch_size=batch_size)
+    info = run_info(detector, model=uri, device=detector.device, seconds=0.0, n_images=len(paths))
+    items = ((p.stem, p.name, load_rgb(p)) for p in paths)
+    detect_to_folder(detector, items, out_dir, n_total=len(paths), info=info)
+    return out_dir

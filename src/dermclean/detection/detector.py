@@ -1,0 +1,251 @@
+"""The detector bundle: diffusion model(s) + detection config + fitted threshold, in one folder.
+
+Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`predict_paths`)::
+
+    detector/
+      config.json        {"kind": "detector", "detector_kind": "guided" | "imagecond",
+                          "config": {DetectionConfig}, "meta": {...}}
+      unet/              modelio folder: the class-conditional UNet (guided, Wolleb et al. 2022)
+                         or the image-conditioned model (imagecond, Baugh et al. 2024)
+      noisy_classifier/  optional modelio folder: classifier guidance and per-type scores
+      threshold.json     :class:`~dermclean.detection.threshold.Threshold` fitted on validation data
+
+Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
+an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
+as a "diffusion classifier" (:func:`~dermclean.detection.anomaly.diffusion_class_scores`) and an
+imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.config.DetectionConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
+from dermclean.detection.config import DetectionConfig
+from dermclean.detection.threshold import Threshold
+from dermclean.env import autocast, pick_device
+from dermclean.io import atomic_path, read_json, write_json
+from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
+
+DETECTOR_KINDS = ("guided", "imagecond")
+MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma")
+"""Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
+
+
+class NotADetectorError(ValueError):
+    """A folder that is not a detector bundle."""
+
+
+@dataclass
+class Detection:
+    """One image's result: ``anomaly_map`` float32 ``H x W`` and ``mask`` bool ``H x W`` at the input size."""
+
+    image_name: str
+    anomaly_map: np.ndarray
+    score: float
+    type_scores: dict[str, float]
+    mask: np.ndarray
+
+
+@dataclass
+class _Component:
+    module: nn.Module
+    kind: str
+    meta: dict[str, Any]
+
+
+class Detector:
+    """Anomaly maps, scores and masks from a guided or image-conditioned diffusion model."""
+
+    def __init__(self, *, detector_kind: str, config: DetectionConfig, unet: _Component,
+                 classifier: _Component | None = None, threshold: Threshold | None = None,
+                 device: str | torch.device | None = None, source: str = "", meta: dict | None = None) -> None:
+        if detector_kind not in DETECTOR_KINDS:
+            raise ValueError(f"detector_kind {detector_kind!r}; expected one of {DETECTOR_KINDS}")
+        self.detector_kind, self.config, self.threshold = detector_kind, config, threshold
+        self.device = pick_device(str(device) if device is not None else None)
+        self.unet = _Component(unet.module.to(self.device).eval(), unet.kind, unet.meta)
+        self.classifier = (None if classifier is None else
+                           _Component(classifier.module.to(self.device).eval(), classifier.kind, classifier.meta))
+        self.source, self.meta = source, dict(meta or {})
+
+    @property
+    def name(self) -> str:
+        if self.detector_kind == "imagecond":
+            return "imagecond"
+        return self.config.guidance if self.config.guidance_scale > 0 else "none"
+
+    def with_config(self, **overrides: Any) -> "Detector":
+        """Same models, ``config.replace(**overrides)``; the threshold is dropped when the maps change."""
+        config = self.config.replace(**overrides)
+        same_maps = all(getattr(config, k) == getattr(self.config, k) for k in MAP_KEYS)
+        return Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
+                        threshold=self.threshold if same_maps else None, device=self.device, source=self.source,
+                        meta=self.meta)
+
+    @torch.no_grad()
+    def anomaly_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B,3,S,S)`` in [-1,1] at ``config.image_size`` -> smoothed maps ``(B,S,S)`` float32 on CPU."""
+        cfg = self.config
+        x = x.to(self.device).float()
+        if self.detector_kind == "imagecond":
+            from dermclean.removal.imagecond import imagecond_anomaly_map
+
+            maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps, noise_level=cfg.imagecond_noise_level)
+            maps = smooth(maps.float(), cfg.smoothing_sigma)
+        else:
+            guidance = "none" if cfg.guidance_scale == 0 else cfg.guidance
+            maps = guided_anomaly_maps(self.unet.module, x, noise_level=cfg.noise_level, steps=cfg.steps,
+                                       guidance=guidance, scale=cfg.guidance_scale,
+                                       classifier=self.classifier.module if self.classifier else None,
+                                       smoothing_sigma=cfg.smoothing_sigma, fixed_point_iters=cfg.inversion_iters)
+        return maps.float().cpu()
+
+    @torch.no_grad()
+    def type_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-type scores ``(B, 3)`` (ruler, ink, patches); probabilities when a noisy classifier is present."""
+        x = x.to(self.device).float()
+        if self.classifier is not None:
+            with autocast(self.device):
+                logits = self.classifier.module(x, torch.zeros(x.shape[0], dtype=torch.long, device=self.device))
+            return torch.sigmoid(logits.float()).cpu()
+        if self.detector_kind == "guided":
+            return diffusion_class_scores(self.unet.module, x, t=max(1, self.config.noise_level // 2)).cpu()
+        return torch.full((x.shape[0], len(OUTLIER_CLASSES)), float("nan"))
+
+    def image_scores(self, maps: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        """Image-level scores ``(B,)`` from maps ``(B,S,S)`` and type scores ``(B,3)``."""
+        use_classifier = self.config.image_score == "classifier" or (
+            self.config.image_score == "auto" and self.classifier is not None)
+        if use_classifier:
+            if self.classifier is None:
+                raise ValueError("detection.image_score 'classifier' needs a noisy classifier in the bundle")
+            return 1.0 - torch.prod(1.0 - types, dim=1)
+        return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
+
+    def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
+               batch_size: int | None = None, progress: bool = False) -> list[Detection]:
+        """Detect on uint8 ``H x W x 3`` images (any sizes); maps and masks come back at each input's size.
+
+        Without a fitted threshold the masks are all False.
+        """
+        from dermclean.data.images import resize_map, to_tensor
+
+        names = list(names) if names is not None else [f"image_{i}" for i in range(len(images))]
+        if len(names) != len(images):
+            raise ValueError(f"detect: {len(images)} images but {len(names)} names")
+        out: list[Detection] = []
+        bs, size = max(1, batch_size or self.config.batch_size), self.config.image_size
+        bar = _bar(len(images), progress)
+        for start in range(0, len(images), bs):
+            chunk = images[start:start + bs]
+            x = torch.stack([to_tensor(np.asarray(img), size) for img in chunk])
+            maps = self.anomaly_maps(x)
+            types = self.type_scores(x)
+            scores = self.image_scores(maps, types)
+            for i, img in enumerate(chunk):
+                full = resize_map(maps[i].numpy(), tuple(np.asarray(img).shape[:2])).astype(np.float32)
+                mask = self.threshold.apply(full) if self.threshold else np.zeros(full.shape, dtype=bool)
+                out.append(Detection(image_name=names[start + i], anomaly_map=full, score=float(scores[i]),
+                                     type_scores={c: float(types[i, k]) for k, c in enumerate(OUTLIER_CLASSES)},
+                                     mask=mask))
+            bar.update(len(chunk))
+        bar.close()
+        return out
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled or total < 2, desc="detect", unit="img")
+
+
+def _load_component(path: Path, device: torch.device) -> _Component:
+    module, _, meta = load_model_dir(path, device=device)
+    return _Component(module, read_model_config(path)["kind"], meta)
+
+
+def build_detector(*, detector_kind: str, unet_dir: str | os.PathLike[str], config: DetectionConfig,
+                   classifier_dir: str | os.PathLike[str] | None = None, device: str | torch.device | None = None,
+                   threshold: Threshold | None = None) -> Detector:
+    """A detector from trained model folders (``config.image_size`` is taken from the UNet)."""
+    dev = pick_device(str(device) if device is not None else None)
+    unet = _load_component(Path(unet_dir), dev)
+    classifier = _load_component(Path(classifier_dir), dev) if classifier_dir else None
+    size = getattr(unet.module.config, "sample_size", config.image_size)
+    return Detector(detector_kind=detector_kind, config=config.replace(image_size=int(size)), unet=unet,
+                    classifier=classifier, threshold=threshold, device=dev, source=str(unet_dir))
+
+
+def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dict | None = None) -> Path:
+    """Write the bundle folder atomically (replacing an existing one); the threshold must be fitted."""
+    if detector.threshold is None:
+        raise ValueError("save_detector: fit the threshold on validation data first (detection.evaluate.fit_threshold)")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        write_json(tmp / "config.json", {"kind": "detector", "detector_kind": detector.detector_kind,
+                                         "config": detector.config.to_dict(), "meta": {**detector.meta, **(meta or {})}})
+        parts = {"unet": detector.unet, "noisy_classifier": detector.classifier}
+        for name, part in parts.items():
+            if part is not None:
+                save_model_dir(tmp / name, kind=part.kind, config=part.module.config, module=part.module,
+                               meta=part.meta)
+        write_json(tmp / "threshold.json", detector.threshold.to_dict())
+    return path
+
+
+def _is_uri(text: str) -> bool:
+    import re
+
+    return text.startswith(("models:/", "runs:/")) or re.fullmatch(r"m-[0-9a-f]+", text) is not None
+
+
+def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.device | None = None) -> Detector:
+    """Load a bundle from a local folder or an MLflow model URI (``models:/dermclean-detector@champion``)."""
+    text = str(path_or_uri)
+    if _is_uri(text) or not (Path(text) / "config.json").is_file():
+        from dermclean.tracking import resolve_model
+
+        folder = resolve_model(text)
+    else:
+        folder = Path(text)
+    record = read_json(folder / "config.json")
+    if record.get("kind") != "detector":
+        raise NotADetectorError(f"{folder} holds a model of kind {record.get('kind')!r}, not a detector bundle; "
+                                f"build one with pipelines/detect.py (dvc repro) or pass a detector folder")
+    threshold_file = folder / "threshold.json"
+    if not threshold_file.is_file():
+        raise NotADetectorError(f"{folder}: threshold.json is missing; the bundle is incomplete")
+    dev = pick_device(str(device) if device is not None else None)
+    classifier_dir = folder / "noisy_classifier"
+    return Detector(detector_kind=record["detector_kind"],
+                    config=DetectionConfig.from_dict(record["config"], where=f"{folder}/config.json"),
+                    unet=_load_component(folder / "unet", dev),
+                    classifier=_load_component(classifier_dir, dev) if classifier_dir.is_dir() else None,
+                    threshold=Threshold.from_dict(read_json(threshold_file)), device=dev, source=text,
+                    meta=record.get("meta", {}))
+
+
+def predict_paths(model_dir: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,
+                  device: str | None = None, batch_size: int | None = None) -> pd.DataFrame:
+    """Scores of image files: DataFrame ``image`` (file name), ``score``, ``ruler``, ``ink``, ``patches``."""
+    from dermclean.data.images import load_rgb
+
+    detector = load_detector(model_dir, device=device)
+    if batch_size:
+        detector = detector.with_config(batch_size=int(batch_size))
+    paths = [Path(p) for p in paths]
+    results = detector.detect([load_rgb(p) for p in paths], [p.name for p in paths])
+    return pd.DataFrame([{"image": r.image_name, "score": r.score, **r.type_scores} for r in results],
+                        columns=["image", "score", *OUTLIER_CLASSES])

@@ -1,0 +1,255 @@
+"""Evaluate a detector on a manifest split, honestly (issue 3, RESEARCH.md "Measuring honestly").
+
+(a) **Painted artifacts, exact masks**: images of the split whose labels say they carry none of
+    ruler/ink/patches get one artifact each (kinds in turn) painted by the insertion renderers in
+    styles *held out from training* (``dermclean.data.artifacts.HELDOUT_STYLES``). Pixel AP overall /
+    per type / by size bucket, pixel AUROC, Dice at the fitted threshold, and the false-positive
+    area on the same images before painting.
+(b) **Human labels**: image AUROC of the image score for any of the three (artifact images against
+    clean images) and of each per-type score (images with that type against clean images).
+(c) **Synthetic ground truth**: when ``masks/<image_id>.png`` lies beside the manifest (the embedded
+    generator's uint8 bit-field, bit i = ``ARTIFACT_FLAGS[i]``), pixel AP of the labelled artifact
+    images against the union of their ruler/ink/patches bits.
+
+The threshold is the detector's (fitted on validation). When a detection config override changes
+the maps (a sweep trial) it is refitted on the validation split's clean images; on ``split="val"``
+these are the images (a) paints, so Dice and FP area are then optimistic, while pixel AP (the
+sweep's objective) does not depend on a threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
+from dermclean.detection import metrics as M
+from dermclean.detection.detector import Detection, load_detector
+from dermclean.detection.threshold import Threshold
+
+
+@dataclass
+class EvalExample:
+    """One painted validation/test image for the figure grid."""
+
+    image: np.ndarray
+    gt_mask: np.ndarray
+    kind: str
+    detection: Detection
+    pred_mask: np.ndarray
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]
+    examples: list[EvalExample] = field(default_factory=list)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    threshold: Threshold | None = None
+
+
+def _as_detector(detector_like: Any, device: str | None):
+    if isinstance(detector_like, (str, os.PathLike)):
+        return load_detector(detector_like, device=device)
+    if not hasattr(detector_like, "detect"):
+        raise TypeError(f"expected a detector (with .detect) or a bundle path/URI; got {type(detector_like).__name__}")
+    return detector_like
+
+
+def _split_rows(manifest_path: Path, split: str) -> pd.DataFrame:
+    from dermclean.data.manifest import image_paths, read_manifest
+
+    df = read_manifest(manifest_path)
+    df = df[df["split"] == split].reset_index(drop=True)
+    if df.empty:
+        raise ValueError(f"{manifest_path}: no rows with split {split!r}; run the prepare stage with splits")
+    df["abs_path"] = [str(p) for p in image_paths(df, manifest_path)]
+    return df
+
+
+def _cap(df: pd.DataFrame, n_max: int | None, seed: int) -> pd.DataFrame:
+    if n_max is None or len(df) <= n_max:
+        return df
+    return df.sample(n=n_max, random_state=seed).sort_index()
+
+
+def _load(df: pd.DataFrame) -> list[np.ndarray]:
+    from dermclean.data.images import load_rgb
+
+    return [load_rgb(p) for p in df["abs_path"]]
+
+
+def _fpr_budget(detector: Any) -> float:
+    return float(getattr(detector.config, "fpr_budget", 0.01))
+
+
+def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
+                  n_max: int | None = None, seed: int = 0) -> Threshold:
+    """Fit the detector's pixel threshold on the clean images of ``split`` (validation only)."""
+    from dermclean.data.manifest import clean_mask
+
+    df = _split_rows(Path(manifest_path), split)
+    clean = _cap(df[clean_mask(df).to_numpy()], n_max, seed)
+    dets = detector.detect(_load(clean), list(clean["image_id"]))
+    return Threshold.fit([d.anomaly_map for d in dets], fpr_budget=_fpr_budget(detector),
+                         fitted_on=f"{split} clean images of {Path(manifest_path).name}")
+
+
+def _heldout_style(kind: str, rng: np.random.Generator) -> str | None:
+    """A held-out renderer style for ``kind`` (None when the renderer holds none out for it)."""
+    from dermclean.data.artifacts import HELDOUT_STYLES
+
+    if isinstance(HELDOUT_STYLES, dict):
+        styles = list(HELDOUT_STYLES.get(kind, ()))
+    else:
+        styles = [s.split("/", 1)[1] if "/" in s else s for s in HELDOUT_STYLES
+                  if "/" not in s or s.split("/", 1)[0] == kind]
+    return str(rng.choice(styles)) if styles else None
+
+
+def paint_heldout(images: list[np.ndarray], *, seed: int) -> list[Any]:
+    """One artifact per image (ruler, ink, patches in turn), held-out styles, exact masks (``Painted``)."""
+    from dermclean.data.artifacts import paint_artifact
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, image in enumerate(images):
+        kind = OUTLIER_CLASSES[i % len(OUTLIER_CLASSES)]
+        out.append(paint_artifact(image, kind, rng, style=_heldout_style(kind, rng)))
+    return out
+
+
+def _synthetic_masks(df: pd.DataFrame, manifest_path: Path) -> list[np.ndarray] | None:
+    """Union of the ruler/ink/patches bits of ``masks/<image_id>.png`` per row, or None if absent."""
+    from PIL import Image
+
+    folder = manifest_path.parent / "masks"
+    files = [folder / f"{i}.png" for i in df["image_id"]]
+    if df.empty or not all(f.is_file() for f in files):
+        return None
+    bits = sum(1 << ARTIFACT_FLAGS.index(c) for c in OUTLIER_CLASSES)
+    return [(np.asarray(Image.open(f)) & bits) > 0 for f in files]
+
+
+def _pixel_block(prefix: str, maps: list[np.ndarray], gts: list[np.ndarray], kinds: list[str],
+                 preds: list[np.ndarray]) -> dict[str, float]:
+    out = {f"{prefix}pixel_ap": M.pixel_average_precision(maps, gts), f"{prefix}pixel_auroc": M.pixel_auroc(maps, gts),
+           f"{prefix}dice": M.dice(preds, gts), f"{prefix}mean_dice": M.mean_dice(preds, gts)}
+    for kind in OUTLIER_CLASSES:
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        out[f"{prefix}pixel_ap_{kind}"] = M.pixel_average_precision([maps[i] for i in idx], [gts[i] for i in idx])
+        out[f"{prefix}dice_{kind}"] = M.dice([preds[i] for i in idx], [gts[i] for i in idx])
+    return out
+
+
+def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
+                           seed: int = 0, n_max: int | None = None, overrides: dict[str, Any] | None = None,
+                           device: str | None = None, n_examples: int = 6) -> EvaluationResult:
+    """:func:`evaluate_detector` plus examples for the figure grid and per-type PR curves."""
+    from dermclean.data.manifest import clean_mask
+
+    manifest_path = Path(manifest_path)
+    det = _as_detector(detector_like, device)
+    if overrides:
+        det = det.with_config(**overrides)
+    if n_max is None:
+        n_max = getattr(det.config, "eval_max_images", None)
+    df = _split_rows(manifest_path, split)
+    clean_df = _cap(df[clean_mask(df).to_numpy()], n_max, seed)
+    labels = df[list(OUTLIER_CLASSES)]
+    art_df = _cap(df[(labels.notna().all(axis=1) & (labels.fillna(0).sum(axis=1) > 0)).to_numpy()], n_max, seed)
+    if clean_df.empty:
+        raise ValueError(f"{manifest_path}: split {split!r} has no clean images (none of {OUTLIER_CLASSES}); "
+                         f"cannot paint artifacts or measure false positives")
+    seconds, n_detected = 0.0, 0
+
+    def run(images: list[np.ndarray], names: list[str]) -> list[Detection]:
+        nonlocal seconds, n_detected
+        start = time.perf_counter()
+        result = det.detect(images, names)
+        seconds += time.perf_counter() - start
+        n_detected += len(images)
+        return result
+
+    clean_imgs = _load(clean_df)
+    clean_dets = run(clean_imgs, list(clean_df["image_id"]))
+    threshold, fitted_on = det.threshold, "detector bundle (validation)"
+    if threshold is None:
+        if split == "val":
+            threshold = Threshold.fit([d.anomaly_map for d in clean_dets], fpr_budget=_fpr_budget(det),
+                                      fitted_on=f"val clean images of {manifest_path.name}")
+        else:
+            threshold = fit_threshold(det, manifest_path, split="val", n_max=n_max, seed=seed)
+        fitted_on = threshold.fitted_on
+
+    painted = paint_heldout(clean_imgs, seed=seed)
+    painted_dets = run([p.image for p in painted], [f"{i}_painted" for i in clean_df["image_id"]])
+    maps = [d.anomaly_map for d in painted_dets]
+    gts = [np.asarray(p.mask, bool) for p in painted]
+    kinds = [p.kind for p in painted]
+    preds = [threshold.apply(m) for m in maps]
+    metrics: dict[str, Any] = {"detector": getattr(det, "name", type(det).__name__), "split": split,
+                               "threshold": threshold.value, "threshold_fitted_on": fitted_on,
+                               "n_clean": len(clean_df), "n_painted": len(painted), "n_artifact_images": len(art_df)}
+    metrics.update(_pixel_block("", maps, gts, kinds, preds))
+    buckets = [M.size_bucket(g) for g in gts]
+    for name, _, _ in M.SIZE_BUCKETS:
+        idx = [i for i, b in enumerate(buckets) if b == name]
+        metrics[f"pixel_ap_size_{name}"] = M.pixel_average_precision([maps[i] for i in idx], [gts[i] for i in idx])
+        metrics[f"n_size_{name}"] = len(idx)
+    metrics["fp_area_clean"] = M.false_positive_area([threshold.apply(d.anomaly_map) for d in clean_dets])
+
+    art_dets = run(_load(art_df), list(art_df["image_id"])) if len(art_df) else []
+    scores = [d.score for d in art_dets] + [d.score for d in clean_dets]
+    metrics["image_auroc_any"] = M.image_auroc(scores, [1] * len(art_dets) + [0] * len(clean_dets))
+    for k, kind in enumerate(OUTLIER_CLASSES):
+        pos = [d for d, flag in zip(art_dets, art_df[kind].astype(int)) if flag == 1]
+        metrics[f"n_images_{kind}"] = len(pos)
+        metrics[f"image_auroc_{kind}"] = M.image_auroc([d.type_scores[kind] for d in pos + clean_dets],
+                                                       [1] * len(pos) + [0] * len(clean_dets))
+    synth = _synthetic_masks(art_df, manifest_path) if len(art_df) else None
+    if synth is not None:
+        kinds_lab = [next((c for c in OUTLIER_CLASSES if int(r[c]) == 1)) for _, r in art_df.iterrows()]
+        s_maps = [d.anomaly_map for d in art_dets]
+        s_gts = [g if g.shape == m.shape else _resize_mask(g, m.shape) for g, m in zip(synth, s_maps)]
+        metrics.update(_pixel_block("labelled_", s_maps, s_gts, kinds_lab, [threshold.apply(m) for m in s_maps]))
+    metrics["seconds_per_image"] = seconds / max(n_detected, 1)
+    examples = [EvalExample(image=p.image, gt_mask=g, kind=p.kind, detection=d, pred_mask=pm)
+                for p, g, d, pm in list(zip(painted, gts, painted_dets, preds))[:n_examples]]
+    curves = {}
+    for kind in OUTLIER_CLASSES:
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        curve = M.pixel_pr_curve([maps[i] for i in idx], [gts[i] for i in idx])
+        if curve is not None:
+            curves[kind] = curve
+    return EvaluationResult(metrics=_clean_floats(metrics), examples=examples, curves=curves, threshold=threshold)
+
+
+def _resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    from dermclean.data.images import resize_map
+
+    return resize_map(mask, tuple(shape[:2]))
+
+
+def _clean_floats(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
+
+
+def evaluate_detector(detector_like: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
+                      seed: int = 0, n_max: int | None = None, overrides: dict[str, Any] | None = None,
+                      device: str | None = None) -> dict[str, Any]:
+    """Metrics dict for a detector (bundle path/URI, :class:`Detector` or :class:`ClassicalDetector`).
+
+    ``overrides`` (e.g. ``{"noise_level": 300, "guidance_scale": 5.0, "guidance": "cfg", "steps": 10}``)
+    change the detection config without re-saving anything (Ray Tune trials call this). Keys:
+    ``pixel_ap`` (first), ``pixel_ap_<type>``, ``pixel_ap_size_<small|medium|large>``, ``pixel_auroc``,
+    ``dice``, ``mean_dice``, ``dice_<type>``, ``fp_area_clean``, ``image_auroc_any``,
+    ``image_auroc_<type>``, ``labelled_*`` (synthetic masks), ``seconds_per_image``, counts.
+    """
+    return evaluate_detector_full(detector_like, manifest_path, split=split, seed=seed, n_max=n_max,
+                                  overrides=overrides, device=device, n_examples=0).metrics

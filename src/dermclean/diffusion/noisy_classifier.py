@@ -1,0 +1,246 @@
+"""Noise-aware multi-label classifier p(y | x_t, t) for classifier guidance (Wolleb et al. 2022).
+
+Wolleb et al. train a classifier on noised images ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``
+(uniform ``t``, the same forward process as the diffusion model) and guide DDIM decoding towards the
+healthy class with ``eps <- eps - sqrt(1 - abar_t) * s * grad_{x_t} log p(y = healthy | x_t)``. Here
+``y`` is multi-label over the outlier classes (ruler, ink, patches: ``constants.OUTLIER_CLASSES``), each
+an independent sigmoid, and "clean" is the target ``y = (0, 0, 0)``. At ``t = 0`` the classifier is an
+image-level artifact detector on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from torch import nn
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.diffusion.schedulers import training_scheduler
+from dermclean.diffusion.train import (
+    DiffusionBatch, check_fingerprint, endless, fingerprint, load_checkpoint, progress_bar, rng_state,
+    save_checkpoint, set_rng_state,
+)
+from dermclean.diffusion.unet import UNetConfig
+from dermclean.env import autocast
+from dermclean.modelio import register
+
+
+@dataclass
+class NoisyClassifierConfig:
+    """Typed configuration of :class:`NoisyClassifier` (saved as the model folder's ``config.json``)."""
+
+    sample_size: int = 64
+    width: int = 16
+    depth: int = 3
+    num_classes: int = 3
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.depth < 1 or self.num_classes < 1:
+            raise ValueError(f"NoisyClassifierConfig: width, depth and num_classes must be >= 1; got {self}")
+
+
+def _groups(channels: int) -> int:
+    return 8 if channels % 8 == 0 else 1
+
+
+class _ResBlock(nn.Module):
+    """Pre-activation residual block with the timestep embedding added between its two convolutions."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(F.silu(emb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class NoisyClassifier(nn.Module):
+    """``forward(x_t (B,3,H,W) in noised [-1,1] space, t (B,) or scalar) -> logits (B, num_classes)``.
+
+    ``depth`` stages of a residual block at width ``width * 2**i``, average-pooled by 2 between stages,
+    then GroupNorm, SiLU, global average pooling and a linear head. Only GroupNorm (per-sample), so
+    each sample's gradient depends on that sample alone.
+    """
+
+    def __init__(self, config: NoisyClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        w, emb_dim = config.width, config.width * 4
+        self.time_proj = Timesteps(w, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(w, emb_dim)
+        self.stem = nn.Conv2d(3, w, 3, padding=1)
+        chans = [w * 2**i for i in range(config.depth)]
+        self.blocks = nn.ModuleList(_ResBlock(cin, cout, emb_dim) for cin, cout in zip([w] + chans[:-1], chans))
+        self.norm = nn.GroupNorm(_groups(chans[-1]), chans[-1])
+        self.head = nn.Linear(chans[-1], config.num_classes)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x_t.ndim != 4 or x_t.shape[1] != 3:
+            raise ValueError(f"NoisyClassifier expects x_t of shape (B,3,H,W); got {tuple(x_t.shape)}")
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        emb = self.time_embed(self.time_proj(t).to(x_t.dtype))
+        h = self.stem(x_t)
+        for i, block in enumerate(self.blocks):
+            if i:
+                h = F.avg_pool2d(h, 2)
+            h = block(h, emb)
+        return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))
+
+
+register("noisy_classifier", NoisyClassifierConfig, NoisyClassifier)
+
+
+def _scheduler(config: NoisyClassifierConfig):
+    return training_scheduler(UNetConfig(num_train_timesteps=config.num_train_timesteps,
+                                         beta_schedule=config.beta_schedule))
+
+
+def pos_weight_from_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Class-balanced BCE ``pos_weight`` (K,) = #negatives / #positives per class over known (non-NaN)
+    entries of ``labels`` (N,K); 1 for a class with no positives or no negatives."""
+    labels = labels.float()
+    known = ~torch.isnan(labels)
+    pos = ((labels == 1) & known).sum(0).float()
+    neg = ((labels == 0) & known).sum(0).float()
+    return torch.where((pos > 0) & (neg > 0), neg / pos.clamp(min=1), torch.ones_like(pos))
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean BCE-with-logits over the known (non-NaN) entries of ``labels`` (B,K)."""
+    known = ~torch.isnan(labels)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(labels.float()),
+                                              pos_weight=pos_weight, reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1)
+
+
+def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[DiffusionBatch], *, steps: int,
+                           lr: float, device: torch.device | str, checkpoint_dir: Path | None = None,
+                           seed: int = 0, progress: bool = True, pos_weight: torch.Tensor | None = None,
+                           checkpoint_every: int = 500, amp: bool = True,
+                           on_log: Callable[[int, dict[str, float]], None] | None = None,
+                           log_every: int = 10) -> NoisyClassifier:
+    """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
+
+    ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
+    (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
+    steps and resumes from ``checkpoint_dir/checkpoint.pt``. ``on_log(step, {"loss"})``.
+    """
+    device = torch.device(device)
+    if pos_weight is None:
+        pos_weight = pos_weight_from_labels(torch.cat([b.labels for b in dataset_batches]))
+    pos_weight = pos_weight.float().to(device)
+    scheduler = _scheduler(model.config)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist()})
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
+    start, recent = 0, []
+    state = load_checkpoint(ckpt) if ckpt is not None else None
+    if state is not None:
+        check_fingerprint(state, fp, ckpt)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(generator, state["rng"])
+        start, recent = int(state["step"]), [float(x) for x in state["recent_losses"]]
+
+    stream = endless(dataset_batches, start)
+    bar = progress_bar(steps, start, enabled=progress, desc="train noisy classifier")
+    step = start
+    try:
+        while step < steps:
+            batch = next(stream)
+            x0, labels = batch.target.to(device), batch.labels.to(device)
+            eps = torch.randn(x0.shape, generator=generator, device=device)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator,
+                              device=device)
+            with autocast(device, amp):
+                logits = model(scheduler.add_noise(x0, eps, t), t)
+            loss = masked_bce(logits, labels, pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            recent = (recent + [loss.item()])[-log_every:]
+            bar.update(1)
+            bar.set_postfix(loss=f"{recent[-1]:.4f}")
+            if on_log is not None and (step % log_every == 0 or step == steps):
+                on_log(step, {"loss": sum(recent) / len(recent)})
+            if ckpt is not None and (step % checkpoint_every == 0 or step == steps):
+                save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "step": step, "rng": rng_state(generator), "fingerprint": fp,
+                                       "recent_losses": list(recent)})
+    finally:
+        bar.close()
+    return model.eval()
+
+
+def classifier_log_prob_grad(model: NoisyClassifier, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor,
+                             scale: float = 1.0) -> torch.Tensor:
+    """``scale * grad_{x_t} log p(y = target | x_t, t)`` (B,3,H,W), detached, in the model's dtype.
+
+    ``log p(y | x_t) = sum_k [ y_k log sigmoid(l_k) + (1 - y_k) log sigmoid(-l_k) ]`` over the classes
+    ``k`` whose ``target[:, k]`` (B,K) is not NaN, with ``l = model(x_t, t)``; NaN entries are left out
+    (guide on a subset of classes). ``target = 0`` everywhere is "clean": the gradient points to where
+    every artifact class is less likely. Samples are independent (GroupNorm only), so each row is the
+    gradient of its own log-probability. Wolleb et al. 2022 guidance with DDIM:
+    ``eps_hat = eps - sqrt(1 - abar_t) * classifier_log_prob_grad(model, x_t, t, target, s)``.
+    Runs with gradients enabled even inside ``torch.no_grad()``.
+    """
+    dtype = next(model.parameters()).dtype
+    target = target.to(x_t.device, dtype)
+    known = ~torch.isnan(target)
+    y = torch.nan_to_num(target)
+    with torch.enable_grad():
+        x = x_t.detach().to(dtype).requires_grad_(True)
+        logits = model(x, t).to(dtype)
+        log_p = y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
+        (grad,) = torch.autograd.grad((log_p * known).sum(), x)
+    return scale * grad.detach()
+
+
+@torch.no_grad()
+def predict_proba(model: NoisyClassifier, batches: Iterable[DiffusionBatch], *, device: torch.device | str,
+                  t: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sigmoid probabilities (N,K) at timestep ``t`` on the clean images of one pass, and labels (N,K)."""
+    device = torch.device(device)
+    model.to(device).eval()
+    probs, labels = [], []
+    for batch in batches:
+        x0 = batch.target.to(device)
+        with autocast(device):
+            logits = model(x0, torch.full((x0.shape[0],), t, device=device))
+        probs.append(torch.sigmoid(logits.float()).cpu())
+        labels.append(batch.labels.float().cpu())
+    return torch.cat(probs), torch.cat(labels)
+
+
+def auroc_per_class(probs: torch.Tensor, labels: torch.Tensor,
+                    names: tuple[str, ...] = OUTLIER_CLASSES) -> dict[str, float]:
+    """torchmetrics binary AUROC per class over known labels; classes lacking positives or negatives
+    among the known labels are left out."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    out = {}
+    for k, name in enumerate(names):
+        known = ~torch.isnan(labels[:, k])
+        y = labels[known, k].long()
+        if y.numel() and 0 < int(y.sum()) < y.numel():
+            out[name] = float(binary_auroc(probs[known, k], y))
+    return out

@@ -1,0 +1,244 @@
+"""Shortcut evidence for a set of classifiers, all tested on the same raw test and trap images.
+
+:func:`load_evaluation_data` reads, once, everything every classifier is tested on: the raw test
+split (human artifact labels), the counterfactual insertion sets (one per artifact, built on raw
+test images labelled without that artifact) and, when a trap set exists, its biased and reversed
+val/test images. :func:`evaluate_classifier` runs one classifier over all of it;
+:func:`summarize_group` turns the classifiers of one (family, variant) -- one per seed -- into
+figures with 95 % intervals (:mod:`dermclean.proof.stats`: paired bootstrap over test images,
+mean over seeds).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermclean.classifier.metrics import OperatingThreshold, auroc
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.proof.attribution import AttributionShare, attribution_share
+from dermclean.proof.counterfactual import (InsertionPredictions, InsertionSet, build_insertion_set, flip_arrays,
+                                            predict_insertions)
+from dermclean.proof.painting import Painter, heldout_painter
+from dermclean.proof.stats import Interval, bootstrap_indices, mean_of, seed_interval
+from dermclean.proof.subgroups import auroc_stat, flag_values, gap_stat
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageTable:
+    """Rows of a manifest (``df``, sorted by ``image_id``) and their images ``(N, 3, S, S)``."""
+
+    df: pd.DataFrame
+    images: torch.Tensor
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.df["melanoma"].astype(int).to_numpy()
+
+
+def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int) -> ImageTable:
+    from dermclean.data.images import load_rgb, to_tensor
+    from dermclean.data.manifest import image_paths
+
+    df = df.sort_values("image_id").reset_index(drop=True)
+    if df.empty:
+        raise ValueError(f"{manifest_path}: no rows to evaluate on")
+    images = torch.stack([to_tensor(load_rgb(p, min_size=1), size) for p in image_paths(df, manifest_path)])
+    return ImageTable(df=df, images=images)
+
+
+@dataclass(kw_only=True)
+class EvaluationData:
+    """What every classifier is tested on (see module docstring); ``trap`` is empty without a trap set."""
+
+    size: int
+    test: ImageTable
+    insertions: dict[str, InsertionSet] = field(default_factory=dict)
+    biased: dict[str, ImageTable] = field(default_factory=dict)  # "val"/"test" -> biased (aligned) rows
+    trap: dict[str, ImageTable] = field(default_factory=dict)    # "val"/"test" -> reversed rows
+    trap_artifact: str | None = None
+
+
+def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, artifacts: list[str],
+                         seed: int, trap_dir: str | os.PathLike[str] | None = None,
+                         max_insertions: int | None = None, painters: dict[str, Painter] | None = None) -> EvaluationData:
+    """Load the raw test split, build insertion sets for ``artifacts`` and read the trap set if given."""
+    from dermclean.data.images import load_rgb
+    from dermclean.data.manifest import image_paths, read_manifest
+    from dermclean.io import read_json
+    from dermclean.proof.trap import MANIFEST, TRAP
+
+    manifest = read_manifest(manifest_path)
+    test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
+    data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))
+    for k, artifact in enumerate(artifacts):
+        rows = data.test.df[pd.to_numeric(data.test.df[artifact], errors="coerce").eq(0).fillna(False).to_numpy()]
+        if max_insertions:
+            rows = rows.iloc[:max_insertions]
+        if rows.empty:
+            continue
+        images = [load_rgb(p, min_size=1) for p in image_paths(rows, manifest_path)]
+        painter = (painters or {}).get(artifact) or heldout_painter(artifact)
+        data.insertions[artifact] = build_insertion_set(images, rows["melanoma"].astype(int).to_numpy(),
+                                                        artifact=artifact, painter=painter, size=size,
+                                                        seed=seed + 1000 * (k + 1))
+    if trap_dir is not None and (Path(trap_dir) / MANIFEST).is_file():
+        trap_dir = Path(trap_dir)
+        biased, trap = read_manifest(trap_dir / MANIFEST), read_manifest(trap_dir / TRAP)
+        for split in ("val", "test"):
+            data.biased[split] = load_table(biased[biased["split"] == split], trap_dir / MANIFEST, size=size)
+            data.trap[split] = load_table(trap[trap["split"] == split], trap_dir / TRAP, size=size)
+            if list(data.biased[split].df["image_id"]) != list(data.trap[split].df["image_id"]):
+                raise ValueError(f"{trap_dir}: biased and trap {split} rows differ; rebuild the trap set")
+        data.trap_artifact = read_json(trap_dir / "trap.json")["artifact"]
+    return data
+
+
+@dataclass(kw_only=True)
+class ClassifierEvaluation:
+    """One classifier's predictions on :class:`EvaluationData` (all ``p_malignant`` arrays ``(N,)``)."""
+
+    family: str
+    variant: str
+    seed: int
+    threshold: float
+    p_test: np.ndarray
+    insertions: dict[str, InsertionPredictions] = field(default_factory=dict)
+    attribution: dict[str, AttributionShare] = field(default_factory=dict)
+    p_biased: dict[str, np.ndarray] = field(default_factory=dict)
+    p_trap: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | float, data: EvaluationData, *,
+                        family: str, variant: str, seed: int, batch_size: int = 64,
+                        device: str | torch.device | None = None, attribution: bool = True) -> ClassifierEvaluation:
+    """Predict every evaluation set with ``model``; Grad-CAM shares on the painted insertion images."""
+    from dermclean.classifier.train import predict_proba
+
+    t = float(threshold.threshold if isinstance(threshold, OperatingThreshold) else threshold)
+    out = ClassifierEvaluation(family=family, variant=variant, seed=seed, threshold=t,
+                               p_test=predict_proba(model, data.test.images, batch_size=batch_size, device=device))
+    for artifact, ins in data.insertions.items():
+        out.insertions[artifact] = predict_insertions(model, ins, batch_size=batch_size, device=device)
+        if attribution:
+            out.attribution[artifact] = attribution_share(model, ins.painted, ins.masks, batch_size=batch_size,
+                                                          device=device)
+    for split, table in data.biased.items():
+        out.p_biased[split] = predict_proba(model, table.images, batch_size=batch_size, device=device)
+        out.p_trap[split] = predict_proba(model, data.trap[split].images, batch_size=batch_size, device=device)
+    return out
+
+
+def prediction_table(data: EvaluationData, evaluation: ClassifierEvaluation) -> pd.DataFrame:
+    """The raw test rows with this classifier's ``p_malignant`` (input of the Evidently report)."""
+    cols = ["image_id", "melanoma", *OUTLIER_CLASSES]
+    table = data.test.df[cols].copy()
+    table["p_malignant"] = evaluation.p_test
+    return table
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plans:
+    """Shared bootstrap resamples per evaluation set (the same for every classifier: paired)."""
+
+    test: np.ndarray
+    insertions: dict[str, np.ndarray]
+    trap: dict[str, np.ndarray]
+
+
+def make_plans(data: EvaluationData, *, n_boot: int, seed: int) -> Plans:
+    return Plans(test=bootstrap_indices(len(data.test.df), n_boot=n_boot, seed=seed),
+                 insertions={a: bootstrap_indices(len(s.melanoma), n_boot=n_boot, seed=seed + 1 + k)
+                             for k, (a, s) in enumerate(data.insertions.items())},
+                 trap={s: bootstrap_indices(len(t.df), n_boot=n_boot, seed=seed + 100 + k)
+                       for k, (s, t) in enumerate(data.trap.items())})
+
+
+def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) -> dict[str, tuple[list, str]]:
+    """``name -> (one statistic per seed, name of its bootstrap plan)`` for one (family, variant)."""
+    y = data.test.y
+    stats: dict[str, tuple[list, str]] = {}
+    stats["auroc_test"] = ([auroc_stat(y, e.p_test) for e in evals], "test")
+    for flag in OUTLIER_CLASSES:
+        f = flag_values(data.test.df, flag)
+        stats[f"subgroups/{flag}/auroc_with"] = ([auroc_stat(y, e.p_test, f == 1) for e in evals], "test")
+        stats[f"subgroups/{flag}/auroc_without"] = ([auroc_stat(y, e.p_test, f == 0) for e in evals], "test")
+        stats[f"subgroups/{flag}/gap"] = ([gap_stat(y, e.p_test, f) for e in evals], "test")
+    for artifact, ins in data.insertions.items():
+        plan = f"insertion/{artifact}"
+        for version in ("painted", "control"):
+            arrays = [flip_arrays(e.insertions[artifact].original, getattr(e.insertions[artifact], version),
+                                  ins.melanoma, e.threshold).statistics() for e in evals]
+            for name in arrays[0]:
+                stats[f"counterfactual/{artifact}/{version}/{name}"] = ([a[name] for a in arrays], plan)
+        if all(artifact in e.attribution for e in evals):
+            stats[f"attribution/{artifact}/share_in_mask"] = ([mean_of(e.attribution[artifact].share) for e in evals], plan)
+            stats[f"attribution/{artifact}/mask_area"] = ([mean_of(e.attribution[artifact].area) for e in evals], plan)
+    for split in data.trap:
+        yb, yt = data.biased[split].y, data.trap[split].y
+        plan = f"trap/{split}"
+        stats[f"trap/{split}/biased_auroc"] = ([auroc_stat(yb, e.p_biased[split]) for e in evals], plan)
+        stats[f"trap/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap[split]) for e in evals], plan)
+        stats[f"trap/{split}/gap"] = ([_gap(auroc_stat(yb, e.p_biased[split]), auroc_stat(yt, e.p_trap[split]))
+                                       for e in evals], plan)
+    return stats
+
+
+def _gap(a, b):
+    return lambda idx: a(idx) - b(idx)
+
+
+def plan_indices(plans: Plans, name: str) -> np.ndarray:
+    if name == "test":
+        return plans.test
+    kind, key = name.split("/", 1)
+    return plans.insertions[key] if kind == "insertion" else plans.trap[key]
+
+
+def summarize_group(data: EvaluationData, evals: list[ClassifierEvaluation], plans: Plans) -> dict[str, Interval]:
+    """Every figure of one (family, variant) as an :class:`Interval` over its seeds (flat keys)."""
+    evals = sorted(evals, key=lambda e: e.seed)
+    return {name: seed_interval(seed_stats, plan_indices(plans, plan))
+            for name, (seed_stats, plan) in group_statistics(data, evals).items()}
+
+
+def paired_difference(data: EvaluationData, a: list[ClassifierEvaluation], b: list[ClassifierEvaluation],
+                      name: str, plans: Plans) -> Interval:
+    """``figure(a) - figure(b)`` (mean over seeds) with a paired interval; seeds matched by number."""
+    sa, sb = group_statistics(data, sorted(a, key=lambda e: e.seed)), group_statistics(data, sorted(b, key=lambda e: e.seed))
+    seeds_a, seeds_b = [e.seed for e in sorted(a, key=lambda e: e.seed)], [e.seed for e in sorted(b, key=lambda e: e.seed)]
+    if seeds_a != seeds_b:
+        raise ValueError(f"paired difference of {name}: seeds {seeds_a} vs {seeds_b}; expected the same seeds")
+    stats = [_gap(x, y) for x, y in zip(sa[name][0], sb[name][0])]
+    return seed_interval(stats, plan_indices(plans, sa[name][1]))
+
+
+def point(values: dict[str, Interval], name: str) -> float:
+    return values[name].mean if name in values else float("nan")
+
+
+def as_nested(values: dict[str, Interval]) -> dict[str, Any]:
+    """Flat ``a/b/c`` keys -> nested dicts of ``Interval.as_dict()`` (JSON-ready, NaN -> None)."""
+    out: dict[str, Any] = {}
+    for key, interval in values.items():
+        node = out
+        *parents, leaf = key.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                      for k, v in interval.as_dict().items()}
+    return out
+
+
+def val_trap_gap(evals: list[ClassifierEvaluation], data: EvaluationData) -> float:
+    """Mean over seeds of the validation trap gap, AUROC(biased val) - AUROC(trap val)."""
+    if "val" not in data.trap:
+        return float("nan")
+    return float(np.mean([auroc(data.biased["val"].y, e.p_biased["val"]) - auroc(data.trap["val"].y, e.p_trap["val"])
+                          for e in evals]))

@@ -1,0 +1,234 @@
+"""Image-conditioned diffusion (Baugh et al., "Image-Conditioned Diffusion Models for Medical Anomaly
+Detection", UNSURE 2024): training data, training, restoration and the difference-map detector.
+
+Model: :class:`~dermclean.diffusion.unet.DermUNet` with ``cond_image_channels=3, num_classes=0``;
+the corrupted image is concatenated to ``x_t`` on the channel axis and the model learns eps for the
+*clean* original (same DDPM objective and machinery as the guided model: :mod:`dermclean.diffusion.train`).
+
+Training pairs: real images whose labels say they carry none of ruler/ink/patches, each corrupted
+with :func:`dermclean.data.artifacts.paint_random` (fresh artifacts every step) except an
+``untouched_fraction`` (~20 %) left as they are, so the model also learns to copy clean skin. Styles
+in ``HELDOUT_STYLES`` are never painted in training; the removal evaluation reports them apart, so
+we measure "remove what does not belong" rather than "undo one renderer".
+
+Inference: :func:`imagecond_restore` samples the clean image with deterministic DDIM (eta = 0),
+by default from pure noise at t = T-1 ("trailing" timestep spacing, so the first step really starts
+at pure noise), the corrupted image always visible through the condition (Baugh et al., ~50 steps).
+With ``noise_level=L`` it instead starts from the corrupted image noised to L (faster, closer to
+the input). :func:`imagecond_anomaly_map` is ``|x - x_hat|`` summed over channels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.diffusion.schedulers import ddim_scheduler, training_scheduler
+from dermclean.diffusion.train import DiffusionBatch, TrainConfig, train_diffusion
+from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.env import autocast
+
+
+@dataclass
+class CorruptionConfig:
+    """How training images are corrupted (``params["imagecond"]``)."""
+
+    untouched_fraction: float = 0.2
+    kinds: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
+    n_min: int = 1
+    n_max: int = 2
+
+    def __post_init__(self) -> None:
+        self.kinds = list(self.kinds)
+        if not 0.0 <= self.untouched_fraction <= 1.0:
+            raise ValueError(f"untouched_fraction must be in [0, 1]; got {self.untouched_fraction}")
+        if not 1 <= self.n_min <= self.n_max:
+            raise ValueError(f"expected 1 <= n_min <= n_max; got n_min={self.n_min}, n_max={self.n_max}")
+
+
+@dataclass
+class TrainingPair:
+    """One training example: ``target`` (clean) and ``corrupted`` uint8 ``S x S x 3``."""
+
+    target: np.ndarray
+    corrupted: np.ndarray
+    mask: np.ndarray            # bool S x S, union of painted masks (all False when untouched)
+    styles: list[str]           # styles painted ("kind/style" as the renderer reports them)
+    untouched: bool
+
+
+def heldout_styles() -> Any:
+    """The renderer styles held out of training (``dermclean.data.artifacts.HELDOUT_STYLES``)."""
+    from dermclean.data.artifacts import HELDOUT_STYLES
+
+    return HELDOUT_STYLES
+
+
+def corrupt(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfig) -> TrainingPair:
+    """Paint random artifacts (never a held-out style) onto ``image`` unless it is drawn untouched."""
+    from dermclean.data.artifacts import paint_random
+
+    if rng.random() < config.untouched_fraction:
+        return TrainingPair(target=image, corrupted=image.copy(), mask=np.zeros(image.shape[:2], bool),
+                            styles=[], untouched=True)
+    painted = paint_random(image, rng, kinds=config.kinds, n_min=config.n_min, n_max=config.n_max,
+                           exclude_styles=heldout_styles())
+    mask = np.zeros(image.shape[:2], bool)
+    for m in painted.masks.values():
+        mask |= np.asarray(m, dtype=bool)
+    return TrainingPair(target=image, corrupted=painted.image, mask=mask, styles=list(painted.styles),
+                        untouched=False)
+
+
+def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 N x S x S x 3 -> float (N,3,S,S) in [-1, 1]."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return (x / 127.5 - 1.0).contiguous()
+
+
+class ImagecondBatches:
+    """Endless, resumable batches of corrupted/clean pairs as :class:`DiffusionBatch`.
+
+    Batch ``k`` draws its images and artifacts from ``np.random.default_rng([seed, k])``, so
+    ``iter_from(k)`` resumes exactly and no two steps see the same corruption.
+    """
+
+    def __init__(self, images: np.ndarray | Sequence[np.ndarray], *, batch_size: int, seed: int,
+                 corruption: CorruptionConfig) -> None:
+        if len(images) == 0:
+            raise ValueError("train_imagecond: no clean training images (labels with none of ruler/ink/patches); "
+                             "expected at least one")
+        self.images, self.batch_size, self.seed, self.corruption = images, batch_size, seed, corruption
+
+    def batch(self, k: int) -> DiffusionBatch:
+        rng = np.random.default_rng([self.seed, k])
+        idx = rng.integers(0, len(self.images), size=self.batch_size)
+        pairs = [corrupt(np.asarray(self.images[i]), rng, self.corruption) for i in idx]
+        return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None,
+                              cond_image=_stack([p.corrupted for p in pairs]))
+
+    def iter_from(self, step: int) -> Iterator[DiffusionBatch]:
+        k = step
+        while True:
+            yield self.batch(k)
+            k += 1
+
+    def __iter__(self) -> Iterator[DiffusionBatch]:
+        return self.iter_from(0)
+
+
+def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
+                          attention: bool = False) -> UNetConfig:
+    """The UNet config of the image-conditioned model: 3 condition channels, no class condition."""
+    return UNetConfig(sample_size=sample_size, cond_image_channels=3, num_classes=0,
+                      block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
+                      attention=attention)
+
+
+def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
+    config = getattr(model, "config", None)
+    if not isinstance(config, UNetConfig) or config.cond_image_channels != config.channels:
+        raise ValueError(f"{where}: expected the image-conditioned UNet (cond_image_channels=3, e.g. "
+                         f"models/imagecond); got {config}")
+
+
+def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_config: UNetConfig,
+                    train_config: TrainConfig, *, checkpoint_dir: str | os.PathLike[str],
+                    device: torch.device | str, seed: int, corruption: CorruptionConfig | None = None,
+                    on_log: Callable[[int, dict[str, float]], None] | None = None,
+                    progress: bool = True) -> DermUNet:
+    """Train the image-conditioned model; returns the EMA model (eval mode).
+
+    ``dataset_images``: clean uint8 ``S x S x 3`` images at ``unet_config.sample_size``.
+    Resumes from ``checkpoint_dir`` like :func:`dermclean.diffusion.train.train_diffusion`.
+    """
+    if unet_config.cond_image_channels != unet_config.channels or unet_config.num_classes:
+        raise ValueError(f"train_imagecond: expected cond_image_channels={unet_config.channels} and "
+                         f"num_classes=0; got {unet_config}")
+    size = unet_config.sample_size
+    bad = [i for i, im in enumerate(dataset_images) if np.asarray(im).shape != (size, size, 3)]
+    if bad:
+        raise ValueError(f"train_imagecond: images {bad[:5]} are not {size}x{size}x3 uint8; resize them first")
+    torch.manual_seed(seed)
+    model = DermUNet(unet_config)
+    batches = ImagecondBatches(dataset_images, batch_size=train_config.batch_size, seed=seed,
+                               corruption=corruption or CorruptionConfig())
+    result = train_diffusion(model, batches, train_config, checkpoint_dir=Path(checkpoint_dir), device=device,
+                             on_log=on_log, progress=progress)
+    return result.model
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> tuple[DDIMScheduler, list[int]]:
+    """DDIM scheduler and the timesteps to visit (descending) for ``steps`` steps from T-1 or from L."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    base = ddim_scheduler(config)
+    big_t = config.num_train_timesteps
+    if noise_level is None:
+        scheduler = DDIMScheduler.from_config(base.config, timestep_spacing="trailing")
+        scheduler.set_timesteps(min(steps, big_t))
+        return scheduler, [int(t) for t in scheduler.timesteps]
+    if not 1 <= noise_level < big_t:
+        raise ValueError(f"noise_level must be in [1, {big_t - 1}] or None (pure noise); got {noise_level}")
+    ratio = max(1, round(noise_level / steps))
+    base.set_timesteps(big_t // ratio)
+    return base, [int(t) for t in base.timesteps if 0 <= int(t) <= noise_level]
+
+
+@torch.no_grad()
+def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int, noise_level: int | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clean estimate ``(B,3,S,S)`` in [-1, 1] of ``x_corrupted`` ``(B,3,S,S)`` in [-1, 1].
+
+    Deterministic DDIM (eta = 0) conditioned on ``x_corrupted``: from pure noise (``noise_level=None``,
+    Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``. The initial noise comes from
+    ``generator`` (default: seeded with 0, so the result is reproducible).
+    """
+    check_imagecond(model)
+    device = x_corrupted.device
+    cond = x_corrupted.float()
+    scheduler, timesteps = _sampling_plan(model.config, steps, noise_level)
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(0)
+    noise = torch.randn(cond.shape, generator=generator, device=device)
+    if noise_level is None:
+        x = noise
+    else:
+        x = training_scheduler(model.config).add_noise(cond, noise, torch.tensor([timesteps[0]], device=device))
+    for t in timesteps:
+        tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
+        with autocast(device):
+            eps = model(x, tt, None, cond).float()
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+    return x.clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def imagecond_anomaly_map(model: DermUNet, x: torch.Tensor, *, steps: int, noise_level: int | None = None,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Anomaly map ``(B,S,S)`` = ``|x - imagecond_restore(x)|`` summed over channels (range [0, 6])."""
+    restored = imagecond_restore(model, x, steps=steps, noise_level=noise_level, generator=generator)
+    return (x.float() - restored).abs().sum(dim=1)
+
+
+def load_imagecond(path_or_uri: str | os.PathLike[str], *, device: torch.device | str = "cpu"
+                   ) -> tuple[DermUNet, dict[str, Any]]:
+    """Load an image-conditioned model folder (or MLflow URI): ``(model in eval mode, meta)``."""
+    from dermclean.modelio import load_model_dir
+    from dermclean.tracking import resolve_model
+
+    folder = resolve_model(path_or_uri)
+    model, _, meta = load_model_dir(folder, device=device, expect_kind="unet")
+    check_imagecond(model, where=str(folder))
+    return model, meta

@@ -1,0 +1,193 @@
+"""The ``promote`` stage: register trained models and move ``champion`` / ``challenger`` aliases.
+
+For every model found by :func:`~dermclean.tracking.promotion_inputs.discover_models` it registers
+a version (idempotent: the same ``model_uri`` reuses its version), gates it
+(:mod:`dermclean.tracking.promotion`) and records on the version:
+
+- tags ``promotion.passed``, ``promotion.reason`` (each gate with its numbers),
+  ``promotion.metrics`` (the figures gated, JSON), ``promotion.role`` and ``promotion.role_reason``;
+- a description with the same reason and role.
+
+A version that already carries a decision for the same metrics keeps it, and a role only changes
+when the alias does, so rerunning with the same inputs changes nothing. A champion is replaced only
+by a version that passes and ranks strictly above it. The raw classifier is the reference: its
+first version becomes champion when it has none.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from dermclean.config import from_dict
+from dermclean.tracking.promotion import (
+    AliasChoice, ClassifierGates, ClassifierMetrics, Decision, DetectorGates, DetectorMetrics, Outcome,
+    choose_aliases, classifier_decision, detector_decision)
+from dermclean.tracking.promotion_inputs import (
+    RAW_VARIANT, TrainedModel, classifier_metrics, detector_metrics, discover_models, read_metrics_file)
+from dermclean.tracking.registry import get_alias_version, register_model_version, set_alias
+
+MAX_TAG = 5000
+
+
+def _metrics_json(metrics: DetectorMetrics | ClassifierMetrics | None) -> str:
+    return json.dumps(asdict(metrics) if metrics is not None else None, sort_keys=True)
+
+
+def _recorded_metrics(mv: ModelVersion | None, cls: type):
+    if mv is None or "promotion.metrics" not in mv.tags:
+        return None
+    data = json.loads(mv.tags["promotion.metrics"])
+    return cls(**data) if isinstance(data, dict) else None
+
+
+def _raw_reference(shortcut: dict[str, Any], seed: int, seeds: list[int]) -> tuple[ClassifierMetrics | None, str]:
+    same = classifier_metrics(shortcut, RAW_VARIANT, seed)
+    if same is not None:
+        return same, f"raw seed{seed}"
+    others = [m for s in seeds if (m := classifier_metrics(shortcut, RAW_VARIANT, s)) is not None]
+    if not others:
+        return None, "raw"
+
+    def mean(name: str) -> float | None:
+        values = [getattr(m, name) for m in others if getattr(m, name) is not None]
+        return sum(values) / len(values) if values else None
+
+    return ClassifierMetrics(id_auroc=mean("id_auroc"), trap_auroc=mean("trap_auroc"),
+                             flip_rate=mean("flip_rate")), "raw (mean over seeds)"
+
+
+class _Promoter:
+    def __init__(self, *, params: dict[str, Any], metrics_dir: Path) -> None:
+        section = params.get("promote") or {}
+        self.detector_gates = from_dict(DetectorGates, section.get("detector"), where="params promote.detector")
+        self.classifier_gates = from_dict(ClassifierGates, section.get("classifier"), where="params promote.classifier")
+        self.detection = read_metrics_file(metrics_dir / "detection_eval.json")
+        self.shortcut = read_metrics_file(metrics_dir / "shortcut.json")
+        self.client = MlflowClient()
+
+    def metrics_of(self, model: TrainedModel):
+        if model.variant:
+            return classifier_metrics(self.shortcut, model.variant, model.seed)
+        return detector_metrics(self.detection, model.kind)
+
+    def decide(self, model: TrainedModel, metrics, champion: ModelVersion | None, seeds: list[int]) -> Decision:
+        if model.variant == RAW_VARIANT:
+            return Decision(passed=True, note="reference model trained on raw data; cleaned variants are gated against it")
+        if model.variant:
+            raw, label = _raw_reference(self.shortcut, model.seed, seeds)
+            candidate = metrics or ClassifierMetrics(id_auroc=None, trap_auroc=None, flip_rate=None)
+            return classifier_decision(candidate, raw, gates=self.classifier_gates, raw_label=label)
+        candidate = metrics or DetectorMetrics(pixel_ap=None, image_auroc=None)
+        return detector_decision(candidate, _recorded_metrics(champion, DetectorMetrics) if champion else None,
+                                 gates=self.detector_gates, champion_version=champion.version if champion else None)
+
+    def promote_model(self, name: str, models: list[TrainedModel]) -> dict[str, Any]:
+        metrics_cls = ClassifierMetrics if models[0].variant else DetectorMetrics
+        seeds = sorted({m.seed for m in models if m.seed is not None})
+        champion = get_alias_version(name, "champion")
+        versions: dict[str, tuple[TrainedModel, ModelVersion]] = {}
+        outcomes: list[Outcome] = []
+        for model in models:
+            mv = register_model_version(model.model_uri, name, tags=model.tags)
+            metrics = self.metrics_of(model)
+            if mv.tags.get("promotion.passed") and mv.tags.get("promotion.metrics") == _metrics_json(metrics):
+                passed = mv.tags["promotion.passed"] == "true"
+            else:
+                decision = self.decide(model, metrics, champion, seeds)
+                passed = decision.passed
+                mv = self._record(mv, {"promotion.passed": str(passed).lower(),
+                                       "promotion.reason": decision.reason[:MAX_TAG],
+                                       "promotion.metrics": _metrics_json(metrics)})
+            versions[mv.version] = (model, mv)
+            outcomes.append(Outcome(version=mv.version, passed=passed, rank=metrics.rank() if metrics else None))
+        if models[0].variant == RAW_VARIANT:
+            choice = self._raw_choice(name, champion, outcomes)
+        else:
+            choice = choose_aliases(current_champion=champion.version if champion else None,
+                                    champion_rank=(m.rank() if (m := _recorded_metrics(champion, metrics_cls)) else None),
+                                    outcomes=outcomes)
+        self._apply(name, choice, champion, versions)
+        return self._report(name, versions)
+
+    def _raw_choice(self, name: str, champion: ModelVersion | None, outcomes: list[Outcome]) -> AliasChoice:
+        if champion is not None:
+            current, why = champion.version, f"v{champion.version} stays the raw reference champion"
+        else:
+            every = self.client.search_model_versions(f"name = '{name}'")
+            current = str(min(int(v.version) for v in every))
+            why = f"v{current} is the first raw version: the reference every cleaned variant is gated against"
+        rest = [o for o in outcomes if o.version != current]
+        runner = max(rest, key=lambda o: (o.rank or (), -int(o.version)), default=None)
+        return AliasChoice(champion=current, challenger=runner.version if runner else None, why=why)
+
+    def _record(self, mv: ModelVersion, tags: dict[str, str]) -> ModelVersion:
+        for key, value in tags.items():
+            if mv.tags.get(key) != value:
+                self.client.set_model_version_tag(mv.name, mv.version, key, value)
+        fresh = self.client.get_model_version(mv.name, mv.version)
+        description = (f"Promotion: {fresh.tags.get('promotion.reason', '')}\n"
+                       f"Role: {fresh.tags.get('promotion.role', 'undecided')} — {fresh.tags.get('promotion.role_reason', '')}")
+        if fresh.description != description:
+            self.client.update_model_version(mv.name, mv.version, description=description)
+            fresh = self.client.get_model_version(mv.name, mv.version)
+        return fresh
+
+    def _apply(self, name: str, choice: AliasChoice, old: ModelVersion | None,
+               versions: dict[str, tuple[TrainedModel, ModelVersion]]) -> None:
+        if choice.champion is not None:
+            set_alias(name, "champion", choice.champion)
+        if choice.challenger is not None:
+            set_alias(name, "challenger", choice.challenger)
+        dethroned = old.version if old is not None and choice.champion != old.version else None
+        if dethroned is not None and dethroned not in versions:
+            self._record(self.client.get_model_version(name, dethroned),
+                         {"promotion.role": "challenger", "promotion.role_reason": f"superseded as champion: {choice.why}"})
+        for version, (model, mv) in versions.items():
+            role = "champion" if version == choice.champion else "challenger"
+            if mv.tags.get("promotion.role") == role:
+                continue
+            if role == "champion":
+                reason = choice.why
+            elif version == dethroned:
+                reason = f"superseded as champion: {choice.why}"
+            elif mv.tags.get("promotion.passed") != "true":
+                reason = "did not pass its gates"
+            else:
+                reason = f"passed its gates; champion is v{choice.champion} ({choice.why})"
+            versions[version] = (model, self._record(mv, {"promotion.role": role, "promotion.role_reason": reason}))
+
+    def _report(self, name: str, versions: dict[str, tuple[TrainedModel, ModelVersion]]) -> dict[str, Any]:
+        champion, challenger = get_alias_version(name, "champion"), get_alias_version(name, "challenger")
+        rows = []
+        for version, (model, _) in sorted(versions.items(), key=lambda kv: int(kv[0])):
+            mv = self.client.get_model_version(name, version)
+            rows.append({"version": int(version), "run_id": model.run_id, "model_uri": model.model_uri,
+                         "record": str(model.record), **model.tags,
+                         "passed": mv.tags.get("promotion.passed") == "true",
+                         "reason": mv.tags.get("promotion.reason", ""),
+                         "metrics": json.loads(mv.tags.get("promotion.metrics", "null")),
+                         "role": mv.tags.get("promotion.role"),
+                         "role_reason": mv.tags.get("promotion.role_reason", "")})
+        return {"champion": int(champion.version) if champion else None,
+                "challenger": int(challenger.version) if challenger else None, "versions": rows}
+
+
+def promote(*, params: dict[str, Any], models_dir: str | Path, metrics_dir: str | Path) -> dict[str, Any]:
+    """Register every trained model under ``models_dir`` and set aliases; return the decisions report.
+
+    Needs MLflow configured (:func:`dermclean.tracking.configure_tracking`). The report maps each
+    registered model name to its champion, challenger and one row per version of this run.
+    """
+    promoter = _Promoter(params=params, metrics_dir=Path(metrics_dir))
+    by_name: dict[str, list[TrainedModel]] = {}
+    for model in discover_models(models_dir):
+        by_name.setdefault(model.registered_name, []).append(model)
+    report = {name: promoter.promote_model(name, models) for name, models in sorted(by_name.items())}
+    return {"gates": {"detector": asdict(promoter.detector_gates), "classifier": asdict(promoter.classifier_gates)},
+            "registered_models": report}

@@ -1,0 +1,157 @@
+"""Classifier: shapes, model folders, training, thresholds and the ``classify`` contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermclean.classifier.metrics import auroc, fit_operating_threshold
+from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
+from dermclean.classifier.train import LabelledImages, augment, predict_proba, train_classifier
+
+
+def tiny_config(**kw) -> ClassifierConfig:
+    return ClassifierConfig(**{"arch": "resnet10", "width": 4, "image_size": 16, **kw})
+
+
+def separable(n: int, seed: int, size: int = 16) -> LabelledImages:
+    """Melanoma images are reddish, benign ones bluish (plus noise): a signal any CNN learns."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = 0.3 * torch.randn(n, 3, size, size, generator=g)
+    x[:, 0] += torch.where(y == 1, 0.6, -0.6)[:, None, None]
+    x[:, 2] -= torch.where(y == 1, 0.6, -0.6)[:, None, None]
+    return LabelledImages(images=x.clamp(-1, 1), melanoma=y.numpy())
+
+
+@pytest.mark.parametrize("arch,width,size", [("resnet18", 8, 32), ("resnet10", 4, 16)])
+def test_forward_shapes(arch, width, size):
+    model = build_classifier(ClassifierConfig(arch=arch, width=width, image_size=size))
+    assert model(torch.zeros(3, 3, size, size)).shape == (3,)
+    wide = build_classifier(ClassifierConfig(arch=arch, width=width, image_size=size, num_classes=2))
+    assert wide(torch.zeros(2, 3, size, size)).shape == (2, 2)
+
+
+def test_width_64_is_torchvision_resnet18():
+    import torchvision
+
+    ours = build_classifier(ClassifierConfig(width=64))
+    ref = torchvision.models.resnet18(weights=None, num_classes=1)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+
+
+def test_unknown_arch_refused():
+    with pytest.raises(ValueError, match="resnet18"):
+        ClassifierConfig(arch="vgg")
+
+
+def test_model_folder_round_trip(tmp_path):
+    from dermclean.classifier.metrics import OperatingThreshold
+
+    cfg = tiny_config()
+    model = build_classifier(cfg).eval()
+    thr = OperatingThreshold(threshold=0.42, method="youden", sensitivity=0.8, specificity=0.7, n_val=10)
+    save_classifier(tmp_path / "m", module=model, config=cfg, threshold=thr, meta={"variant": "raw"})
+    loaded = load_classifier(tmp_path / "m", device="cpu")
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(loaded.module(x), model(x))
+    assert loaded.threshold == thr and loaded.config == cfg and loaded.meta == {"variant": "raw"}
+
+
+def test_init_weights_loaded_from_local_file(tmp_path):
+    source = build_classifier(tiny_config())
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    model = build_classifier(tiny_config(init_weights=str(tmp_path / "w.pt")), load_init=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), source.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        build_classifier(tiny_config(init_weights=str(tmp_path / "missing.pt")), load_init=True)
+
+
+def test_augment_keeps_every_pixel():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    out = augment(x, torch.Generator().manual_seed(0))
+    for i in range(2):
+        assert torch.equal(out[i].flatten().sort().values, x[i].flatten().sort().values)
+
+
+def test_training_reduces_loss_on_separable_set():
+    train, val = separable(48, 0), separable(24, 1)
+    model, history = train_classifier(train, val, tiny_config(), epochs=4, batch_size=16, lr=0.01, seed=0,
+                                      device="cpu", progress=False)
+    losses = [e.train_loss for e in history.epochs]
+    assert losses[-1] < losses[0]
+    assert 1 <= history.best_epoch <= 4
+    assert history.best_val_auroc == max(e.val_auroc for e in history.epochs)
+    assert auroc(val.melanoma, predict_proba(model, val, batch_size=8, device="cpu")) > 0.9
+
+
+def test_auroc_hand_worked():
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    assert auroc(y, p) == pytest.approx(0.75)  # 3 of 4 (malignant, benign) pairs ranked right
+    assert auroc(y, np.full(4, 0.5)) == pytest.approx(0.5)  # ties count one half
+    assert np.isnan(auroc(np.zeros(3), np.arange(3)))
+
+
+def test_operating_threshold_hand_worked():
+    y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    # thresholds 0.8 / 0.4 / 0.35 / 0.1 give J = 0.5 / 0 / 0.5 / 0; ties go to the higher threshold
+    youden = fit_operating_threshold(p, y)
+    assert (youden.threshold, youden.sensitivity, youden.specificity) == (0.8, 0.5, 1.0)
+    sens = fit_operating_threshold(p, y, method="sensitivity", target_sensitivity=0.9)
+    assert (sens.threshold, sens.sensitivity, sens.specificity) == (0.35, 1.0, 0.5)
+    with pytest.raises(ValueError, match="both"):
+        fit_operating_threshold(p, np.zeros(4))
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+    from dermclean.data.images import save_png
+
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.jpg", "c.PNG"):
+        arr = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        if name.endswith(".jpg"):
+            from PIL import Image
+
+            folder.mkdir(exist_ok=True)
+            Image.fromarray(arr).save(folder / name)
+        else:
+            save_png(folder / name, arr)
+    return folder
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    return save_classifier(tmp_path / "model", module=build_classifier(cfg), config=cfg, threshold=None)
+
+
+def test_classify_dir_contract(image_dir, model_dir, tmp_path):
+    from dermclean.data.images import load_rgb, to_tensor
+
+    out = run_classify_dir(image_dir, tmp_path / "out" / "p.csv", model=str(model_dir), device="cpu", batch_size=2)
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["image", "p_malignant"]
+    assert list(df["image"]) == ["a.jpg", "b.png", "c.PNG"]
+    assert df["p_malignant"].between(0, 1).all()
+    clf = load_classifier(model_dir, device="cpu")
+    expect = predict_proba(clf.module, torch.stack([to_tensor(load_rgb(image_dir / n), 16) for n in df["image"]]),
+                           device="cpu")
+    np.testing.assert_allclose(df["p_malignant"], expect, atol=1e-5)
+    assert not [p for p in out.parent.iterdir() if p.name != "p.csv"]  # no temporary left behind
+
+
+def test_classify_dir_bad_model_and_bad_image(image_dir, model_dir, tmp_path):
+    from dermclean.tracking import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="--model"):
+        run_classify_dir(image_dir, tmp_path / "p.csv", model=str(tmp_path / "nowhere"))
+    (image_dir / "d.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="d.png"):
+        run_classify_dir(image_dir, tmp_path / "p.csv", model=str(model_dir), device="cpu")
+    assert not (tmp_path / "p.csv").exists()
