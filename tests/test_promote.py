@@ -175,7 +175,8 @@ def test_promote_registers_gates_and_is_idempotent(store):
     assert detector["challenger"] == rows["guided"]["version"]
     assert rows["guided"]["role"] == "challenger" and "passed its gates" in rows["guided"]["role_reason"]
     raw = models["dermclean-classifier-raw"]
-    assert raw["champion"] == 1 and "first raw version" in raw["versions"][0]["role_reason"]
+    assert raw["champion"] == 1 and raw["versions"][0]["role"] == "champion"
+    assert "first raw version" in raw["versions"][0]["role_reason"] and raw["versions"][1]["role"] == "challenger"
     inpaint = {r["seed"]: r for r in models["dermclean-classifier-inpaint"]["versions"]}
     assert inpaint["0"]["passed"] and not inpaint["1"]["passed"]
     assert "id_auroc 0.8000 < raw seed1 0.8400 - 0.02" in inpaint["1"]["reason"]

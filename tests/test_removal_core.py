@@ -13,7 +13,7 @@ from dermclean.removal.engine import RemovalConfig, make_remover, paste
 from dermclean.removal.imagecond import imagecond_anomaly_map, imagecond_restore, imagecond_unet_config
 from dermclean.removal.inpaint import InpaintConfig, repaint
 from dermclean.removal.masks import MaskError, dilate_mask, fit_mask
-from dermclean.removal.metrics import PSNR_CAP, masked_psnr, masked_ssim, region_scores
+from dermclean.removal.metrics import PSNR_CAP, masked_psnr, masked_ssim, region_scores, window_free
 from dermclean.removal.telea import telea_inpaint
 
 CFG = RemovalConfig(steps=2, jump_length=1, jump_n_sample=2, batch_size=4)
@@ -78,6 +78,21 @@ def test_masked_ssim_hand_worked():
     scores = region_scores(b, a, region)
     assert scores.ssim_in == pytest.approx(expected) and scores.ssim_out == pytest.approx(expected)
     assert scores.psnr_in == pytest.approx(10 * math.log10(255 ** 2 / 100))
+
+
+def test_region_scores_outside_untouched_is_perfect():
+    """An edit confined to the mask: outside PSNR is the cap and outside SSIM (windows clear of the mask) is 1."""
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[2:6, 2:6] = True
+    pred = target.copy()
+    pred[mask] = 255 - pred[mask]
+    scores = region_scores(pred, target, mask)
+    assert scores.psnr_out == PSNR_CAP and scores.ssim_out == pytest.approx(1.0, abs=1e-9)
+    assert scores.ssim_in < 0.5 and scores.psnr_in < 20
+    far = window_free(mask)
+    assert not far[:11, :11].any() and far[11:, :].all() and far[:, 11:].all()
 
 
 def test_paste_only_inside_mask():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +40,16 @@ def isolated_mlflow(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite database with its tables created once (migrations are the slow part)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("store")
+    SqlAlchemyStore(f"sqlite:///{folder / 'mlruns.db'}", str(folder / "unused-artifacts"))
+    return folder / "mlruns.db"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -46,8 +57,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, empty_store):
     """A real `mlflow server` on 127.0.0.1 with a sqlite store and proxied artifacts."""
+    shutil.copy(empty_store, tmp_path / "server.db")
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -138,10 +150,11 @@ def test_server_run_model_registry_roundtrip(isolated_mlflow, mlflow_server, mon
         resolve_model("models:/dermclean-nothing@champion")
 
 
-def test_sqlite_default_pyfunc_and_cache(isolated_mlflow, monkeypatch):
+def test_sqlite_default_pyfunc_and_cache(isolated_mlflow, empty_store, monkeypatch):
     tmp = isolated_mlflow
     repo = tmp / "repo"
     (repo / ".dvc").mkdir(parents=True)
+    shutil.copy(empty_store, repo / "mlruns.db")
     (repo / "sub").mkdir()
     monkeypatch.chdir(repo / "sub")
     uri = configure_tracking()
@@ -154,7 +167,7 @@ def test_sqlite_default_pyfunc_and_cache(isolated_mlflow, monkeypatch):
         model_uri = log_model_folder(model_dir)
     experiment = MlflowClient().get_experiment_by_name("dermclean-diffusion")
     assert experiment.artifact_location == (repo / "mlartifacts" / "dermclean-diffusion").as_uri()
-    assert (repo / "mlruns.db").is_file() and list((repo / "mlartifacts").rglob("weights.pt"))
+    assert list((repo / "mlartifacts").rglob("weights.pt"))
     assert MlflowClient().get_run(run.info.run_id).data.tags["dvc_data_hash"] == path_md5(repo / "manifest.csv")
 
     # the pyfunc model from code loads without unpickling and rebuilds the same weights

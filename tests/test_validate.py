@@ -116,7 +116,7 @@ def test_good_rows_pass_and_totals(gated):
     ("flag", "ruler", "ruler is 'yes'"),
     ("slash", "image_id", "'a/b' contains a path separator"),
     ("dotdot", "image_id", "'..up' contains a path separator or '..'"),
-    ("small", "width", "height is 16; expected between 32 and 8192"),
+    ("small", "height", "height is 16; expected between 32 and 8192"),
     ("small", "decodable", "below the size bound"),
     ("alpha", "decodable", "transparent"),
     ("deep", "decodable", "16-bit"),

@@ -162,7 +162,7 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
             bar.advance()
         val_logits = _logits(model, val.images, batch_size=batch_size, device=device)

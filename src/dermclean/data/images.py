@@ -74,6 +74,7 @@ def load_rgb(path: str | os.PathLike[str], *, min_size: int = 32, max_size: int 
     Refuses (``ImageError``) a corrupt or truncated file, a side shorter than ``min_size`` or longer
     than ``max_size`` (checked on the header, before any pixel is decoded, so decompression bombs are
     never decoded), real transparency and 16/32-bit modes. Missing file: ``ImageNotFoundError``.
+    PIL's own bomb guard (``Image.MAX_IMAGE_PIXELS``, ~89 Mpx) stays in force on top of ``max_size``.
     """
     path = Path(path)
     if not path.is_file():

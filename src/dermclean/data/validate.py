@@ -18,7 +18,6 @@ CSV is reported by row instead of failing a type cast, plus columns computed her
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,6 @@ import pandas as pd
 from dermclean.data.images import ImageError, load_rgb, read_size
 from dermclean.data.manifest import COLUMNS
 
-log = logging.getLogger(__name__)
 _SHOWN = 20
 
 
@@ -116,7 +114,7 @@ def image_checks(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, min
             rec["width"], rec["height"] = read_size(path, max_size=max_size)
             load_rgb(path, min_size=min_size, max_size=max_size)
             rec["decodable"] = True
-        except ImageError as exc:
+        except (ImageError, OSError) as exc:  # OSError: e.g. a file that cannot be read (permissions)
             rec["decodable"], rec["image_error"] = False, str(exc)
         rows.append(rec)
     out = pd.DataFrame(rows, index=df.index, dtype=object)

@@ -7,7 +7,8 @@ Per pixel, at the input's size, three maps in [0, 1]:
 - ``patches``: saturated colour far from skin hue (skin is red-orange, hue ~ 0-25 and 165-180), i.e.
   green, cyan, blue and bright yellow stickers;
 - ``ruler``: black-hat (closing minus image) of the grey image with a ``blackhat_kernel`` square,
-  which keeps thin dark lines and ticks and drops large dark regions such as the lesion.
+  which keeps thin dark lines and ticks and drops large dark regions such as the lesion; contrasts
+  below ``blackhat_floor`` (skin texture) are ignored, ``blackhat_range`` above it saturates.
 
 The anomaly map is their maximum; per-type scores are the ``score_quantile`` quantile of each type
 map; the image score is the largest type score. Same ``detect`` / ``threshold`` interface as
@@ -37,7 +38,8 @@ class ClassicalConfig:
     skin_width: float = 22.0
     min_saturation: float = 0.25
     blackhat_kernel: int = 7
-    blackhat_gain: float = 4.0
+    blackhat_floor: float = 0.08
+    blackhat_range: float = 0.25
     score_quantile: float = 0.99
     fpr_budget: float = 0.01
     batch_size: int = 64
@@ -61,7 +63,7 @@ def type_maps(image: np.ndarray, config: ClassicalConfig) -> dict[str, np.ndarra
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (config.blackhat_kernel, config.blackhat_kernel))
     blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel).astype(np.float32) / 255.0
     return {
-        "ruler": np.clip(blackhat * config.blackhat_gain, 0.0, 1.0).astype(np.float32),
+        "ruler": np.clip((blackhat - config.blackhat_floor) / config.blackhat_range, 0.0, 1.0).astype(np.float32),
         "ink": (violet * sat_w * lit).astype(np.float32),
         "patches": (non_skin * sat_w * lit).astype(np.float32),
     }

@@ -153,8 +153,8 @@ def subgroup_report(predictions: pd.DataFrame, html_path: str | os.PathLike[str]
     values = _metric_values(snapshot)
     drift_keys = [k for k in values if "Drift" in k]
     numbers["drift"] = {k: values.pop(k) for k in drift_keys}
-    numbers[definition.current_label] = values
-    if two_classes:  # the same classification metrics on the reference subgroup alone
+    if two_classes:
+        numbers[definition.current_label] = values  # the same classification metrics on the reference subgroup alone
         cls_items = [_build(d, threshold) for d in definition.presets if d["name"] in CLASSIFICATION_PRESETS]
         ref_values = _metric_values(Report(cls_items).run(current_data=dataset(reference)))
         numbers[definition.reference_label] = ref_values

@@ -99,8 +99,8 @@ def make_trap_split(manifest_df: pd.DataFrame, *, manifest_path: str | os.PathLi
                     painter: Painter | None = None) -> TrapSet:
     """Write a biased set and its trap test under ``out_dir`` (see module docstring); return :class:`TrapSet`.
 
-    ``manifest_df`` rows live at ``manifest_path`` (image paths resolve against it). ``size``: resize
-    every image to ``size x size`` before painting (``None`` keeps each image's size).
+    ``manifest_df`` rows live at ``manifest_path`` (image paths resolve against it). ``size``: images
+    with a side longer than ``size`` are resized to ``size x size`` before painting (``None``: never).
     ``heldout_style``: renderer style (default: the held-out style of ``artifact``); ``painter``
     overrides the renderer altogether. Raises ``ValueError`` on an unknown artifact, a strength
     outside [0, 1], or a split with no eligible image of one class.
@@ -171,7 +171,8 @@ def make_trap_split(manifest_df: pd.DataFrame, *, manifest_path: str | os.PathLi
 
 
 def _resized(image: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or image.shape[:2] == (size, size):
+    """``image`` resized to ``size x size`` when a side is longer than ``size``; otherwise as it is."""
+    if size is None or max(image.shape[:2]) <= size:
         return image
     from dermclean.data.images import to_tensor, to_uint8
 

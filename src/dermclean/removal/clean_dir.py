@@ -30,9 +30,9 @@ DEFAULT_DETECTOR = "models:/dermclean-detector@champion"
 def default_removal_config() -> RemovalConfig:
     """``params.yaml`` ``removal`` section of the repository (profile applied), else the defaults."""
     from dermclean.config import from_dict, load_params
-    from dermclean.tracking import find_repo_root
+    from dermclean.removal.engine import repo_root
 
-    params_file = find_repo_root() / "params.yaml"
+    params_file = repo_root() / "params.yaml"
     if not params_file.is_file():
         return RemovalConfig()
     return from_dict(RemovalConfig, load_params(params_file).get("removal"), where=f"{params_file}: removal")

@@ -59,23 +59,30 @@ def check_method(method: str) -> str:
     return method
 
 
+def repo_root() -> Path:
+    """The nearest folder at or above the working directory holding ``.dvc`` or ``.git`` (else cwd)."""
+    here = Path.cwd().resolve()
+    return next((f for f in (here, *here.parents) if (f / ".dvc").is_dir() or (f / ".git").exists()), here)
+
+
 def default_model_path(method: str, root: Path | None = None) -> Path:
     """Where the pipeline writes the remover of ``method``: ``models/diffusion/unet`` or ``models/imagecond``."""
-    from dermclean.tracking import find_repo_root
-
-    root = root or find_repo_root()
-    return root / ("models/diffusion/unet" if method == "inpaint" else "models/imagecond")
+    return (root or repo_root()) / ("models/diffusion/unet" if method == "inpaint" else "models/imagecond")
 
 
 def resolve_remover_dir(model: str | os.PathLike[str] | None, method: str) -> tuple[Path, str]:
-    """Local folder of the remover model and the reference it came from (path or URI)."""
-    from dermclean.tracking import resolve_model
+    """Local folder of the remover model and the reference it came from (folder or MLflow URI).
 
+    A ``models/diffusion`` folder resolves to the guided UNet inside it (``unet/``).
+    """
     ref = str(model) if model is not None else str(default_model_path(method))
     path = Path(ref)
-    if not ref.startswith(("models:/", "runs:/")) and not (path / "config.json").is_file() \
-            and (path / "unet" / "config.json").is_file():
-        ref = str(path / "unet")  # a models/diffusion folder: the guided UNet inside it
+    if (path / "config.json").is_file():
+        return path, ref
+    if (path / "unet" / "config.json").is_file():
+        return path / "unet", str(path / "unet")
+    from dermclean.tracking import resolve_model  # MLflow URIs (imports mlflow, so only when needed)
+
     return resolve_model(ref), ref
 
 

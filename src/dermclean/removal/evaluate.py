@@ -81,6 +81,18 @@ def summarise(scores: list[tuple[Case, dict[str, float]]]) -> dict[str, Any]:
     return out
 
 
+def flat_metrics(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested results -> ``{"a.b.c": float}`` keeping finite numbers only (for ``mlflow.log_metrics``)."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_metrics(value, prefix=f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
 def evaluate_removal(manifest_path: str | os.PathLike[str], *, split: str = "test", methods: list[str],
                      guided_model: str | os.PathLike[str] | None, imagecond_model: str | os.PathLike[str] | None,
                      config: RemovalConfig, device: str | None = None, seed: int = 0,

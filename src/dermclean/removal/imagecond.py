@@ -125,6 +125,19 @@ class ImagecondBatches:
         return self.iter_from(0)
 
 
+def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size: int) -> np.ndarray:
+    """uint8 ``(N, size, size, 3)``: the ``split`` images whose labels carry none of ruler/ink/patches."""
+    from dermclean.data.images import load_rgb, to_tensor, to_uint8
+    from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+
+    df = read_manifest(manifest_path)
+    rows = df[(df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
+    if rows.empty:
+        raise ValueError(f"{manifest_path}: no {split!r} images labelled free of ruler/ink/patches; the "
+                         f"image-conditioned model trains on such images")
+    return np.stack([to_uint8(to_tensor(load_rgb(p), size)) for p in image_paths(rows, manifest_path)])
+
+
 def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
                           attention: bool = False) -> UNetConfig:
     """The UNet config of the image-conditioned model: 3 condition channels, no class condition."""
@@ -226,9 +239,9 @@ def load_imagecond(path_or_uri: str | os.PathLike[str], *, device: torch.device 
                    ) -> tuple[DermUNet, dict[str, Any]]:
     """Load an image-conditioned model folder (or MLflow URI): ``(model in eval mode, meta)``."""
     from dermclean.modelio import load_model_dir
-    from dermclean.tracking import resolve_model
+    from dermclean.removal.engine import resolve_remover_dir
 
-    folder = resolve_model(path_or_uri)
+    folder, _ = resolve_remover_dir(path_or_uri, "imagecond")
     model, _, meta = load_model_dir(folder, device=device, expect_kind="unet")
     check_imagecond(model, where=str(folder))
     return model, meta

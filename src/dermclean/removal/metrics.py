@@ -5,8 +5,11 @@
   of infinity, so metrics files stay valid JSON.
 - :func:`masked_ssim`: the SSIM map of Wang et al. 2004 (Gaussian window 11 px, sigma 1.5,
   ``K1 = 0.01``, ``K2 = 0.03``, reflect padding so the map has the image's size), computed per
-  channel on the whole image and averaged over the region's pixels and the channels. Windows near
-  the region's border see pixels outside it, as in any local SSIM.
+  channel on the whole image and averaged over the region's pixels and the channels.
+- :func:`region_scores`: inside = the mask's pixels (their windows may reach outside it, as in any
+  local SSIM); outside = PSNR over every pixel outside the mask, SSIM over the pixels whose whole
+  window lies outside it (so "outside" measures the untouched rest of the image, not the edit
+  leaking into windows that straddle the mask's border).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import torch.nn.functional as F
 
 PSNR_CAP = 100.0
 """PSNR reported for identical regions (MSE = 0)."""
+
+SSIM_WINDOW = 11
 
 
 @dataclass
@@ -56,7 +61,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim_map(pred: np.ndarray, target: np.ndarray, *, data_range: float = 255.0, window: int = 11,
+def ssim_map(pred: np.ndarray, target: np.ndarray, *, data_range: float = 255.0, window: int = SSIM_WINDOW,
              sigma: float = 1.5) -> np.ndarray:
     """Per-pixel SSIM ``H x W x C`` (Wang et al. 2004) with reflect padding."""
     x = torch.from_numpy(_as_float(pred)).permute(2, 0, 1)[:, None]   # (C,1,H,W)
@@ -83,11 +88,20 @@ def masked_ssim(pred: np.ndarray, target: np.ndarray, region: np.ndarray, *, dat
     return float(ssim_map(pred, target, data_range=data_range)[region].mean())
 
 
+def window_free(mask: np.ndarray, window: int = SSIM_WINDOW) -> np.ndarray:
+    """Pixels whose ``window x window`` neighbourhood contains no ``mask`` pixel (bool ``H x W``)."""
+    import cv2
+
+    touched = cv2.dilate(np.asarray(mask, dtype=np.uint8), np.ones((window, window), np.uint8))
+    return touched == 0
+
+
 def region_scores(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> RegionScores:
-    """PSNR and SSIM of uint8 ``pred`` vs ``target`` inside ``mask`` and outside it."""
+    """PSNR and SSIM of uint8 ``pred`` vs ``target`` inside ``mask`` and outside it (module docstring)."""
     mask = np.asarray(mask, dtype=bool)
     smap = ssim_map(pred, target)
+    far = window_free(mask)
     inside = float(smap[mask].mean()) if mask.any() else float("nan")
-    outside = float(smap[~mask].mean()) if (~mask).any() else float("nan")
+    outside = float(smap[far].mean()) if far.any() else float("nan")
     return RegionScores(psnr_in=masked_psnr(pred, target, mask), ssim_in=inside,
                         psnr_out=masked_psnr(pred, target, ~mask), ssim_out=outside)

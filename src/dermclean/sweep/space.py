@@ -24,8 +24,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from dermclean.detection.config import GUIDANCE_KINDS
-
 SWEPT_KEYS: tuple[str, ...] = ("noise_level", "guidance_scale", "guidance", "steps")
 """The detection keys a trial overrides (and ``sweep_best.yaml`` writes)."""
 
@@ -140,6 +138,8 @@ def build_search_space(raw: dict[str, Any] | None) -> SearchSpace:
     if not 0 < scale.low <= scale.high:
         raise SweepConfigError(f"sweep.space.guidance_scale is {raw['guidance_scale']}; expected 0 < low <= high "
                                "(sampled log-uniformly)")
+    from dermclean.detection.config import GUIDANCE_KINDS  # the detection package's own list
+
     kinds = tuple(str(k) for k in _as_list(raw["guidance"], "sweep.space.guidance"))
     bad = [k for k in kinds if k not in GUIDANCE_KINDS]
     if bad or not kinds:

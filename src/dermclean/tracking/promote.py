@@ -85,7 +85,7 @@ class _Promoter:
             return classifier_decision(candidate, raw, gates=self.classifier_gates, raw_label=label)
         candidate = metrics or DetectorMetrics(pixel_ap=None, image_auroc=None)
         return detector_decision(candidate, _recorded_metrics(champion, DetectorMetrics) if champion else None,
-                                 gates=self.detector_gates, champion_version=champion.version if champion else None)
+                                 gates=self.detector_gates, champion_version=str(champion.version) if champion else None)
 
     def promote_model(self, name: str, models: list[TrainedModel]) -> dict[str, Any]:
         metrics_cls = ClassifierMetrics if models[0].variant else DetectorMetrics
@@ -104,12 +104,12 @@ class _Promoter:
                 mv = self._record(mv, {"promotion.passed": str(passed).lower(),
                                        "promotion.reason": decision.reason[:MAX_TAG],
                                        "promotion.metrics": _metrics_json(metrics)})
-            versions[mv.version] = (model, mv)
-            outcomes.append(Outcome(version=mv.version, passed=passed, rank=metrics.rank() if metrics else None))
+            versions[str(mv.version)] = (model, mv)
+            outcomes.append(Outcome(version=str(mv.version), passed=passed, rank=metrics.rank() if metrics else None))
         if models[0].variant == RAW_VARIANT:
             choice = self._raw_choice(name, champion, outcomes)
         else:
-            choice = choose_aliases(current_champion=champion.version if champion else None,
+            choice = choose_aliases(current_champion=str(champion.version) if champion else None,
                                     champion_rank=(m.rank() if (m := _recorded_metrics(champion, metrics_cls)) else None),
                                     outcomes=outcomes)
         self._apply(name, choice, champion, versions)
@@ -117,7 +117,7 @@ class _Promoter:
 
     def _raw_choice(self, name: str, champion: ModelVersion | None, outcomes: list[Outcome]) -> AliasChoice:
         if champion is not None:
-            current, why = champion.version, f"v{champion.version} stays the raw reference champion"
+            current, why = str(champion.version), f"v{champion.version} stays the raw reference champion"
         else:
             every = self.client.search_model_versions(f"name = '{name}'")
             current = str(min(int(v.version) for v in every))
@@ -144,7 +144,7 @@ class _Promoter:
             set_alias(name, "champion", choice.champion)
         if choice.challenger is not None:
             set_alias(name, "challenger", choice.challenger)
-        dethroned = old.version if old is not None and choice.champion != old.version else None
+        dethroned = str(old.version) if old is not None and choice.champion != str(old.version) else None
         if dethroned is not None and dethroned not in versions:
             self._record(self.client.get_model_version(name, dethroned),
                          {"promotion.role": "challenger", "promotion.role_reason": f"superseded as champion: {choice.why}"})

@@ -1,0 +1,113 @@
+"""DVC stage ``train_imagecond``: the image-conditioned diffusion model (Baugh et al. 2024).
+
+Trains :class:`~dermclean.diffusion.unet.DermUNet` (``cond_image_channels=3``, no class condition)
+on the manifest's ``train`` images labelled free of ruler/ink/patches, each corrupted with painted
+artifacts (held-out renderer styles excluded, ``imagecond.untouched_fraction`` left untouched), to
+produce the clean original (:func:`dermclean.removal.imagecond.train_imagecond`). Then checks removal
+on the ``val`` split's clean images with training-style and held-out-style artifacts.
+
+Writes ``--out`` (a model folder of kind ``unet`` with EMA weights, plus ``mlflow_run.json``)
+atomically, logs to the MLflow experiment ``dermclean-diffusion`` (run ``train_imagecond``), writes
+``--metrics``. Checkpoints: ``--checkpoints/<key>/`` with ``key`` hashing the params and manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+
+from dermclean.config import from_dict, load_params
+from dermclean.diffusion.train import TrainConfig
+from dermclean.env import pick_device
+from dermclean.io import atomic_path, write_json
+from dermclean.modelio import save_model_dir
+from dermclean.removal.engine import RemovalConfig
+from dermclean.removal.evaluate import evaluate_removal, flat_metrics
+from dermclean.removal.imagecond import (
+    CorruptionConfig, heldout_styles, imagecond_unet_config, load_clean_images, train_imagecond,
+)
+from dermclean.tracking import configure_tracking, log_model_folder, start_run
+
+EXPERIMENT = "dermclean-diffusion"
+INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
+
+
+def checkpoint_key(stage_params: dict, manifest: Path) -> str:
+    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(manifest.read_bytes()).digest()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    parser.add_argument("--out", type=Path, default=Path("models/imagecond"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/train_imagecond"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/train_imagecond.json"))
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    params = load_params(args.params)
+    ic, seed, size = dict(params["imagecond"]), int(params["seed"]), int(params["data"]["image_size"])
+    device = pick_device(args.device)
+    unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
+    train_cfg = from_dict(TrainConfig, {"seed": seed, **ic["train"]}, where=f"{args.params}: imagecond.train")
+    corruption = from_dict(CorruptionConfig, {k: ic[k] for k in ("untouched_fraction", "n_min", "n_max") if k in ic},
+                           where=f"{args.params}: imagecond")
+    unknown = sorted(set(ic) - {"unet", "train", "untouched_fraction", "n_min", "n_max", *INFERENCE_KEYS})
+    if unknown:
+        raise ValueError(f"{args.params}: imagecond: unknown keys {unknown}")
+    steps, noise_level = int(ic.get("steps", 8)), ic.get("noise_level")
+
+    images = load_clean_images(args.manifest, split="train", size=size)
+    stage_params = {"imagecond": ic, "image_size": size, "seed": seed}
+    ckpt = args.checkpoints / checkpoint_key(stage_params, args.manifest)
+    print(f"train_imagecond: {len(images)} clean train images at {size} px on {device}; checkpoints in {ckpt}")
+
+    configure_tracking()
+    run_params = {"profile": params["profile"], "seed": seed, "data": {"image_size": size}, "imagecond": ic}
+    with start_run(EXPERIMENT, "train_imagecond", params=run_params, data_paths=[args.manifest.parent],
+                   tags={"device": str(device), "model": "imagecond"}) as run:
+        losses: list[float] = []
+
+        def log(step: int, m: dict[str, float]) -> None:
+            losses.append(m["loss"])
+            mlflow.log_metrics({f"imagecond_{k}": v for k, v in m.items()}, step=step)
+
+        model = train_imagecond(images, unet_cfg, train_cfg, checkpoint_dir=ckpt, device=device, seed=seed,
+                                corruption=corruption, on_log=log, progress=not args.no_progress)
+        check_cfg = RemovalConfig(methods=["imagecond", "telea"], steps=steps, noise_level=noise_level,
+                                  dilation=int(params.get("removal", {}).get("dilation", 3)),
+                                  eval_images=int(ic.get("eval_images", 8)), seed=seed)
+        check = evaluate_removal(args.manifest, split="val", methods=["imagecond", "telea"], guided_model=None,
+                                 imagecond_model=model, config=check_cfg, device=str(device), seed=seed)
+        metrics = {
+            "final_loss": losses[-1] if losses else None, "steps": train_cfg.steps, "train_images": len(images),
+            "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
+            "val_removal": {m: {g: r[g]["all"] for g in ("train_styles", "heldout_styles", "all") if g in r}
+                            for m, r in check["methods"].items()},
+        }
+        mlflow.log_metrics(flat_metrics(metrics["val_removal"], prefix="val_removal."))
+        meta = {"run_id": run.info.run_id, "profile": params["profile"], "model": "imagecond",
+                "train_config": dataclasses.asdict(train_cfg), "corruption": dataclasses.asdict(corruption),
+                "heldout_styles": {k: list(v) for k, v in dict(heldout_styles()).items()},
+                "inference": {"steps": steps, "noise_level": noise_level}}
+        with atomic_path(args.out) as tmp:
+            save_model_dir(tmp, kind="unet", config=unet_cfg, module=model, meta=meta)
+            uri = log_model_folder(tmp, name="imagecond")
+            write_json(tmp / "mlflow_run.json", {"run_id": run.info.run_id, "model_uri": uri})
+    write_json(args.metrics, metrics)
+    print(f"imagecond loss {metrics['final_loss']}; val removal {json.dumps(metrics['val_removal'])[:400]}; "
+          f"model in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""``run_sweep``: Ray Tune + Optuna over L, s, guidance kind and DDIM steps, tracked in MLflow.
+
+1. Ray: join a cluster by address or start locally (:mod:`dermclean.sweep.cluster`).
+2. MLflow: a parent run ``sweep-<timestamp>`` in ``dermclean-detector``; one child run per trial,
+   logged from the driver (:class:`~dermclean.sweep.mlflow_log.ChildRunLogger`).
+3. Tune: :func:`~dermclean.sweep.trial.tune_trial` (the detection stage's own evaluation) under
+   ``OptunaSearch`` (TPE, seeded, conditional space), ``num_samples`` trials, ``max_concurrent`` at
+   once, each holding ``resources``. The first trial evaluates params.yaml's detection values.
+4. After the sweep: the threshold of the best configuration is fitted exactly as the detect stage
+   fits it (:func:`dermclean.detection.evaluate.fit_threshold` on validation clean images), then
+   ``sweep_best.yaml``, ``<out>/summary.json``, ``<out>/threshold.json`` and ``<out>/sweep_ap.png``
+   are written atomically and logged to the parent run.
+
+Resuming: each sweep is a Tune experiment ``<storage_path>/sweep-<timestamp>`` holding a
+``dermclean_sweep.json`` marker (fingerprint of the sweep's inputs, parent run id, finished flag).
+Tune saves its state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``, default 1 here), so an
+interrupted sweep (Ctrl-C, a killed driver, a lost head) loses at most the trials in flight.
+``resume=None`` (default) resumes the newest unfinished sweep whose fingerprint matches (same
+params, detector, manifest) and otherwise starts a new one; ``resume=True`` insists on resuming;
+``resume=False`` always starts a new one. Resuming calls ``Tuner.restore(path, trainable,
+resume_errored=True)`` and reopens the same MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dermclean.io import read_json, write_json
+from dermclean.sweep.results import SweepResult, TrialRecord, measure_overhead, write_best_params
+from dermclean.sweep.space import SWEPT_KEYS, SweepConfig, default_point, sweep_config_from_params
+
+EXPERIMENT = "dermclean-detector"
+MARKER = "dermclean_sweep.json"
+log = logging.getLogger(__name__)
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot start, resume or finish; the message says what to do."""
+
+
+class SweepInterrupted(SweepError):
+    """The sweep stopped before all trials finished; resume it with ``--resume``."""
+
+
+def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], detector_dir: str | os.PathLike[str],
+              manifest_path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
+              out_params: str | os.PathLike[str] = "sweep_best.yaml", address: str | None = None,
+              resume: bool | None = None, storage_path: str | os.PathLike[str] | None = None,
+              device: str | None = None) -> SweepResult:
+    """Sweep the detection config of ``detector_dir`` on ``manifest_path``'s validation split.
+
+    ``params``: the effective params (``load_params``) with ``sweep`` and ``detection`` sections.
+    Relative ``out_dir`` (default ``reports/sweep``), ``out_params``, ``storage_path`` (default
+    ``params.sweep.storage_path``) are taken from ``repo_root``. Raises :class:`SweepInterrupted`
+    when trials are left unfinished, :class:`SweepError` when no trial succeeded.
+    """
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    root = Path(repo_root).resolve()
+    cfg = sweep_config_from_params(params)
+    detector_dir, manifest_path = _abs(detector_dir, root), _abs(manifest_path, root)
+    out_dir, out_params = _abs(out_dir or "reports/sweep", root), _abs(out_params, root)
+    storage = _abs(storage_path or cfg.storage_path, root)
+    if not (detector_dir / "config.json").is_file():
+        raise FileNotFoundError(f"detector bundle {detector_dir} not found (config.json missing); run the detect "
+                                f"stage first (dvc repro detect) or pass --detector PATH")
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"manifest {manifest_path} not found; run the prepare stage first")
+    cfg = _drop_unusable_guidance(cfg, detector_dir)
+    default = default_point(params.get("detection") or {})
+    fingerprint = _fingerprint(cfg, default, detector_dir, manifest_path)
+    name = _find_resumable(storage, fingerprint, resume)
+    resumed = name is not None
+    name = name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    experiment_path = storage / name
+
+    from dermclean.sweep.cluster import ray_session, resolve_address
+    from dermclean.tracking import configure_tracking
+
+    tracking_uri = configure_tracking(root)
+    session_start = time.time()
+    with ray_session(resolve_address(address, cfg.address), num_cpus=cfg.num_cpus) as session, \
+            _parent_run(params, name=name, experiment_path=experiment_path, resumed=resumed,
+                        data_paths=[manifest_path, detector_dir]) as parent:
+        if not resumed:
+            write_json(experiment_path / MARKER, {"fingerprint": fingerprint, "parent_run_id": parent.info.run_id,
+                                                  "finished": False, "num_samples": cfg.num_samples,
+                                                  "tracking_uri": tracking_uri, "created": session_start})
+        tuner = _tuner(cfg, default=default, name=name, storage=storage, experiment_path=experiment_path,
+                       detector_dir=detector_dir, manifest_path=manifest_path, device=device, resumed=resumed,
+                       tracking_uri=tracking_uri, parent=parent)
+        grid = tuner.fit()
+        wall = time.time() - session_start
+        rows = _records(grid, default)
+        timing = measure_overhead(
+            wall_s=wall, trial_durations=[r.duration_s for r in rows if r.status == "ok"
+                                          and (r.finished_at or 0) >= session_start],
+            concurrency=min(cfg.max_concurrent, session.slots(cfg.resources),
+                            max(1, sum(1 for r in rows if (r.finished_at or 0) >= session_start))))
+        finished = [r for r in rows if r.status in ("ok", "error")]
+        if len(finished) < cfg.num_samples:
+            raise SweepInterrupted(f"sweep {name}: {len(finished)} of {cfg.num_samples} trials finished; resume "
+                                   f"it with `dermclean sweep --resume` (state in {experiment_path})")
+        ok = [r for r in rows if r.status == "ok" and math.isfinite(r.pixel_ap)]
+        if not ok:
+            errors = "; ".join(f"{r.trial_id}: {r.error}" for r in rows if r.error)[:2000]
+            raise SweepError(f"sweep {name}: no trial produced a pixel AP ({errors})")
+        post_start = time.time()
+        best = max(ok, key=lambda r: r.pixel_ap)
+        default_row = next((r for r in rows if r.is_default), None)
+        result = _finish(params, cfg, rows=rows, best=best, default_row=default_row, name=name,
+                         experiment_path=experiment_path, out_dir=out_dir, out_params=out_params,
+                         detector_dir=detector_dir, manifest_path=manifest_path, device=device, timing=timing,
+                         tracking_uri=tracking_uri, parent_run_id=parent.info.run_id, resumed=resumed,
+                         address=session.address, post_start=post_start)
+        marker = read_json(experiment_path / MARKER)
+        write_json(experiment_path / MARKER, {**marker, "finished": True, "best": best.detection})
+    return result
+
+
+def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Path, experiment_path: Path,
+           detector_dir: Path, manifest_path: Path, device: str | None, resumed: bool, tracking_uri: str,
+           parent: Any):
+    import warnings
+
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from dermclean.sweep.mlflow_log import ChildRunLogger
+    from dermclean.sweep.trial import TrialContext, tune_trial
+    from dermclean.tracking.runs import ensure_experiment
+
+    context = TrialContext(detector_dir=str(detector_dir), manifest_path=str(manifest_path), split=cfg.split,
+                           max_images=cfg.max_images, seed=int(cfg.seed), device=device,
+                           threads=max(1, int(cfg.resources.get("cpu", 1))))
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), dict(cfg.resources))
+    if resumed:
+        return tune.Tuner.restore(str(experiment_path), trainable=trainable, resume_errored=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=int(cfg.seed), n_startup_trials=max(2, cfg.num_samples // 3),
+                                             multivariate=True, group=True, constant_liar=True)
+    points = [default] if cfg.include_default and cfg.space.contains(default) else None
+    search = OptunaSearch(space=cfg.space, metric=cfg.metric, mode="max", sampler=sampler, points_to_evaluate=points)
+    logger = ChildRunLogger(tracking_uri=tracking_uri, experiment_id=ensure_experiment(EXPERIMENT),
+                            parent_run_id=parent.info.run_id, sweep_name=name,
+                            tags={k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")})
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.num_samples,
+                                    max_concurrent_trials=cfg.max_concurrent),
+        run_config=tune.RunConfig(storage_path=str(storage), name=name, callbacks=[logger], verbose=1,
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+
+
+def _records(grid: Any, default: dict[str, Any]) -> list[TrialRecord]:
+    """Trial records from a Tune ``ResultGrid`` (status ``ok``, ``error`` or ``unfinished``)."""
+    rows = []
+    for result in grid:
+        metrics, config = result.metrics or {}, result.config or {}
+        if not config:
+            config = {k: metrics.get(f"cfg_{k}") for k in SWEPT_KEYS}
+        if any(config.get(k) is None for k in SWEPT_KEYS):
+            rows.append(TrialRecord(trial_id=Path(result.path).name, status="unfinished", guidance="",
+                                    noise_level=0, guidance_scale=math.nan, steps=0))
+            continue
+        status = "error" if result.error else ("ok" if metrics.get("done") or "pixel_ap" in metrics else "unfinished")
+        swept = {k: config[k] for k in SWEPT_KEYS}
+        rows.append(TrialRecord(
+            trial_id=str(metrics.get("trial_id") or Path(result.path).name), status=status,
+            guidance=str(swept["guidance"]), noise_level=int(swept["noise_level"]),
+            guidance_scale=float(swept["guidance_scale"]), steps=int(swept["steps"]),
+            **{k: float(metrics[k]) for k in ("pixel_ap", "image_auroc", "dice", "seconds_per_image", "duration_s")
+               if _finite(metrics.get(k))},
+            n_images=int(metrics["n_images"]) if _finite(metrics.get("n_images")) else 0,
+            effective_noise_level=_int_or_none(metrics.get("effective_noise_level")),
+            effective_steps=_int_or_none(metrics.get("effective_steps")),
+            finished_at=float(metrics["timestamp"]) if _finite(metrics.get("timestamp")) else None,
+            is_default=_same_point(swept, default), error=str(result.error)[:1000] if result.error else None))
+    rows.sort(key=lambda r: (r.finished_at is None, r.finished_at or 0.0))
+    return rows
+
+
+def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord], best: TrialRecord,
+            default_row: TrialRecord | None, name: str, experiment_path: Path, out_dir: Path, out_params: Path,
+            detector_dir: Path, manifest_path: Path, device: str | None, timing: Any, tracking_uri: str,
+            parent_run_id: str, resumed: bool, address: str | None, post_start: float) -> SweepResult:
+    """Fit the best configuration's threshold, write and log sweep_best.yaml, summary, threshold, figure."""
+    import mlflow
+
+    from dermclean.detection import load_detector
+    from dermclean.detection.evaluate import fit_threshold
+    from dermclean.sweep.plots import plot_ap_surface
+
+    detector = load_detector(detector_dir, device=device).with_config(**best.detection)
+    threshold = fit_threshold(detector, manifest_path, split="val", seed=int(params.get("seed", 0))).to_dict()
+    write_json(out_dir / "threshold.json", threshold)
+    write_best_params(out_params, best.detection)
+    figure = plot_ap_surface([r.to_dict() for r in rows if r.status == "ok"], out_dir / "sweep_ap.png",
+                             metric=cfg.metric, best=best.to_dict(),
+                             default=default_row.to_dict() if default_row else None,
+                             title=f"{name}: validation pixel AP over (L, s)")
+    timing.post_s = time.time() - post_start
+    result = SweepResult(name=name, experiment_path=experiment_path, metric=cfg.metric, best=best, default=default_row,
+                         trials=rows, timing=timing, threshold=threshold, best_params_path=out_params,
+                         figure_path=figure, summary_path=out_dir / "summary.json", tracking_uri=tracking_uri,
+                         parent_run_id=parent_run_id, resumed=resumed,
+                         extra={"address": address, "num_samples": cfg.num_samples,
+                                "max_concurrent": cfg.max_concurrent, "resources": cfg.resources,
+                                "space": _space_dict(cfg)})
+    write_json(result.summary_path, result.to_dict())
+    mlflow.log_metrics({f"best_{k}": v for k, v in best.to_dict().items()
+                        if k in ("pixel_ap", "image_auroc", "dice", "seconds_per_image") and v is not None})
+    if default_row is not None and math.isfinite(default_row.pixel_ap):
+        mlflow.log_metric("default_pixel_ap", default_row.pixel_ap)
+    mlflow.log_metrics({"wall_s": timing.wall_s, "trial_s_sum": timing.trial_s_sum,
+                        "overhead_fraction": timing.overhead_fraction, "n_trials": len(rows),
+                        **({"overhead_vs_trial_time": timing.overhead_vs_trial_time}
+                           if math.isfinite(timing.overhead_vs_trial_time) else {})})
+    mlflow.log_params({f"best.{k}": v for k, v in best.detection.items()})
+    for path in (out_params, figure, result.summary_path, out_dir / "threshold.json"):
+        mlflow.log_artifact(str(path), artifact_path="sweep")
+    return result
+
+
+def _parent_run(params: dict[str, Any], *, name: str, experiment_path: Path, resumed: bool, data_paths: list[Path]):
+    """The sweep's MLflow parent run: a new one, or the resumed sweep's own (from its marker)."""
+    import mlflow
+
+    from dermclean.tracking import start_run
+
+    if resumed:
+        return mlflow.start_run(run_id=read_json(experiment_path / MARKER)["parent_run_id"])
+    logged = {"profile": params.get("profile"), "sweep": params.get("sweep") or {},
+              "detection": params.get("detection") or {}}
+    return start_run(EXPERIMENT, name, params=logged, data_paths=data_paths,
+                     tags={"sweep": name, "ray_experiment_path": str(experiment_path), "run_kind": "sweep"})
+
+
+def _find_resumable(storage: Path, fingerprint: str, resume: bool | None) -> str | None:
+    """The newest unfinished sweep under ``storage`` to resume (see module doc), or ``None``."""
+    if resume is False:
+        return None
+    from ray import tune
+
+    unfinished = []
+    for marker in sorted(storage.glob(f"*/{MARKER}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        record = read_json(marker)
+        if not record.get("finished") and tune.Tuner.can_restore(str(marker.parent)):
+            unfinished.append((marker.parent.name, record.get("fingerprint")))
+    match = next((n for n, f in unfinished if f == fingerprint), None)
+    if resume and match is None:
+        if unfinished:
+            raise SweepError(f"--resume: the unfinished sweeps under {storage} ({[n for n, _ in unfinished]}) were "
+                             f"started with other params, detector or manifest; run without --resume for a new sweep")
+        raise SweepError(f"--resume: no unfinished sweep under {storage}; run without --resume to start one")
+    return match
+
+
+def _fingerprint(cfg: SweepConfig, default: dict[str, Any], detector_dir: Path, manifest_path: Path) -> str:
+    record = {"space": _space_dict(cfg), "num_samples": cfg.num_samples, "metric": cfg.metric, "split": cfg.split,
+              "max_images": cfg.max_images, "seed": cfg.seed, "include_default": cfg.include_default,
+              "resources": cfg.resources, "default": default, "detector": str(detector_dir),
+              "detector_config": read_json(detector_dir / "config.json"), "manifest": str(manifest_path),
+              "manifest_mtime": manifest_path.stat().st_mtime}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _drop_unusable_guidance(cfg: SweepConfig, detector_dir: Path) -> SweepConfig:
+    """Classifier guidance needs the bundle's noisy classifier; without one it leaves the space (logged)."""
+    import dataclasses
+
+    if "classifier" in cfg.space.guidance and not (detector_dir / "noisy_classifier").is_dir():
+        kinds = tuple(k for k in cfg.space.guidance if k != "classifier")
+        if not kinds:
+            raise SweepError(f"sweep.space.guidance is ['classifier'] but {detector_dir} has no noisy_classifier/; "
+                             f"add cfg or none to sweep.space.guidance")
+        log.warning("%s has no noisy_classifier/: classifier guidance left out of the sweep", detector_dir)
+        cfg = dataclasses.replace(cfg, space=dataclasses.replace(cfg.space, guidance=kinds))
+    return cfg
+
+
+def _space_dict(cfg: SweepConfig) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg.space)
+
+
+def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a["guidance"] == b["guidance"] and int(a["noise_level"]) == int(b["noise_level"])
+            and int(a["steps"]) == int(b["steps"])
+            and math.isclose(float(a["guidance_scale"]), float(b["guidance_scale"]), rel_tol=1e-9, abs_tol=1e-12))
+
+
+def _abs(path: str | os.PathLike[str], root: Path) -> Path:
+    path = Path(path)
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if _finite(value) else None

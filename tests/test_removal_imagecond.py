@@ -1,0 +1,141 @@
+"""Image-conditioned model (Baugh et al. 2024): training data, a few training steps, evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dermclean.diffusion.schedulers import training_scheduler
+from dermclean.diffusion.train import TrainConfig
+from dermclean.diffusion.unet import DermUNet
+from dermclean.removal.imagecond import (
+    CorruptionConfig, ImagecondBatches, corrupt, heldout_styles, imagecond_unet_config, train_imagecond,
+)
+
+SIZE = 32
+
+
+def skin_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """Smooth skin-toned images with a darker blob (a lesion), uint8 (n, size, size, 3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = []
+    for _ in range(n):
+        base = np.array([200, 150, 120]) + rng.normal(0, 10, 3)
+        cy, cx, r = rng.uniform(0.35, 0.65, 2).tolist() + [rng.uniform(0.12, 0.25)]
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r ** 2))[..., None]
+        img = base * (1 - 0.6 * blob) + rng.normal(0, 3, (size, size, 3))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def heldout_names() -> set[str]:
+    return {str(s) for styles in dict(heldout_styles()).values() for s in styles}
+
+
+def used_names(styles) -> set[str]:
+    """Style names from a PaintedMany.styles record (a list of names or of "kind/style", or a dict)."""
+    items = styles.values() if isinstance(styles, dict) else styles
+    names = set()
+    for s in items:
+        names |= {str(s), str(s).split("/")[-1], str(s).split(":")[-1]}
+    return names
+
+
+def test_untouched_fraction_and_heldout_styles_never_painted():
+    images = skin_images(4)
+    config = CorruptionConfig(untouched_fraction=0.2)
+    rng = np.random.default_rng(0)
+    pairs = [corrupt(images[i % 4], rng, config) for i in range(300)]
+    untouched = [p for p in pairs if p.untouched]
+    assert abs(len(untouched) / len(pairs) - 0.2) < 0.07
+    assert all(np.array_equal(p.corrupted, p.target) and not p.mask.any() for p in untouched)
+    painted = [p for p in pairs if not p.untouched]
+    assert sum(not np.array_equal(p.corrupted, p.target) for p in painted) >= 0.9 * len(painted)
+    assert heldout_names(), "HELDOUT_STYLES must hold out at least one style"
+    for p in painted:
+        assert not (used_names(p.styles) & heldout_names()), p.styles
+        assert np.array_equal(p.corrupted[~p.mask], p.target[~p.mask])  # paint only inside its mask
+
+
+def test_batches_are_deterministic_per_step_and_paired():
+    batches = ImagecondBatches(skin_images(5), batch_size=6, seed=3, corruption=CorruptionConfig())
+    a, b = batches.batch(7), batches.batch(7)
+    assert torch.equal(a.target, b.target) and torch.equal(a.cond_image, b.cond_image)
+    assert a.target.shape == a.cond_image.shape == (6, 3, SIZE, SIZE) and a.labels is None
+    assert a.target.min() >= -1 and a.target.max() <= 1
+    first = next(batches.iter_from(7))
+    assert torch.equal(first.cond_image, a.cond_image)
+    assert not torch.equal(batches.batch(8).cond_image, a.cond_image)
+
+
+def fixed_loss(model: DermUNet, target: torch.Tensor, cond: torch.Tensor) -> float:
+    g = torch.Generator().manual_seed(11)
+    sched = training_scheduler(model.config)
+    losses = []
+    with torch.no_grad():
+        for _ in range(6):
+            eps = torch.randn(target.shape, generator=g)
+            t = torch.randint(0, 1000, (target.shape[0],), generator=g)
+            pred = model.eval()(sched.add_noise(target, eps, t), t, None, cond)
+            losses.append(torch.nn.functional.mse_loss(pred, eps).item())
+    return float(np.mean(losses))
+
+
+def test_training_steps_reduce_loss_on_fixed_batch(tmp_path):
+    images = skin_images(6, size=16)
+    cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16])
+    train_cfg = TrainConfig(steps=10, batch_size=6, lr=5e-3, ema_decay=0.5, checkpoint_every=10, log_every=5)
+    fixed = ImagecondBatches(images, batch_size=6, seed=99, corruption=CorruptionConfig()).batch(0)
+    torch.manual_seed(0)
+    before = fixed_loss(DermUNet(cfg), fixed.target, fixed.cond_image)
+    model = train_imagecond(images, cfg, train_cfg, checkpoint_dir=tmp_path / "ckpt", device="cpu", seed=0,
+                            progress=False)
+    after = fixed_loss(model, fixed.target, fixed.cond_image)
+    assert after < 0.8 * before, (before, after)
+    assert (tmp_path / "ckpt" / "checkpoint.pt").is_file()
+    with pytest.raises(ValueError, match="cond_image_channels"):
+        from dermclean.diffusion.unet import UNetConfig
+
+        train_imagecond(images, UNetConfig(sample_size=16, block_out_channels=[8, 16]), train_cfg,
+                        checkpoint_dir=tmp_path / "x", device="cpu", seed=0, progress=False)
+
+
+def test_evaluate_removal_reports_groups_types_and_outside(tmp_path):
+    from dermclean.constants import ARTIFACT_FLAGS
+    from dermclean.data.images import save_png
+    from dermclean.data.manifest import write_manifest
+    from dermclean.removal.engine import RemovalConfig
+    from dermclean.removal.evaluate import evaluate_removal
+
+    rows = []
+    for i, img in enumerate(skin_images(3, size=48, seed=5)):
+        save_png(tmp_path / "images" / f"s{i}.png", img)
+        rows.append({"image_id": f"s{i}", "image_path": f"images/s{i}.png", "diagnosis": "nevus", "melanoma": 0,
+                     **{f: 0 for f in ARTIFACT_FLAGS}, "split": "test", "source": "test"})
+    rows[2]["ink"] = 1  # not clean: excluded
+    write_manifest(pd.DataFrame(rows), tmp_path / "manifest.csv")
+    torch.manual_seed(0)
+    model = DermUNet(imagecond_unet_config(sample_size=16, block_out_channels=[8, 16]))
+    config = RemovalConfig(steps=2, dilation=1, eval_images=0, figure_rows=2)
+    result = evaluate_removal(tmp_path / "manifest.csv", split="test", methods=["imagecond", "telea"],
+                              guided_model=None, imagecond_model=model, config=config, device="cpu", seed=0,
+                              plots_dir=tmp_path / "plots")
+    assert result["n_images"] == 2
+    for method in ("imagecond", "telea"):
+        r = result["methods"][method]
+        for kind in ("ruler", "ink", "patches", "all"):
+            scores = r["train_styles"][kind]
+            assert scores["psnr_out"] == 100.0 and scores["ssim_out"] == pytest.approx(1.0)
+            assert 0 < scores["psnr_in"] < 100
+        assert r["all"]["all"]["n"] == result["n_cases"]
+        assert (tmp_path / "plots" / f"{method}_grid.png").stat().st_size > 1000
+    if any(dict(heldout_styles()).values()):
+        assert "heldout_styles" in result["methods"]["telea"]
+    assert set(result["psnr_in_gain_over_telea"]) == {"imagecond"}
+    json.dumps(result)  # metrics file material
