@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,18 +57,19 @@ def main(argv: list[str] | None = None) -> int:
                    data_paths=[args.manifest.parent, args.detections, args.diffusion, args.imagecond],
                    tags={"device": device}):
         datasets = {}
-        with atomic_path(args.out) as tmp:
-            tmp.mkdir()
-            for method in config.methods:
-                df = build_cleaned_dataset(args.manifest, args.detections, tmp / method, method=method,
-                                           model_dir=models[method], dilation=config.dilation, device=device,
-                                           batch_size=config.batch_size, config=config,
-                                           progress=not args.no_progress)
-                area = df["mask_area"].astype(float)
-                datasets[method] = {"n_images": len(df), "model_version": str(df["model_version"].iloc[0]),
-                                    "mean_mask_area": float(area.mean()),
-                                    "images_with_mask": int((area > 0).sum())}
-                print(f"clean: {method}: {len(df)} images, mean mask area {area.mean():.4f} -> {args.out / method}")
+        if args.out.exists():  # a DVC output: rebuilt whole; each method's folder is written atomically
+            shutil.rmtree(args.out)
+        args.out.mkdir(parents=True)
+        for method in config.methods:
+            df = build_cleaned_dataset(args.manifest, args.detections, args.out / method, method=method,
+                                       model_dir=models[method], dilation=config.dilation, device=device,
+                                       batch_size=config.batch_size, config=config,
+                                       progress=not args.no_progress)
+            area = df["mask_area"].astype(float)
+            datasets[method] = {"n_images": len(df), "model_version": str(df["model_version"].iloc[0]),
+                                "mean_mask_area": float(area.mean()),
+                                "images_with_mask": int((area > 0).sum())}
+            print(f"clean: {method}: {len(df)} images, mean mask area {area.mean():.4f} -> {args.out / method}")
         with atomic_path(args.plots) as plots:
             plots.mkdir()
             evaluation = evaluate_removal(args.manifest, split="test", methods=config.methods,

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     report["tracking_uri"] = uri
     write_json(args.out, report)
     for name, entry in report["registered_models"].items():
-        print(f"{name}: champion v{entry['champion']}, challenger v{entry['challenger']}")
+        champion, challenger = (f"v{entry[a]}" if entry[a] else "none" for a in ("champion", "challenger"))
+        print(f"{name}: champion {champion}, challenger {challenger}")
     print(f"decisions written to {args.out}")
     return 0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
@@ -21,6 +23,7 @@ from dermclean.tracking.promotion import (ClassifierGates, ClassifierMetrics, De
 from dermclean.tracking.promotion_inputs import (PromotionInputError, classifier_metrics, detector_metrics,
                                                  discover_models)
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 GATES = ClassifierGates(max_flip_rate=0.2, max_auroc_drop=0.02)
 RAW = ClassifierMetrics(id_auroc=0.85, trap_auroc=0.60, flip_rate=0.35)
 
@@ -97,6 +100,15 @@ def test_metric_readers_accept_documented_layouts():
     assert detector_metrics({"val": {"pixel_ap": 0.3, "image_auroc": 0.6}}, "guided") == DetectorMetrics(
         pixel_ap=0.3, image_auroc=0.6)
     assert detector_metrics({"val": {"pixel_ap": 0.3}}, "imagecond") is None
+    # the layout pipelines/evaluate_detection.py writes (test-split figures, and says so)
+    evaluated = {"configured": "guided_cfg", "configured_pixel_ap": 0.2,
+                 "detectors": {"guided_cfg": {"pixel_ap": 0.2, "image_auroc_any": 0.65},
+                               "unguided": {"pixel_ap": 0.1}, "imagecond": {"pixel_ap": 0.3, "image_auroc_any": 0.7}}}
+    assert detector_metrics(evaluated, "guided") == DetectorMetrics(pixel_ap=0.2, image_auroc=0.65, split="test")
+    assert detector_metrics(evaluated, "imagecond") == DetectorMetrics(pixel_ap=0.3, image_auroc=0.7, split="test")
+    on_test = detector_decision(DetectorMetrics(pixel_ap=0.3, image_auroc=0.7, split="test"),
+                                DetectorMetrics(pixel_ap=0.2, image_auroc=0.65), gates=DetectorGates())
+    assert on_test.passed and "test pixel_ap 0.3000 >= champion (val) 0.2000" in on_test.reason
 
     shortcut = {"classifiers": {"raw": {"seed0": {"id_auroc": 0.8, "trap_auroc": 0.6,
                                                   "flip_rate": {"benign_to_malignant": 0.3, "malignant_to_benign": 0.1}}}},
@@ -152,12 +164,19 @@ def _versions(name: str) -> dict[str, tuple]:
             for mv in MlflowClient().search_model_versions(f"name = '{name}'")}
 
 
+def _without_record(report: dict) -> dict:
+    """Decisions without the record paths (absolute from the API, relative from the stage)."""
+    return {name: {**entry, "versions": [{k: v for k, v in row.items() if k != "record"} for row in entry["versions"]]}
+            for name, entry in report.items()}
+
+
 def test_promote_registers_gates_and_is_idempotent(store):
     _train(store, "detector", "dermclean-detector", 0)
     _train(store, "detector_imagecond", "dermclean-detector", 1)
     for variant in ("raw", "inpaint"):
         for seed in (0, 1):
             _train(store, f"classifiers/{variant}/seed{seed}", "dermclean-classifier", seed)
+    _train(store, "classifiers/telea/seed0", "dermclean-classifier", 5)  # no metrics for it
     write_json(store / "metrics" / "detection_eval.json",
                {"guided": {"val": {"pixel_ap": 0.40, "image_auroc": 0.70}},
                 "imagecond": {"val": {"pixel_ap": 0.45, "image_auroc": 0.72}}})
@@ -182,15 +201,24 @@ def test_promote_registers_gates_and_is_idempotent(store):
     assert "id_auroc 0.8000 < raw seed1 0.8400 - 0.02" in inpaint["1"]["reason"]
     assert models["dermclean-classifier-inpaint"]["champion"] == inpaint["0"]["version"]
 
+    telea = models["dermclean-classifier-telea"]
+    assert telea["champion"] is None and telea["challenger"] == 1
+    assert "no metrics found for variant 'telea' seed0" in telea["versions"][0]["reason"]
+
     client = MlflowClient()
     mv = client.get_model_version_by_alias("dermclean-classifier-inpaint", "champion")
     assert mv.tags["seed"] == "0" and mv.tags["promotion.passed"] == "true" and "trap_auroc 0.7000" in mv.description
     assert client.get_model_version_by_alias("dermclean-detector", "champion").tags["kind"] == "imagecond"
 
-    # rerun: nothing changes, neither the report nor any version (timestamps included)
+    # rerun through the stage script: nothing changes, neither the decisions nor any version (timestamps included)
     before = {name: _versions(name) for name in models}
-    again = promote(params=PARAMS, models_dir=store / "models", metrics_dir=store / "metrics")
-    assert again == report
+    stage = runpy.run_path(str(REPO_ROOT / "pipelines" / "promote.py"))
+    params_file = store / "params.yaml"
+    params_file.write_text(yaml.safe_dump({**PARAMS, "profile": "tiny", "profiles": {"tiny": {}}}))
+    assert stage["main"](["--params", str(params_file), "--models", "models", "--metrics-dir", "metrics",
+                          "--out", "reports/promotion.json"]) == 0
+    again = json.loads((store / "reports" / "promotion.json").read_text())
+    assert _without_record(again["registered_models"]) == _without_record(report["registered_models"])
     assert {name: _versions(name) for name in models} == before
 
     # a retrained, worse guided detector does not dethrone the champion; a better inpaint model does

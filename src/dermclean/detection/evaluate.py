@@ -178,7 +178,8 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
 
     clean_imgs = _load(clean_df)
     clean_dets = run(clean_imgs, list(clean_df["image_id"]))
-    threshold, fitted_on = det.threshold, "detector bundle (validation)"
+    threshold = det.threshold
+    fitted_on = (threshold.fitted_on or "detector bundle (validation)") if threshold is not None else ""
     if threshold is None:
         if split == "val":
             threshold = Threshold.fit([d.anomaly_map for d in clean_dets], fpr_budget=_fpr_budget(det),

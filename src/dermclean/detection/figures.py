@@ -28,7 +28,7 @@ def save_grid(result: EvaluationResult, path: str | os.PathLike[str], *, title: 
     rows = len(result.examples)
     fig, axes = plt.subplots(rows, 4, figsize=(8, 2 * rows), squeeze=False)
     for r, ex in enumerate(result.examples):
-        panels = [(ex.image, None, f"painted ({ex.kind})"), (ex.detection.anomaly_map, "magma", "anomaly map"),
+        panels = [(ex.image, None, "painted (held-out style)"), (ex.detection.anomaly_map, "magma", "anomaly map"),
                   (ex.pred_mask, "gray", "mask"), (ex.gt_mask, "gray", "ground truth")]
         for c, (img, cmap, label) in enumerate(panels):
             ax = axes[r][c]
@@ -36,6 +36,8 @@ def save_grid(result: EvaluationResult, path: str | os.PathLike[str], *, title: 
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
                 ax.set_title(label, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(ex.kind, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -31,7 +31,7 @@ from dermclean.env import autocast
 from dermclean.modelio import register
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NoisyClassifierConfig:
     """Typed configuration of :class:`NoisyClassifier` (saved as the model folder's ``config.json``)."""
 

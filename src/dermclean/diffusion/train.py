@@ -35,7 +35,7 @@ from dermclean.io import atomic_path
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """``params["diffusion"]["train"]`` (and ``params["imagecond"]["train"]``)."""
 
@@ -43,8 +43,8 @@ class TrainConfig:
     batch_size: int
     lr: float
     ema_decay: float
-    checkpoint_every: int
     cond_dropout: float = 0.0
+    checkpoint_every: int = 500
     amp: bool = True
     seed: int = 0
     grad_clip: float = 1.0
@@ -60,7 +60,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DiffusionBatch:
     """One training batch: ``target`` (B,C,H,W) in [-1, 1]; ``labels`` (B,K) multi-hot, NaN = unknown;
     ``cond_image`` (B,C',H,W) in [-1, 1] for image-conditioned models."""
@@ -70,7 +70,7 @@ class DiffusionBatch:
     cond_image: torch.Tensor | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     model: DermUNet          # the EMA copy, in eval mode
     steps_done: int

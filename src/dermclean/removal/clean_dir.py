@@ -15,6 +15,7 @@ equals the decoded input pixel.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -126,7 +127,7 @@ def run_clean_dir(images_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                             "width": image.shape[1], "mask_area": float(mask.mean())})
         write_json(tmp / "run.json", {
             "command": "clean", "images_dir": str(images_dir), **mask_source, **remover.describe(),
-            "dilation": dilation, "settings": config.__dict__, "device": str(remover.device),
+            "dilation": dilation, "settings": dataclasses.asdict(config), "device": str(remover.device),
             "n_images": len(paths), "images": records, "seconds": time.perf_counter() - began,
             "seconds_removal": remover.seconds, "dermclean_version": __version__,
         })

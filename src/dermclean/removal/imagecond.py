@@ -61,7 +61,7 @@ class TrainingPair:
     target: np.ndarray
     corrupted: np.ndarray
     mask: np.ndarray            # bool S x S, union of painted masks (all False when untouched)
-    styles: list[str]           # styles painted ("kind/style" as the renderer reports them)
+    styles: list[str]           # styles painted, as "kind/style"
     untouched: bool
 
 
@@ -84,8 +84,8 @@ def corrupt(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfi
     mask = np.zeros(image.shape[:2], bool)
     for m in painted.masks.values():
         mask |= np.asarray(m, dtype=bool)
-    return TrainingPair(target=image, corrupted=painted.image, mask=mask, styles=list(painted.styles),
-                        untouched=False)
+    styles = [f"{kind}/{style}" for kind, names in dict(painted.styles).items() for style in names]
+    return TrainingPair(target=image, corrupted=painted.image, mask=mask, styles=styles, untouched=False)
 
 
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -30,13 +30,14 @@ BEST_HEADER = ("# Written by `dermclean sweep` (Ray Tune + Optuna, maximising va
 
 @dataclass(kw_only=True)
 class TrialRecord:
-    """One trial: its swept values, its metrics (NaN when it failed) and timing.
+    """One trial: its number in the sweep (``index``, from 1), swept values, metrics (NaN when it failed), timing.
 
     ``duration_s`` is measured inside the trial around loading the detector and evaluating it;
     ``is_default`` marks the trial that evaluated params.yaml's own detection values.
     """
 
     trial_id: str
+    index: int
     status: str
     guidance: str
     noise_level: int

@@ -149,6 +149,9 @@ def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Pat
         sampler = optuna.samplers.TPESampler(seed=int(cfg.seed), n_startup_trials=max(2, cfg.num_samples // 3),
                                              multivariate=True, group=True, constant_liar=True)
     points = [default] if cfg.include_default and cfg.space.contains(default) else None
+    if cfg.include_default and points is None:
+        log.warning("params' detection values %s lie outside sweep.space; the sweep has no default trial to "
+                    "compare with", default)
     search = OptunaSearch(space=cfg.space, metric=cfg.metric, mode="max", sampler=sampler, points_to_evaluate=points)
     logger = ChildRunLogger(tracking_uri=tracking_uri, experiment_id=ensure_experiment(EXPERIMENT),
                             parent_run_id=parent.info.run_id, sweep_name=name,
@@ -156,7 +159,7 @@ def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Pat
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.num_samples,
-                                    max_concurrent_trials=cfg.max_concurrent),
+                                    max_concurrent_trials=cfg.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(storage_path=str(storage), name=name, callbacks=[logger], verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=0)))
 
@@ -169,13 +172,15 @@ def _records(grid: Any, default: dict[str, Any]) -> list[TrialRecord]:
         if not config:
             config = {k: metrics.get(f"cfg_{k}") for k in SWEPT_KEYS}
         if any(config.get(k) is None for k in SWEPT_KEYS):
-            rows.append(TrialRecord(trial_id=Path(result.path).name, status="unfinished", guidance="",
-                                    noise_level=0, guidance_scale=math.nan, steps=0))
+            rows.append(TrialRecord(trial_id=Path(result.path).name, index=_trial_index(result.path),
+                                    status="unfinished", guidance="", noise_level=0, guidance_scale=math.nan,
+                                    steps=0))
             continue
         status = "error" if result.error else ("ok" if metrics.get("done") or "pixel_ap" in metrics else "unfinished")
         swept = {k: config[k] for k in SWEPT_KEYS}
         rows.append(TrialRecord(
-            trial_id=str(metrics.get("trial_id") or Path(result.path).name), status=status,
+            trial_id=str(metrics.get("trial_id") or Path(result.path).name), index=_trial_index(result.path),
+            status=status,
             guidance=str(swept["guidance"]), noise_level=int(swept["noise_level"]),
             guidance_scale=float(swept["guidance_scale"]), steps=int(swept["steps"]),
             **{k: float(metrics[k]) for k in ("pixel_ap", "image_auroc", "dice", "seconds_per_image", "duration_s")
@@ -184,8 +189,8 @@ def _records(grid: Any, default: dict[str, Any]) -> list[TrialRecord]:
             effective_noise_level=_int_or_none(metrics.get("effective_noise_level")),
             effective_steps=_int_or_none(metrics.get("effective_steps")),
             finished_at=float(metrics["timestamp"]) if _finite(metrics.get("timestamp")) else None,
-            is_default=_same_point(swept, default), error=str(result.error)[:1000] if result.error else None))
-    rows.sort(key=lambda r: (r.finished_at is None, r.finished_at or 0.0))
+            is_default=_same_point(swept, default), error=_error_line(result.error)))
+    rows.sort(key=lambda r: r.index)
     return rows
 
 
@@ -298,6 +303,24 @@ def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (a["guidance"] == b["guidance"] and int(a["noise_level"]) == int(b["noise_level"])
             and int(a["steps"]) == int(b["steps"])
             and math.isclose(float(a["guidance_scale"]), float(b["guidance_scale"]), rel_tol=1e-9, abs_tol=1e-12))
+
+
+def _trial_index(path: str) -> int:
+    """The trial's number in the sweep (1, 2, ...), from Tune's folder name ``<trainable>_<id>_<n>_<config>``."""
+    import re
+
+    found = re.match(r"^.+?_[0-9a-f]{5,}_(\d+)(?:_|$)", Path(path).name)
+    return int(found.group(1)) if found else 10**9
+
+
+def _error_line(error: Any) -> str | None:
+    """The last line of a trial's error (the exception and its message), without terminal colours."""
+    import re
+
+    if not error:
+        return None
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
+    return lines[-1].strip()[:1000] if lines else type(error).__name__
 
 
 def _abs(path: str | os.PathLike[str], root: Path) -> Path:

@@ -57,7 +57,8 @@ def evaluate_config(config: dict[str, Any], context: TrialContext) -> dict[str, 
     """Evaluate the detector with ``config``'s swept values; return the trial's metrics.
 
     ``config``: ``{"guidance", "noise_level", "guidance_scale", "steps"}``. Returns the
-    :data:`REPORTED_METRICS` (NaN when undefined), ``duration_s`` (loading + evaluating) and, for a
+    :data:`REPORTED_METRICS` (NaN when undefined), ``duration_s`` (loading the bundle + evaluating; not
+    the imports, which a reused worker pays once) and, for a
     guided bundle, the ``effective_noise_level`` / ``effective_steps`` of the DDIM grid.
     """
     import torch
@@ -70,7 +71,7 @@ def evaluate_config(config: dict[str, Any], context: TrialContext) -> dict[str, 
         raise ValueError(f"trial config {config} lacks {missing}; expected the keys {list(SWEPT_KEYS)}")
     if context.threads:
         torch.set_num_threads(max(1, int(context.threads)))
-    start = time.perf_counter()
+    start = time.perf_counter()  # after the imports: a worker's start-up counts as orchestration overhead
     overrides = {key: config[key] for key in SWEPT_KEYS}
     detector = load_detector(context.detector_dir, device=context.device)
     metrics = evaluate_detector(detector, context.manifest_path, split=context.split, seed=context.seed,

@@ -11,10 +11,25 @@
   :mod:`dermclean.tracking.promotion`: the promotion gates (pure functions).
 """
 
-from dermclean.tracking.lineage import data_hash, flatten_params, git_commit
-from dermclean.tracking.models import ModelNotFound, log_model_folder, resolve_model
-from dermclean.tracking.registry import get_alias_version, register_model_version, set_alias
-from dermclean.tracking.runs import configure_tracking, ensure_experiment, find_repo_root, start_run
+from dermclean.tracking.errors import ModelNotFound
+
+# Everything else imports MLflow (seconds), so it is loaded on first use: importing
+# ``dermclean.tracking`` for ``ModelNotFound`` keeps ``dermclean --help`` fast.
+_LAZY = {
+    "data_hash": "lineage", "flatten_params": "lineage", "git_commit": "lineage",
+    "log_model_folder": "models", "resolve_model": "models",
+    "get_alias_version": "registry", "register_model_version": "registry", "set_alias": "registry",
+    "configure_tracking": "runs", "ensure_experiment": "runs", "find_repo_root": "runs", "start_run": "runs",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"dermclean.tracking.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'dermclean.tracking' has no attribute {name!r}")
+
 
 __all__ = [
     "ModelNotFound",

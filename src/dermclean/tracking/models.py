@@ -22,14 +22,11 @@ from mlflow.tracking import MlflowClient
 
 from dermclean.io import atomic_path
 from dermclean.modelio import read_model_config
+from dermclean.tracking.errors import ModelNotFound
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 MODEL_DIR_ARTIFACT = "model_dir"
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
-
-
-class ModelNotFound(FileNotFoundError):
-    """No model at the given path or URI; the message says how to get one."""
 
 
 def _pip_requirements() -> list[str]:
@@ -119,7 +116,8 @@ def _download(uri: str) -> Path:
                 mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
     except MlflowException as exc:
         if exc.error_code in _NOT_FOUND_CODES:
-            raise ModelNotFound(_how_to_get_one(f"no model at {uri} in {mlflow.get_tracking_uri()} ({exc.message})")) from exc
+            what = f"no model at {uri} in {mlflow.get_tracking_uri()} ({exc.message})"
+            raise ModelNotFound(_how_to_get_one(what)) from exc
         raise
     found = _local_model_dir(target)
     if found is None:

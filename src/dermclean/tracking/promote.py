@@ -67,6 +67,7 @@ class _Promoter:
         section = params.get("promote") or {}
         self.detector_gates = from_dict(DetectorGates, section.get("detector"), where="params promote.detector")
         self.classifier_gates = from_dict(ClassifierGates, section.get("classifier"), where="params promote.classifier")
+        self.metrics_dir = metrics_dir
         self.detection = read_metrics_file(metrics_dir / "detection_eval.json")
         self.shortcut = read_metrics_file(metrics_dir / "shortcut.json")
         self.client = MlflowClient()
@@ -78,14 +79,18 @@ class _Promoter:
 
     def decide(self, model: TrainedModel, metrics, champion: ModelVersion | None, seeds: list[int]) -> Decision:
         if model.variant == RAW_VARIANT:
-            return Decision(passed=True, note="reference model trained on raw data; cleaned variants are gated against it")
+            return Decision(passed=True,
+                            note="reference model trained on raw data; cleaned variants are gated against it")
+        if metrics is None:
+            where = (f"variant {model.variant!r} seed{model.seed} in {self.metrics_dir / 'shortcut.json'}"
+                     if model.variant else f"kind {model.kind!r} in {self.metrics_dir / 'detection_eval.json'}")
+            return Decision(passed=False, note=f"no metrics found for {where}")
         if model.variant:
             raw, label = _raw_reference(self.shortcut, model.seed, seeds)
-            candidate = metrics or ClassifierMetrics(id_auroc=None, trap_auroc=None, flip_rate=None)
-            return classifier_decision(candidate, raw, gates=self.classifier_gates, raw_label=label)
-        candidate = metrics or DetectorMetrics(pixel_ap=None, image_auroc=None)
-        return detector_decision(candidate, _recorded_metrics(champion, DetectorMetrics) if champion else None,
-                                 gates=self.detector_gates, champion_version=str(champion.version) if champion else None)
+            return classifier_decision(metrics, raw, gates=self.classifier_gates, raw_label=label)
+        reference = _recorded_metrics(champion, DetectorMetrics) if champion else None
+        return detector_decision(metrics, reference, gates=self.detector_gates,
+                                 champion_version=str(champion.version) if champion else None)
 
     def promote_model(self, name: str, models: list[TrainedModel]) -> dict[str, Any]:
         metrics_cls = ClassifierMetrics if models[0].variant else DetectorMetrics
@@ -109,9 +114,9 @@ class _Promoter:
         if models[0].variant == RAW_VARIANT:
             choice = self._raw_choice(name, champion, outcomes)
         else:
+            recorded = _recorded_metrics(champion, metrics_cls)
             choice = choose_aliases(current_champion=str(champion.version) if champion else None,
-                                    champion_rank=(m.rank() if (m := _recorded_metrics(champion, metrics_cls)) else None),
-                                    outcomes=outcomes)
+                                    champion_rank=recorded.rank() if recorded else None, outcomes=outcomes)
         self._apply(name, choice, champion, versions)
         return self._report(name, versions)
 
@@ -131,8 +136,9 @@ class _Promoter:
             if mv.tags.get(key) != value:
                 self.client.set_model_version_tag(mv.name, mv.version, key, value)
         fresh = self.client.get_model_version(mv.name, mv.version)
-        description = (f"Promotion: {fresh.tags.get('promotion.reason', '')}\n"
-                       f"Role: {fresh.tags.get('promotion.role', 'undecided')} — {fresh.tags.get('promotion.role_reason', '')}")
+        tags = fresh.tags
+        description = (f"Promotion: {tags.get('promotion.reason', '')}\n"
+                       f"Role: {tags.get('promotion.role', 'undecided')} — {tags.get('promotion.role_reason', '')}")
         if fresh.description != description:
             self.client.update_model_version(mv.name, mv.version, description=description)
             fresh = self.client.get_model_version(mv.name, mv.version)
@@ -147,7 +153,8 @@ class _Promoter:
         dethroned = str(old.version) if old is not None and choice.champion != str(old.version) else None
         if dethroned is not None and dethroned not in versions:
             self._record(self.client.get_model_version(name, dethroned),
-                         {"promotion.role": "challenger", "promotion.role_reason": f"superseded as champion: {choice.why}"})
+                         {"promotion.role": "challenger",
+                          "promotion.role_reason": f"superseded as champion: {choice.why}"})
         for version, (model, mv) in versions.items():
             role = "champion" if version == choice.champion else "challenger"
             if mv.tags.get("promotion.role") == role:

@@ -27,6 +27,7 @@ class DetectorMetrics:
 
     pixel_ap: float | None
     image_auroc: float | None
+    split: str = "val"  # the split the figures come from (the gates are meant for "val")
 
     def rank(self) -> tuple[float, ...] | None:
         return _rank((self.pixel_ap, self.image_auroc))
@@ -121,12 +122,16 @@ def detector_decision(candidate: DetectorMetrics, champion: DetectorMetrics | No
     if champion is None:
         rank = candidate.rank()
         if rank is None:
-            return Decision(passed=False, note="validation pixel_ap / image_auroc missing")
-        return Decision(passed=True, note=f"no champion yet; pixel_ap {rank[0]:.4f}, image_auroc {rank[1]:.4f}")
+            return Decision(passed=False, note=f"{candidate.split} pixel_ap / image_auroc missing")
+        return Decision(passed=True, note=f"no champion yet; {candidate.split} pixel_ap {rank[0]:.4f}, "
+                                          f"image_auroc {rank[1]:.4f}")
     ref = f"champion v{champion_version}" if champion_version else "champion"
+    if champion.split != candidate.split:
+        ref += f" ({champion.split})"
     results = (
-        at_least("val pixel_ap", candidate.pixel_ap, champion.pixel_ap, slack=gates.max_pixel_ap_drop, ref_name=ref),
-        at_least("val image_auroc", candidate.image_auroc, champion.image_auroc,
+        at_least(f"{candidate.split} pixel_ap", candidate.pixel_ap, champion.pixel_ap,
+                 slack=gates.max_pixel_ap_drop, ref_name=ref),
+        at_least(f"{candidate.split} image_auroc", candidate.image_auroc, champion.image_auroc,
                  slack=gates.max_image_auroc_drop, ref_name=ref),
     )
     return Decision(passed=all(g.passed for g in results), gates=results)

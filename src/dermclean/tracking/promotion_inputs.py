@@ -6,7 +6,7 @@ Model records (written by the training stages after logging to MLflow)::
     models/detector_imagecond/mlflow_run.json            (optional)                         kind imagecond
     models/classifiers/<variant>/seed<k>/mlflow_run.json                                    variant, seed
 
-An optional ``"kind"`` key in a detector's record overrides the kind implied by its folder.
+An optional ``"kind"`` (or ``"bundle"``) key in a detector's record overrides the kind implied by its folder.
 
 Metrics read (numbers may be plain floats or ``{"mean"|"value"|"point": float, ...}``):
 
@@ -16,6 +16,12 @@ Metrics read (numbers may be plain floats or ``{"mean"|"value"|"point": float, .
     {"val": {"guided": {"pixel_ap": ..., "image_auroc": ...}}}           # also accepted
     {"val": {"pixel_ap": ..., "image_auroc": ...}}                        # single detector = guided
 
+When no validation section exists, the layout ``pipelines/evaluate_detection.py`` writes is used:
+``{"configured": "guided_cfg", "split": "test", "detectors": {"guided_cfg": {...}, "imagecond": {...}}}``
+(guided = the ``configured`` entry). Its figures are from the split it names (``test`` unless it
+says otherwise); the metrics record that split and every gate message names it, so a promotion
+decided on test figures says so.
+
 ``metrics/shortcut.json`` — per classifier variant and seed, on the raw test / trap images::
 
     {"classifiers": {"raw": {"seed0": {"id_auroc": 0.86, "trap_auroc": 0.61, "flip_rate": 0.34}}, ...}}
@@ -24,8 +30,8 @@ Metrics read (numbers may be plain floats or ``{"mean"|"value"|"point": float, .
 ``flip_rate`` may be a number or a dict; for a dict the ``overall`` value is used, else the larger
 of ``benign_to_malignant`` and ``malignant_to_benign`` (the worse direction). Accepted synonyms:
 ``auroc``/``test_auroc``/``in_distribution_auroc`` for ``id_auroc``; ``auroc_trap`` for
-``trap_auroc``; ``ap_pixel``/``pixel_average_precision`` for ``pixel_ap``; ``auroc_image`` for
-``image_auroc``. Anything missing makes the gates that need it fail (never pass by default).
+``trap_auroc``; ``ap_pixel``/``pixel_average_precision`` for ``pixel_ap``; ``auroc_image``/
+``image_auroc_any`` for ``image_auroc``. Anything missing makes the gates that need it fail (never pass by default).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ def discover_models(models_dir: str | Path) -> list[TrainedModel]:
         record_path = models_dir / folder / "mlflow_run.json"
         if record_path.is_file():
             record = read_record(record_path)
-            kind = str(record.get("kind") or default_kind)
+            kind = str(record.get("kind") or record.get("bundle") or default_kind)
             found.append(TrainedModel(registered_name=DETECTOR_MODEL, run_id=record["run_id"],
                                       model_uri=record["model_uri"], record=record_path,
                                       tags={"kind": kind}, kind=kind))
@@ -140,14 +146,18 @@ def _pick(section: Any, names: tuple[str, ...]) -> float | None:
 
 def detector_metrics(data: Mapping[str, Any], kind: str) -> DetectorMetrics | None:
     """Validation metrics of detector ``kind`` from ``detection_eval.json`` content (module doc)."""
-    candidates = [_get(data, kind, "val"), _get(data, "val", kind), _get(data, "detectors", kind, "val")]
+    candidates = [(_get(data, kind, "val"), "val"), (_get(data, "val", kind), "val"),
+                  (_get(data, "detectors", kind, "val"), "val")]
     if kind == "guided":
-        candidates += [_get(data, "val"), data]
-    for section in candidates:
+        candidates += [(_get(data, "val"), "val"), (data, "val")]
+    split = str(data.get("split") or "test")
+    name = data.get("configured") if kind == "guided" and isinstance(data.get("configured"), str) else kind
+    candidates.append((_get(data, "detectors", name), split))
+    for section, where in candidates:
         pixel_ap = _pick(section, ("pixel_ap", "ap_pixel", "pixel_average_precision"))
-        image_auroc = _pick(section, ("image_auroc", "auroc_image"))
+        image_auroc = _pick(section, ("image_auroc", "auroc_image", "image_auroc_any"))
         if pixel_ap is not None or image_auroc is not None:
-            return DetectorMetrics(pixel_ap=pixel_ap, image_auroc=image_auroc)
+            return DetectorMetrics(pixel_ap=pixel_ap, image_auroc=image_auroc, split=where)
     return None
 
 

@@ -42,8 +42,6 @@ def _predict_fn(kind: str):
 
 def input_paths(model_input: Any) -> list[Path]:
     """Paths from a DataFrame with a ``path`` column, a list/Series of paths, or one path."""
-    import pandas as pd
-
     if isinstance(model_input, pd.DataFrame):
         if "path" not in model_input.columns:
             raise ValueError(f"predict input has columns {list(model_input.columns)}; expected a 'path' column")
@@ -57,8 +55,6 @@ def input_paths(model_input: Any) -> list[Path]:
 
 def to_frame(result: Any):
     """Return ``result`` as a DataFrame (records become rows)."""
-    import pandas as pd
-
     if isinstance(result, pd.DataFrame):
         return result
     rows = list(result)
