@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                                    **{k: nc_params.pop(k) for k in CLASSIFIER_KEYS if k in nc_params})
     nc_steps, nc_batch, nc_lr = int(nc_params.pop("steps")), int(nc_params.pop("batch_size")), float(nc_params.pop("lr"))
     nc_ckpt_every = int(nc_params.pop("checkpoint_every", max(1, nc_steps // 8)))
+    nc_max_t = nc_params.pop("max_timestep", None)
     if nc_params:
         raise ValueError(f"{args.params}: diffusion.noisy_classifier: unknown keys {sorted(nc_params)}; expected "
-                         f"{sorted(CLASSIFIER_KEYS + ('steps', 'batch_size', 'lr', 'checkpoint_every'))}")
+                         f"{sorted(CLASSIFIER_KEYS + ('steps', 'batch_size', 'lr', 'checkpoint_every', 'max_timestep'))}")
 
     train_ds = load_split(args.manifest, "train", size)
     val_ds = load_split(args.manifest, "val", size)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             NoisyClassifier(nc_cfg), batches_from_dataset(train_ds, batch_size=nc_batch, seed=seed + 1),
             steps=nc_steps, lr=nc_lr, device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed,
             progress=progress, pos_weight=pos_weight_from_labels(train_ds.labels),
-            checkpoint_every=nc_ckpt_every, on_log=log_clf)
+            checkpoint_every=nc_ckpt_every, on_log=log_clf, max_timestep=nc_max_t)
         nc_seconds = time.perf_counter() - began
         probs, labels = predict_proba(classifier, ordered_batches(val_ds, batch_size=nc_batch), device=device, t=0)
         aurocs = auroc_per_class(probs, labels)
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             save_model_dir(tmp / "unet", kind="unet", config=unet_cfg, module=result.model, meta=meta)
             save_model_dir(tmp / "noisy_classifier", kind="noisy_classifier", config=nc_cfg, module=classifier,
                            meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES), "steps": nc_steps,
-                                 "lr": nc_lr, "batch_size": nc_batch, "val_auroc_t0": aurocs})
+                                 "lr": nc_lr, "batch_size": nc_batch, "max_timestep": nc_max_t,
+                                 "val_auroc_t0": aurocs})
             unet_uri = log_model_folder(tmp / "unet", name="unet")
             nc_uri = log_model_folder(tmp / "noisy_classifier", name="noisy_classifier")
             write_json(tmp / "mlflow_run.json", {"run_id": run.info.run_id, "model_uri": unet_uri,

@@ -171,6 +171,7 @@ def test_sweep_on_a_ray_head_by_address(ray_head, workspace, monkeypatch):
         assert {"pixel_ap", "image_auroc", "dice", "seconds_per_image", "duration_s"} <= set(child.data.metrics)
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes(ray_head, workspace, tmp_path, monkeypatch):
     """Ctrl-C the sweep after its first trial, resume it: every trial runs once, none is logged twice."""
     from dermclean.sweep import run_sweep

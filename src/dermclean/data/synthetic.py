@@ -149,11 +149,13 @@ def _lesion(rng: np.random.Generator, size: int, melanoma: bool) -> tuple[np.nda
     if m or rng.random() < 0.3:  # globules / dots, scattered towards the periphery in melanoma
         k = int(rng.integers(3, 10 if m else 5))
         ang, rad = rng.uniform(0, 2 * np.pi, k), radius * (rng.uniform(0.4, 1.05, k) if m else rng.uniform(0, 0.5, k))
-        dots = np.zeros((size, size), np.uint8)
-        for a, r in zip(ang, rad):
-            cv2.circle(dots, (int(cx + r * np.cos(a)), int(cy + r * np.sin(a))), max(1, int(size * 0.012)), 255, -1,
-                       cv2.LINE_AA)
-        lesion = lesion * (1.0 - 0.55 * dots.astype(np.float32) / 255.0)[..., None]
+        dots = np.zeros((size, size), np.float32)
+        px = np.clip(np.rint(cx + rad * np.cos(ang)), 0, size - 1).astype(int)
+        py = np.clip(np.rint(cy + rad * np.sin(ang)), 0, size - 1).astype(int)
+        dots[py, px] = 1.0
+        sigma = max(0.7, size * 0.012)
+        dots = np.clip(cv2.GaussianBlur(dots, (0, 0), sigma) * (2 * np.pi * sigma ** 2) * 0.6, 0, 1)
+        lesion = lesion * (1.0 - 0.6 * dots)[..., None]
     return lesion, cover
 
 

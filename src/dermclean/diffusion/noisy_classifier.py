@@ -134,8 +134,11 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                            seed: int = 0, progress: bool = True, pos_weight: torch.Tensor | None = None,
                            checkpoint_every: int = 500, amp: bool = True,
                            on_log: Callable[[int, dict[str, float]], None] | None = None,
-                           log_every: int = 10) -> NoisyClassifier:
+                           log_every: int = 10, max_timestep: int | None = None) -> NoisyClassifier:
     """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
+
+    ``max_timestep`` limits ``t`` to ``U{0..max_timestep-1}`` (guidance only queries ``t`` below the
+    detection noise level L, so capacity spent above it is wasted); None = all T (Wolleb et al.).
 
     ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
     (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
@@ -149,7 +152,11 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     generator = torch.Generator(device=device).manual_seed(seed)
-    fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist()})
+    num_t = scheduler.config.num_train_timesteps
+    t_high = num_t if max_timestep is None else int(max_timestep)
+    if not 1 <= t_high <= num_t:
+        raise ValueError(f"train_noisy_classifier: max_timestep={max_timestep}; expected 1..{num_t} or None")
+    fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high})
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     start, recent = 0, []
     state = load_checkpoint(ckpt) if ckpt is not None else None
@@ -168,8 +175,7 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
             batch = next(stream)
             x0, labels = batch.target.to(device), batch.labels.to(device)
             eps = torch.randn(x0.shape, generator=generator, device=device)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator,
-                              device=device)
+            t = torch.randint(0, t_high, (x0.shape[0],), generator=generator, device=device)
             with autocast(device, amp):
                 logits = model(scheduler.add_noise(x0, eps, t), t)
             loss = masked_bce(logits, labels, pos_weight)

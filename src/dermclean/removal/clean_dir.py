@@ -52,7 +52,13 @@ def detect_masks(paths: list[Path], images: list[np.ndarray], *, detector: str |
     champion), the detector's reference, and the loaded detector."""
     from dermclean.detection.contract import open_detector
 
-    bundle, ref = open_detector(detector, device=device, batch_size=batch_size)
+    try:
+        bundle, ref = open_detector(detector, device=device, batch_size=batch_size)
+    except FileNotFoundError as exc:
+        if detector is not None:
+            raise
+        raise type(exc)(f"clean: no default detector ({DEFAULT_DETECTOR}). Pass --detector PATH_OR_URI "
+                        f"(e.g. models/detector) or --masks DIR with <stem>.png masks") from exc
     detections = bundle.detect(images, [p.name for p in paths])
     masks = [fit_mask(np.asarray(d.mask, dtype=bool), im.shape[:2], where=f"detector mask of {p.name}")
              for d, im, p in zip(detections, images, paths, strict=True)]

@@ -67,7 +67,12 @@ class TrialRecord:
 
 @dataclass(kw_only=True)
 class Timing:
-    """Orchestration overhead of one sweep session (see :func:`measure_overhead`)."""
+    """Orchestration overhead of one sweep session (see :func:`measure_overhead`).
+
+    ``wall_s`` runs from before Ray starts (or is joined) to the end of ``Tuner.fit``; ``setup_s`` is its
+    part before ``Tuner.fit`` (Ray, the MLflow parent run, the searcher); ``post_s`` (threshold fit,
+    files, logging) comes after and is not in ``wall_s``.
+    """
 
     wall_s: float
     trial_s_sum: float
@@ -75,6 +80,7 @@ class Timing:
     concurrency: int
     overhead_fraction: float
     overhead_vs_trial_time: float
+    setup_s: float = 0.0
     post_s: float = 0.0
 
 

@@ -96,6 +96,7 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
         tuner = _tuner(cfg, default=default, name=name, storage=storage, experiment_path=experiment_path,
                        detector_dir=detector_dir, manifest_path=manifest_path, device=device, resumed=resumed,
                        tracking_uri=tracking_uri, parent=parent)
+        fit_start = time.time()
         grid = tuner.fit()
         wall = time.time() - session_start
         rows = _records(grid, default)
@@ -104,6 +105,7 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
                                           and (r.finished_at or 0) >= session_start],
             concurrency=min(cfg.max_concurrent, session.slots(cfg.resources),
                             max(1, sum(1 for r in rows if (r.finished_at or 0) >= session_start))))
+        timing.setup_s = fit_start - session_start
         finished = [r for r in rows if r.status in ("ok", "error")]
         if len(finished) < cfg.num_samples:
             raise SweepInterrupted(f"sweep {name}: {len(finished)} of {cfg.num_samples} trials finished; resume "
