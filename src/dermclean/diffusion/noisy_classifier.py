@@ -10,7 +10,6 @@ image-level artifact detector on its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
