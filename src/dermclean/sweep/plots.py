@@ -85,7 +85,8 @@ def plot_ap_surface(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
                       fontsize=7)
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                hx.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6, color="w")
+                light = (v - vmin) / (vmax - vmin) > 0.6  # viridis is light at the top
+                hx.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="k" if light else "w")
         fig.colorbar(im, ax=hx, label=f"best {metric} in cell")
     hx.set_xlabel("noise level L")
     hx.set_ylabel("guidance scale s (bins, log)")

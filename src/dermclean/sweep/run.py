@@ -23,8 +23,6 @@ resume_errored=True)`` and reopens the same MLflow parent run.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -34,16 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from dermclean.io import read_json, write_json
+from dermclean.sweep.resume import MARKER, SweepError, find_resumable, fingerprint_inputs
 from dermclean.sweep.results import SweepResult, TrialRecord, measure_overhead, write_best_params
 from dermclean.sweep.space import SWEPT_KEYS, SweepConfig, default_point, sweep_config_from_params
 
 EXPERIMENT = "dermclean-detector"
-MARKER = "dermclean_sweep.json"
 log = logging.getLogger(__name__)
-
-
-class SweepError(RuntimeError):
-    """A sweep that cannot start, resume or finish; the message says what to do."""
 
 
 class SweepInterrupted(SweepError):
@@ -75,8 +69,8 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
         raise FileNotFoundError(f"manifest {manifest_path} not found; run the prepare stage first")
     cfg = _drop_unusable_guidance(cfg, detector_dir)
     default = default_point(params.get("detection") or {})
-    fingerprint = _fingerprint(cfg, default, detector_dir, manifest_path)
-    name = _find_resumable(storage, fingerprint, resume)
+    fingerprint = fingerprint_inputs(cfg, default, detector_dir, manifest_path)
+    name = find_resumable(storage, fingerprint, resume)
     resumed = name is not None
     name = name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     experiment_path = storage / name
@@ -250,35 +244,6 @@ def _parent_run(params: dict[str, Any], *, name: str, experiment_path: Path, res
               "detection": params.get("detection") or {}}
     return start_run(EXPERIMENT, name, params=logged, data_paths=data_paths,
                      tags={"sweep": name, "ray_experiment_path": str(experiment_path), "run_kind": "sweep"})
-
-
-def _find_resumable(storage: Path, fingerprint: str, resume: bool | None) -> str | None:
-    """The newest unfinished sweep under ``storage`` to resume (see module doc), or ``None``."""
-    if resume is False:
-        return None
-    from ray import tune
-
-    unfinished = []
-    for marker in sorted(storage.glob(f"*/{MARKER}"), key=lambda p: p.stat().st_mtime, reverse=True):
-        record = read_json(marker)
-        if not record.get("finished") and tune.Tuner.can_restore(str(marker.parent)):
-            unfinished.append((marker.parent.name, record.get("fingerprint")))
-    match = next((n for n, f in unfinished if f == fingerprint), None)
-    if resume and match is None:
-        if unfinished:
-            raise SweepError(f"--resume: the unfinished sweeps under {storage} ({[n for n, _ in unfinished]}) were "
-                             f"started with other params, detector or manifest; run without --resume for a new sweep")
-        raise SweepError(f"--resume: no unfinished sweep under {storage}; run without --resume to start one")
-    return match
-
-
-def _fingerprint(cfg: SweepConfig, default: dict[str, Any], detector_dir: Path, manifest_path: Path) -> str:
-    record = {"space": _space_dict(cfg), "num_samples": cfg.num_samples, "metric": cfg.metric, "split": cfg.split,
-              "max_images": cfg.max_images, "seed": cfg.seed, "include_default": cfg.include_default,
-              "resources": cfg.resources, "default": default, "detector": str(detector_dir),
-              "detector_config": read_json(detector_dir / "config.json"), "manifest": str(manifest_path),
-              "manifest_mtime": manifest_path.stat().st_mtime}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _drop_unusable_guidance(cfg: SweepConfig, detector_dir: Path) -> SweepConfig:
