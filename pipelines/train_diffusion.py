@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ from dermclean.diffusion.noisy_classifier import (
     train_noisy_classifier,
 )
 from dermclean.diffusion.train import (
-    TrainConfig, batches_from_dataset, evaluate_diffusion_loss, ordered_batches, train_diffusion,
+    TrainConfig, batches_from_dataset, checkpoint_key, evaluate_diffusion_loss, ordered_batches, train_diffusion,
 )
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.env import pick_device
@@ -45,10 +43,6 @@ from dermclean.tracking import configure_tracking, log_model_folder, start_run
 EXPERIMENT = "dermclean-diffusion"
 CLASSIFIER_KEYS = ("width", "depth")
 
-
-def checkpoint_key(stage_params: dict, manifest: Path) -> str:
-    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(manifest.read_bytes()).digest()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import mlflow
 
 from dermclean.config import from_dict, load_params
-from dermclean.diffusion.train import TrainConfig
+from dermclean.diffusion.train import TrainConfig, checkpoint_key
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
 from dermclean.modelio import save_model_dir
@@ -37,10 +36,6 @@ from dermclean.tracking import configure_tracking, log_model_folder, start_run
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
 
-
-def checkpoint_key(stage_params: dict, manifest: Path) -> str:
-    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(manifest.read_bytes()).digest()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def test_mask_bits_are_exactly_the_changed_pixels():
 def test_deterministic_by_seed_and_prefix_stable(tmp_path):
     a = generate_dataset(tmp_path / "a", SyntheticConfig(n_images=6, size=32, seed=1))
     b = generate_dataset(tmp_path / "b", SyntheticConfig(n_images=8, size=32, seed=1))
-    c = generate_dataset(tmp_path / "c", SyntheticConfig(n_images=6, size=32, seed=2))
+    generate_dataset(tmp_path / "c", SyntheticConfig(n_images=6, size=32, seed=2))
     assert a.equals(b.iloc[:6].reset_index(drop=True))
     for i in range(6):
         name = f"images/SYN_{i:06d}.png"

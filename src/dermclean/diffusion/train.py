@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -198,6 +199,16 @@ def endless(batches: Iterable[DiffusionBatch], start: int = 0) -> Iterator[Diffu
 
 
 # ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_key(stage_params: dict[str, Any], manifest: Path) -> str:
+    """Folder name for a stage's checkpoints: a hash of its params and the manifest's bytes.
+
+    A changed config or dataset starts fresh; a rerun with the same ones resumes (or finds the
+    final checkpoint and trains nothing).
+    """
+    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(Path(manifest).read_bytes()).digest()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

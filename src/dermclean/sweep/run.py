@@ -14,7 +14,8 @@
 Resuming: each sweep is a Tune experiment ``<storage_path>/sweep-<timestamp>`` holding a
 ``dermclean_sweep.json`` marker (fingerprint of the sweep's inputs, parent run id, finished flag).
 Tune saves its state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``, default 1 here), so an
-interrupted sweep (Ctrl-C, a killed driver, a lost head) loses at most the trials in flight.
+interrupted sweep (Ctrl-C, a killed driver) loses at most the trials in flight (after a hard
+kill, also a trial that finished in the last second before it); they are re-run on resume.
 ``resume=None`` (default) resumes the newest unfinished sweep whose fingerprint matches (same
 params, detector, manifest) and otherwise starts a new one; ``resume=True`` insists on resuming;
 ``resume=False`` always starts a new one. Resuming calls ``Tuner.restore(path, trainable,
