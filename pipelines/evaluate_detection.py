@@ -73,7 +73,12 @@ def main() -> None:
     figures = [save_grid(r, args.plots / f"grid_{n}.png", title=n) for n, r in results.items()]
     figures.append(save_pr_curves(results, args.plots / "pr_curves.png"))
     summary = _summary(results, found["configured"])
-    out = {"configured": found["configured"], **summary, "detectors": {n: r.metrics for n, r in results.items()}}
+    # The promote stage gates detectors on validation figures, never on the test split reported here.
+    gated = {"guided": found["detectors"][found["configured"]], "imagecond": found["detectors"].get("imagecond")}
+    val = {kind: evaluate_detector_full(d, args.manifest, split="val", seed=seed).metrics
+           for kind, d in gated.items() if d is not None}
+    out = {"configured": found["configured"], **summary, "detectors": {n: r.metrics for n, r in results.items()},
+           "val": val}
     write_json(args.plots / "detection_eval.json", _json_safe(out))
     _track(params, args, results, [f for f in figures if f is not None], summary)
     write_json(args.out_metrics, _json_safe(out))
