@@ -21,7 +21,6 @@ import logging
 import sys
 from pathlib import Path
 
-from dermclean.config import load_params
 from dermclean.env import disable_telemetry
 
 
@@ -37,26 +36,23 @@ def main(argv: list[str] | None = None) -> int:
                                                         "then RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--storage", type=Path, default=None, help="Ray Tune storage folder (default: "
                                                                    "params sweep.storage_path)")
-    resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", dest="resume", action="store_true", default=None,
-                        help="resume the newest unfinished sweep with the same inputs (error if none)")
-    resume.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="always start a new sweep (default: resume a matching unfinished one)")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume the newest unfinished sweep with the same inputs (error if there is none)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="always start a new sweep (default: resume a matching unfinished one if any)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... inside trials (default: CUDA when available)")
     args = parser.parse_args(argv)
 
     disable_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from dermclean.sweep import SweepError, run_sweep
+    from dermclean.sweep import SweepError
+    from dermclean.sweep.run import sweep_from_files
 
-    # The sweep starts from params.yaml's own detection values, not from an earlier sweep's best.
-    params = load_params(args.params, profile=args.profile)
-    repo_root = args.params.resolve().parent
     try:
-        result = run_sweep(params, repo_root=repo_root, detector_dir=args.detector.resolve(),
-                           manifest_path=args.manifest.resolve(), out_dir=args.out.resolve(),
-                           out_params=args.best.resolve(), address=args.address, resume=args.resume,
-                           storage_path=args.storage.resolve() if args.storage else None, device=args.device)
+        result = sweep_from_files(params_path=args.params, manifest_path=args.manifest, detector_dir=args.detector,
+                                  out_dir=args.out, best_path=args.best, address=args.address, resume=args.resume,
+                                  fresh=args.fresh, profile=args.profile, storage_path=args.storage,
+                                  device=args.device)
     except SweepError as exc:
         print(f"sweep: {exc}", file=sys.stderr)
         return 1

@@ -144,6 +144,7 @@ def test_sweep_on_a_ray_head_by_address(ray_head, workspace, monkeypatch):
         assert 0.0 <= t.pixel_ap <= 1.0 and t.n_images == 2 and t.duration_s > 0 and t.seconds_per_image > 0
         assert t.noise_level in (100, 200, 300) and t.effective_steps == 2
     assert result.best.pixel_ap == max(t.pixel_ap for t in result.trials)
+    assert result.best_config == result.best.detection and result.best_metric == result.best.pixel_ap
     assert 0.0 <= result.overhead_fraction < 1.0 and result.timing.concurrency == 2
 
     # sweep_best.yaml overrides params.yaml's detection values; the threshold was refitted for it

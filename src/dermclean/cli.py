@@ -116,13 +116,14 @@ def sweep(
     out: Annotated[Path, typer.Option("--out", help="Folder for the sweep summary and figure.")] = Path("reports/sweep"),
     best: Annotated[Path, typer.Option("--best", help="Where to write the best detection config.")] = Path("sweep_best.yaml"),
     address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: params sweep.address or RAY_ADDRESS; else a local Ray).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Resume an interrupted sweep from its storage path.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Insist on resuming an interrupted sweep (default: resume a matching unfinished one if any).")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Always start a new sweep, even if an unfinished one matches.")] = False,
 ) -> None:
     """Sweep noise level L, guidance scale s, guidance kind and DDIM steps with Ray Tune + Optuna."""
     from dermclean.sweep.run import sweep_from_files
 
     result = sweep_from_files(params_path=params, manifest_path=manifest, detector_dir=detector, out_dir=out,
-                              best_path=best, address=address, resume=resume)
+                              best_path=best, address=address, resume=resume, fresh=fresh)
     typer.echo(f"best {result.best_config} (validation pixel AP {result.best_metric:.4f}); wrote {best}")
 
 

@@ -108,6 +108,16 @@ class SweepResult:
     def overhead_fraction(self) -> float:
         return self.timing.overhead_fraction
 
+    @property
+    def best_config(self) -> dict[str, Any]:
+        """The best trial's swept values (what ``sweep_best.yaml`` holds)."""
+        return self.best.detection
+
+    @property
+    def best_metric(self) -> float:
+        """The best trial's objective (validation pixel AP)."""
+        return float(getattr(self.best, self.metric))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "experiment_path": str(self.experiment_path), "metric": self.metric,

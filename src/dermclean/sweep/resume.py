@@ -21,8 +21,8 @@ from dermclean.sweep.space import SweepConfig
 MARKER = "dermclean_sweep.json"
 
 
-class SweepError(RuntimeError):
-    """A sweep that cannot start, resume or finish; the message says what to do."""
+class SweepError(ValueError):
+    """A sweep that cannot start, resume or finish; the message says what to do (the CLI prints it)."""
 
 
 def find_resumable(storage: Path, fingerprint: str, resume: bool | None) -> str | None:

@@ -122,6 +122,33 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
     return result
 
 
+def sweep_from_files(*, params_path: str | os.PathLike[str] = "params.yaml",
+                     manifest_path: str | os.PathLike[str] = "data/prepared/manifest.csv",
+                     detector_dir: str | os.PathLike[str] = "models/detector",
+                     out_dir: str | os.PathLike[str] = "reports/sweep",
+                     best_path: str | os.PathLike[str] = "sweep_best.yaml", address: str | None = None,
+                     resume: bool = False, fresh: bool = False, profile: str | None = None,
+                     storage_path: str | os.PathLike[str] | None = None, device: str | None = None) -> SweepResult:
+    """:func:`run_sweep` from files, for the CLI and ``pipelines/sweep.py``.
+
+    Params come from ``params_path`` (profile applied, *without* ``sweep_best.yaml``: the sweep starts
+    from params.yaml's own detection values); the repository root is ``params_path``'s folder.
+    ``resume=True`` insists on resuming, ``fresh=True`` always starts a new sweep; neither resumes a
+    matching unfinished sweep when there is one.
+    """
+    from dermclean.config import load_params
+
+    if resume and fresh:
+        raise SweepError("--resume and --fresh exclude each other")
+    params_path = Path(params_path).resolve()
+    params = load_params(params_path, profile=profile)
+    return run_sweep(params, repo_root=params_path.parent, detector_dir=Path(detector_dir).resolve(),
+                     manifest_path=Path(manifest_path).resolve(), out_dir=Path(out_dir).resolve(),
+                     out_params=Path(best_path).resolve(), address=address,
+                     resume=True if resume else (False if fresh else None),
+                     storage_path=Path(storage_path).resolve() if storage_path else None, device=device)
+
+
 def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Path, experiment_path: Path,
            detector_dir: Path, manifest_path: Path, device: str | None, resumed: bool, tracking_uri: str,
            parent: Any):
