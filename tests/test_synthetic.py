@@ -138,4 +138,6 @@ def test_config_validation():
 def test_sample_grid(tmp_path):
     out = make_sample_grid(tmp_path / "docs" / "grid.png", n=5, size=32, seed=0)
     grid = np.asarray(Image.open(out))
-    assert grid.shape == (2 * 32 + 2, 3 * 32 + 4, 3)
+    cap = 10  # caption strip under each tile (max(10, size // 10))
+    assert grid.shape == (2 * (32 + cap) + 2, 3 * 32 + 4, 3)
+    assert (grid[32:32 + cap, :32] < 128).any()  # the first caption's text is drawn

@@ -106,6 +106,7 @@ def _skin(rng: np.random.Generator, size: int) -> np.ndarray:
     base = (1 - tone) * np.array([236, 192, 176], np.float32) + tone * np.array([176, 122, 92], np.float32)
     red = rng.uniform(0.0, 1.0)
     skin = base * (1.0 + 0.045 * _field(rng, size, 4)[..., None])
+    skin *= (1.0 + 0.018 * _field(rng, size, max(8, size // 3)))[..., None]  # fine skin texture
     skin += np.array([9, -7, -6], np.float32) * (red * np.clip(_field(rng, size, 3), 0, None))[..., None]
     yy, xx = np.mgrid[:size, :size].astype(np.float32) / (size - 1) - 0.5
     skin *= (1.0 - rng.uniform(0.05, 0.15) * (xx ** 2 + yy ** 2) * 2.0)[..., None]
@@ -127,8 +128,9 @@ def _lesion(rng: np.random.Generator, size: int, melanoma: bool) -> tuple[np.nda
     edge = rng.uniform(0.06, 0.2)
     cover = np.clip((1.0 - dist) / edge + 0.5, 0.0, 1.0)
     dark = rng.uniform(0.45, 0.95) if m else rng.uniform(0.15, 0.7)
-    colour = (1 - dark) * np.array([170, 118, 82], np.float32) + dark * np.array([88, 55, 38], np.float32)
-    lesion = np.broadcast_to(colour, (size, size, 3)) * (1.0 - 0.25 * np.clip(1 - dist, 0, 1))[..., None]
+    colour = (1 - dark) * np.array([182, 118, 76], np.float32) + dark * np.array([92, 52, 32], np.float32)
+    mottle = 1.0 + 0.1 * _field(rng, size, max(6, size // 10))  # uneven pigment at the scale of a few px
+    lesion = np.broadcast_to(colour, (size, size, 3)) * (mottle * (1.0 - 0.25 * np.clip(1 - dist, 0, 1)))[..., None]
     extras = [(60, 40, 34), (176, 132, 98)]  # dark brown / black, light brown
     if m:
         extras = [(62, 42, 38), (108, 118, 140), (214, 198, 196), (182, 92, 92)][: int(rng.integers(2, 5))]
@@ -211,17 +213,30 @@ def generate_dataset(out_dir: Path, config: SyntheticConfig, *, progress: bool =
     return coerce(pd.DataFrame(rows), where=f"synthetic set in {out_dir}")
 
 
+_SHORT = {"ruler": "rul", "ink": "ink", "patches": "pat", "hair": "hair", "dark_corner": "dc",
+          "gel_bubble": "bub", "gel_border": "gb"}
+
+
 def make_sample_grid(out_path: Path, *, n: int = 16, size: int = 128, seed: int = 0) -> Path:
-    """Write a PNG grid of ``n`` default-config samples (``size`` px each, 2 px white gutters)."""
+    """Write a PNG grid of ``n`` default-config samples (``size`` px each), captioned with their labels.
+
+    Caption: ``MEL``/``nev`` then the painted artifacts (rul, ink, pat, hair, dc = dark corner,
+    bub = gel bubble, gb = gel border).
+    """
     config = SyntheticConfig(n_images=n, size=size, seed=seed)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    gap = 2
-    grid = np.full((rows * (size + gap) - gap, cols * (size + gap) - gap, 3), 255, np.uint8)
+    gap, cap = 2, max(10, size // 10)
+    cell_h = size + cap + gap
+    grid = np.full((rows * cell_h - gap, cols * (size + gap) - gap, 3), 255, np.uint8)
     for i in range(n):
         sample = render_sample(np.random.default_rng([seed, i]), config)
         r, c = divmod(i, cols)
-        grid[r * (size + gap):r * (size + gap) + size, c * (size + gap):c * (size + gap) + size] = sample.image
+        y, x = r * cell_h, c * (size + gap)
+        grid[y:y + size, x:x + size] = sample.image
+        text = " ".join(["MEL" if sample.melanoma else "nev"] + [_SHORT[k] for k in ARTIFACT_FLAGS if sample.flags[k]])
+        cv2.putText(grid, text, (x + 2, y + size + cap - 3), cv2.FONT_HERSHEY_SIMPLEX, cap / 32, (40, 40, 40), 1,
+                    cv2.LINE_AA)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     save_png(out_path, grid)
