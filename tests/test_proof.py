@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from dermclean.data.artifacts import Painted
 from dermclean.proof.counterfactual import build_insertion_set, control_paste, flip_arrays, predict_insertions
 from dermclean.proof.subgroups import subgroup_aurocs
 from dermclean.proof.trap import make_trap_split
-
-
-@dataclass
-class Painted:
-    image: np.ndarray
-    mask: np.ndarray
-    kind: str
-    style: str
 
 
 def red_square(image: np.ndarray, rng: np.random.Generator) -> Painted:

@@ -40,12 +40,7 @@ def save_grid(result: EvaluationResult, path: str | os.PathLike[str], *, title: 
                 ax.set_ylabel(ex.kind, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def save_pr_curves(results: dict[str, EvaluationResult], path: str | os.PathLike[str]) -> Path:
@@ -65,9 +60,14 @@ def save_pr_curves(results: dict[str, EvaluationResult], path: str | os.PathLike
         ax.set_xlabel("recall"), ax.set_ylabel("precision")
         ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7)
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: str | os.PathLike[str]) -> Path:
+    """Lay out ``fig``, write it as PNG atomically, close it."""
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    _plt().close(fig)
     return path
