@@ -66,6 +66,20 @@ def test_bundle_round_trip(bundle):
         load_detector(bundle / "unet")
 
 
+def test_score_tta_averages_type_scores_over_d4():
+    from dermclean.diffusion.noisy_classifier import class_probabilities
+
+    det = tiny_detector()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    plain, averaged = det.type_scores(x), det.with_config(score_tta=True).type_scores(x)
+    assert torch.allclose(plain, class_probabilities(det.classifier.module, x))
+    assert torch.allclose(averaged, class_probabilities(det.classifier.module, x, tta=True))
+    assert not torch.allclose(plain, averaged)
+    maps = det.anomaly_maps(x)
+    assert torch.allclose(det.with_config(score_tta=True).image_scores(maps, averaged),
+                          1 - torch.prod(1 - averaged, dim=1))
+
+
 def test_detect_returns_records_at_input_size():
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in SIZES.values()]

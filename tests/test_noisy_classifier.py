@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dermclean.diffusion.noisy_classifier import (
-    NoisyClassifier, NoisyClassifierConfig, auroc_per_class, classifier_log_prob_grad, masked_bce,
+    NoisyClassifier, NoisyClassifierConfig, auroc_per_class, class_probabilities, classifier_log_prob_grad,
+    masked_bce,
     pos_weight_from_labels, predict_proba, train_noisy_classifier,
 )
 from dermclean.diffusion.train import DiffusionBatch
@@ -67,6 +68,31 @@ def test_training_reduces_bce_on_separable_toy_set(tmp_path):
     aurocs = auroc_per_class(probs, labels)
     assert len(aurocs) == 3 and sum(aurocs.values()) / 3 > 0.85, aurocs
     assert (tmp_path / "checkpoint.pt").is_file() and logs
+
+
+def test_augmented_training_learns_and_checkpoints_separately(tmp_path):
+    batches = toy_batches()
+    model = train_noisy_classifier(make_model(), batches, steps=60, lr=5e-3, device="cpu", seed=0, progress=False,
+                                   checkpoint_dir=tmp_path, checkpoint_every=30, augment=True)
+    probs, labels = predict_proba(model, batches, device="cpu", t=0, tta=True)
+    assert sum(auroc_per_class(probs, labels).values()) / 3 > 0.85
+    # a checkpoint written with augmentation is not resumed by a run without it
+    with pytest.raises(ValueError, match="(?i)fingerprint|different"):
+        train_noisy_classifier(make_model(), batches, steps=90, lr=5e-3, device="cpu", seed=0, progress=False,
+                               checkpoint_dir=tmp_path, checkpoint_every=30)
+
+
+def test_class_probabilities_tta_is_the_mean_over_d4():
+    from dermclean.diffusion.augment import dihedral
+
+    model = make_model(seed=2).eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain = class_probabilities(model, x, t=5)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(model(dihedral(x, k), torch.full((3,), 5))) for k in range(8)]).mean(0)
+    assert torch.allclose(class_probabilities(model, x, t=5, tta=True), expected, atol=1e-6)
+    assert not torch.allclose(plain, expected)  # the untrained model is orientation-dependent
+    assert torch.allclose(plain, torch.sigmoid(model(x, torch.full((3,), 5))).detach(), atol=1e-6)
 
 
 def test_auroc_per_class_skips_classes_without_both_outcomes():

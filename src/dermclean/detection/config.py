@@ -27,7 +27,8 @@ class DetectionConfig:
     - ``fpr_budget``: pixel false-positive rate on clean validation images that fixes the threshold.
     - ``image_score``: ``classifier`` = 1 - prod_k(1 - p_k) from the noisy classifier at t = 0,
       ``map`` = the ``score_quantile`` quantile of the anomaly map, ``auto`` = classifier when the
-      bundle has one, else map.
+      bundle has one, else map. ``score_tta``: average the noisy classifier's t = 0 probabilities over
+      the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
     - ``image_size``: the model's resolution (filled from the UNet when the bundle is built).
@@ -44,6 +45,7 @@ class DetectionConfig:
     image_size: int = 64
     image_score: str = "auto"
     score_quantile: float = 0.99
+    score_tta: bool = False
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None
 

@@ -33,7 +33,8 @@ from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.threshold import Threshold
-from dermclean.env import autocast, pick_device
+from dermclean.diffusion.noisy_classifier import class_probabilities
+from dermclean.env import pick_device
 from dermclean.io import atomic_path, read_json, write_json
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 
@@ -116,9 +117,7 @@ class Detector:
         """Per-type scores ``(B, 3)`` (ruler, ink, patches); probabilities when a noisy classifier is present."""
         x = x.to(self.device).float()
         if self.classifier is not None:
-            with autocast(self.device):
-                logits = self.classifier.module(x, torch.zeros(x.shape[0], dtype=torch.long, device=self.device))
-            return torch.sigmoid(logits.float()).cpu()
+            return class_probabilities(self.classifier.module, x, t=0, tta=bool(self.config.score_tta)).cpu()
         if self.detector_kind == "guided":
             return diffusion_class_scores(self.unet.module, x, t=max(1, self.config.noise_level // 2)).cpu()
         return torch.full((x.shape[0], len(OUTLIER_CLASSES)), float("nan"))

@@ -20,6 +20,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.diffusion.augment import dihedral_mean, random_dihedral
 from dermclean.diffusion.schedulers import training_scheduler
 from dermclean.diffusion.train import (
     DiffusionBatch, check_fingerprint, endless, fingerprint, load_checkpoint, progress_bar, rng_state,
@@ -133,11 +134,14 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                            seed: int = 0, progress: bool = True, pos_weight: torch.Tensor | None = None,
                            checkpoint_every: int = 500, amp: bool = True,
                            on_log: Callable[[int, dict[str, float]], None] | None = None,
-                           log_every: int = 10, max_timestep: int | None = None) -> NoisyClassifier:
+                           log_every: int = 10, max_timestep: int | None = None,
+                           augment: bool = False) -> NoisyClassifier:
     """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
 
     ``max_timestep`` limits ``t`` to ``U{0..max_timestep-1}`` (guidance only queries ``t`` below the
     detection noise level L, so capacity spent above it is wasted); None = all T (Wolleb et al.).
+    ``augment`` turns or mirrors each clean image by a random D4 element before noising
+    (:mod:`dermclean.diffusion.augment`): artifact labels do not depend on orientation.
 
     ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
     (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
@@ -155,7 +159,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     t_high = num_t if max_timestep is None else int(max_timestep)
     if not 1 <= t_high <= num_t:
         raise ValueError(f"train_noisy_classifier: max_timestep={max_timestep}; expected 1..{num_t} or None")
-    fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high})
+    fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high,
+                                    **({"augment": True} if augment else {})})
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     start, recent = 0, []
     state = load_checkpoint(ckpt) if ckpt is not None else None
@@ -173,6 +178,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
         while step < steps:
             batch = next(stream)
             x0, labels = batch.target.to(device), batch.labels.to(device)
+            if augment:
+                x0 = random_dihedral(x0, generator)
             eps = torch.randn(x0.shape, generator=generator, device=device)
             t = torch.randint(0, t_high, (x0.shape[0],), generator=generator, device=device)
             with autocast(device, amp):
@@ -222,18 +229,29 @@ def classifier_log_prob_grad(model: NoisyClassifier, x_t: torch.Tensor, t: torch
 
 @torch.no_grad()
 def predict_proba(model: NoisyClassifier, batches: Iterable[DiffusionBatch], *, device: torch.device | str,
-                  t: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sigmoid probabilities (N,K) at timestep ``t`` on the clean images of one pass, and labels (N,K)."""
+                  t: int = 0, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sigmoid probabilities (N,K) at timestep ``t`` on the clean images of one pass, and labels (N,K).
+    ``tta`` averages the probabilities over the 8 D4 images (:func:`class_probabilities`)."""
     device = torch.device(device)
     model.to(device).eval()
     probs, labels = [], []
     for batch in batches:
-        x0 = batch.target.to(device)
-        with autocast(device):
-            logits = model(x0, torch.full((x0.shape[0],), t, device=device))
-        probs.append(torch.sigmoid(logits.float()).cpu())
+        probs.append(class_probabilities(model, batch.target.to(device), t=t, tta=tta).cpu())
         labels.append(batch.labels.float().cpu())
     return torch.cat(probs), torch.cat(labels)
+
+
+@torch.no_grad()
+def class_probabilities(model: NoisyClassifier, x: torch.Tensor, *, t: int = 0, tta: bool = False) -> torch.Tensor:
+    """Sigmoid probabilities (B,K) float32 of ``x`` (B,3,S,S) at timestep ``t``, on ``x``'s device;
+    ``tta`` averages them over the 8 turned / mirrored images (test-time augmentation)."""
+    steps = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+
+    def probs(images: torch.Tensor) -> torch.Tensor:
+        with autocast(x.device):
+            return torch.sigmoid(model(images, steps).float())
+
+    return dihedral_mean(probs, x) if tta else probs(x)
 
 
 def auroc_per_class(probs: torch.Tensor, labels: torch.Tensor,
