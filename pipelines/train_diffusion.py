@@ -41,7 +41,8 @@ from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
-CLASSIFIER_KEYS = ("width", "depth")
+CLASSIFIER_KEYS = ("width", "depth", "input_scale")
+TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "max_timestep", "augment", "model_view_fraction")
 
 
 
@@ -72,12 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     nc_ckpt_every = int(nc_params.pop("checkpoint_every", max(1, nc_steps // 8)))
     nc_max_t = nc_params.pop("max_timestep", None)
     nc_augment = bool(nc_params.pop("augment", False))
+    nc_model_view = float(nc_params.pop("model_view_fraction", 0.5))
     if nc_params:
         raise ValueError(f"{args.params}: diffusion.noisy_classifier: unknown keys {sorted(nc_params)}; expected "
-                         f"{sorted(CLASSIFIER_KEYS + ('steps', 'batch_size', 'lr', 'checkpoint_every', 'max_timestep', 'augment'))}")
+                         f"{sorted(CLASSIFIER_KEYS + TRAIN_KEYS)}")
 
     train_ds = load_split(args.manifest, "train", size)
     val_ds = load_split(args.manifest, "val", size)
+    nc_train_ds, nc_val_ds = train_ds, val_ds
+    if nc_cfg.input_size != size:  # the classifier sees more pixels than the UNet
+        nc_train_ds = load_split(args.manifest, "train", nc_cfg.input_size)
+        nc_val_ds = load_split(args.manifest, "val", nc_cfg.input_size)
     stage_params = {"diffusion": diff, "image_size": size, "seed": seed}
     ckpt_root = args.checkpoints / checkpoint_key(stage_params, args.manifest)
     print(f"train_diffusion: {len(train_ds)} train / {len(val_ds)} val images at {size} px on {device}; "
@@ -105,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
 
         began = time.perf_counter()
         classifier = train_noisy_classifier(
-            NoisyClassifier(nc_cfg), batches_from_dataset(train_ds, batch_size=nc_batch, seed=seed + 1),
+            NoisyClassifier(nc_cfg), batches_from_dataset(nc_train_ds, batch_size=nc_batch, seed=seed + 1),
             steps=nc_steps, lr=nc_lr, device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed,
-            progress=progress, pos_weight=pos_weight_from_labels(train_ds.labels),
-            checkpoint_every=nc_ckpt_every, on_log=log_clf, max_timestep=nc_max_t, augment=nc_augment)
+            progress=progress, pos_weight=pos_weight_from_labels(nc_train_ds.labels),
+            checkpoint_every=nc_ckpt_every, on_log=log_clf, max_timestep=nc_max_t, augment=nc_augment,
+            model_view_fraction=nc_model_view)
         nc_seconds = time.perf_counter() - began
-        aurocs, aurocs_tta = (auroc_per_class(*predict_proba(classifier, ordered_batches(val_ds, batch_size=nc_batch),
+        aurocs, aurocs_tta = (auroc_per_class(*predict_proba(classifier, ordered_batches(nc_val_ds, batch_size=nc_batch),
                                                              device=device, t=0, tta=tta)) for tta in (False, True))
 
         metrics = {
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             save_model_dir(tmp / "noisy_classifier", kind="noisy_classifier", config=nc_cfg, module=classifier,
                            meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES), "steps": nc_steps,
                                  "lr": nc_lr, "batch_size": nc_batch, "max_timestep": nc_max_t,
-                                 "augment": nc_augment,
+                                 "augment": nc_augment, "model_view_fraction": nc_model_view,
                                  "val_auroc_t0": aurocs})
             unet_uri = log_model_folder(tmp / "unet", name="unet")
             nc_uri = log_model_folder(tmp / "noisy_classifier", name="noisy_classifier")

@@ -80,6 +80,24 @@ def test_score_tta_averages_type_scores_over_d4():
                           1 - torch.prod(1 - averaged, dim=1))
 
 
+def test_classifier_with_more_pixels_scores_images_at_its_input_size():
+    from dermclean.data.images import to_tensor
+    from dermclean.diffusion.noisy_classifier import class_probabilities
+
+    det = tiny_detector()
+    torch.manual_seed(1)
+    det.classifier = _Component(NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2,
+                                                                      input_scale=2)).eval(), "noisy_classifier", {})
+    assert det.score_size == 32
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, (48, 40, 3), dtype=np.uint8) for _ in range(2)]
+    found = det.detect(images)
+    expected = class_probabilities(det.classifier.module, torch.stack([to_tensor(im, 32) for im in images]))
+    got = torch.tensor([[d.type_scores[c] for c in ("ruler", "ink", "patches")] for d in found])
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert found[0].anomaly_map.shape == (48, 40)
+
+
 def test_detect_returns_records_at_input_size():
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in SIZES.values()]

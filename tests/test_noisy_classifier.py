@@ -95,6 +95,42 @@ def test_class_probabilities_tta_is_the_mean_over_d4():
     assert torch.allclose(plain, torch.sigmoid(model(x, torch.full((3,), 5))).detach(), atol=1e-6)
 
 
+def test_input_scale_classifies_more_pixels_and_guides_at_model_resolution(tmp_path):
+    cfg = NoisyClassifierConfig(sample_size=16, width=8, depth=2, input_scale=2)
+    assert cfg.input_size == 32
+    torch.manual_seed(0)
+    model = NoisyClassifier(cfg).eval()
+    x16 = torch.rand(2, 3, 16, 16) * 2 - 1
+    up = torch.nn.functional.interpolate(x16, scale_factor=2, mode="nearest")
+    t = torch.tensor([0, 300])
+    with torch.no_grad():
+        assert torch.allclose(model(x16, t), model(up, t), atol=1e-6)  # model resolution = nearest upsampled
+    grad = classifier_log_prob_grad(model, x16, t, torch.zeros(2, 3))
+    assert grad.shape == x16.shape and grad.abs().sum() > 0  # guidance gradient at the model's resolution
+
+    # toy batches at 32 px: trains; the wrong size is refused with the sizes named
+    batches = [DiffusionBatch(target=torch.nn.functional.interpolate(b.target, scale_factor=2), labels=b.labels)
+               for b in toy_batches()]
+    trained = train_noisy_classifier(NoisyClassifier(cfg), batches, steps=60, lr=5e-3, device="cpu", seed=0,
+                                     progress=False, checkpoint_dir=tmp_path, checkpoint_every=30, augment=True)
+    probs, labels = predict_proba(trained, batches, device="cpu", t=0)
+    assert sum(auroc_per_class(probs, labels).values()) / 3 > 0.85
+    with pytest.raises(ValueError, match="16 px.*32 px"):
+        train_noisy_classifier(NoisyClassifier(cfg), toy_batches(), steps=2, lr=5e-3, device="cpu", progress=False)
+
+
+def test_model_view_and_training_noise_live_on_the_model_grid():
+    from dermclean.diffusion.noisy_classifier import model_view, training_noise
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    view = model_view(x, 2)
+    assert view[0, 0, :2, :2].eq(x[0, 0, :2, :2].mean()).all() and view.shape == x.shape
+    assert torch.equal(model_view(x, 1), x)
+    eps = training_noise(torch.Size((64, 3, 8, 8)), 2, torch.Generator().manual_seed(0))
+    assert torch.equal(eps[..., ::2, ::2].repeat_interleave(2, -1).repeat_interleave(2, -2), eps)
+    assert 0.9 < float(eps.std()) < 1.1  # still unit variance per pixel
+
+
 def test_auroc_per_class_skips_classes_without_both_outcomes():
     probs = torch.tensor([[0.9, 0.2, 0.5], [0.1, 0.4, 0.5], [0.6, 0.3, 0.5]])
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, float("nan"), 1.0]])

@@ -112,9 +112,19 @@ class Detector:
                                        smoothing_sigma=cfg.smoothing_sigma, fixed_point_iters=cfg.inversion_iters)
         return maps.float().cpu()
 
+    @property
+    def score_size(self) -> int:
+        """Side of the images :meth:`type_scores` wants: the noisy classifier's ``input_size`` (it may see
+        more pixels than the diffusion model), else ``config.image_size``."""
+        if self.classifier is not None:
+            return int(self.classifier.module.config.input_size)
+        return int(self.config.image_size)
+
     @torch.no_grad()
     def type_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-type scores ``(B, 3)`` (ruler, ink, patches); probabilities when a noisy classifier is present."""
+        """Per-type scores ``(B, 3)`` (ruler, ink, patches); probabilities when a noisy classifier is present.
+
+        ``x`` at :attr:`score_size` (the classifier upsamples a model-resolution ``x``, losing detail)."""
         x = x.to(self.device).float()
         if self.classifier is not None:
             return class_probabilities(self.classifier.module, x, t=0, tta=bool(self.config.score_tta)).cpu()
@@ -150,7 +160,9 @@ class Detector:
             chunk = images[start:start + bs]
             x = torch.stack([to_tensor(np.asarray(img), size) for img in chunk])
             maps = self.anomaly_maps(x)
-            types = self.type_scores(x)
+            x_scores = x if self.score_size == size else torch.stack(
+                [to_tensor(np.asarray(img), self.score_size) for img in chunk])
+            types = self.type_scores(x_scores)
             scores = self.image_scores(maps, types)
             for i, img in enumerate(chunk):
                 full = resize_map(maps[i].numpy(), tuple(np.asarray(img).shape[:2])).astype(np.float32)

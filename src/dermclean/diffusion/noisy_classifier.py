@@ -6,6 +6,14 @@ healthy class with ``eps <- eps - sqrt(1 - abar_t) * s * grad_{x_t} log p(y = he
 ``y`` is multi-label over the outlier classes (ruler, ink, patches: ``constants.OUTLIER_CLASSES``), each
 an independent sigmoid, and "clean" is the target ``y = (0, 0, 0)``. At ``t = 0`` the classifier is an
 image-level artifact detector on its own.
+
+Thin rulers vanish at the diffusion model's 64 px, so the classifier may see more pixels than the
+model it guides: with ``input_scale = k`` it classifies ``k * sample_size`` px images through a
+``k x k``-patch stem (no information lost, same cost after the stem). Guidance hands it ``x_t`` at
+the model's resolution, which it upsamples (nearest) itself, so it is trained on what it will be
+asked: noise drawn at the model's resolution and upsampled, and half of the clean images (by default)
+shown at the model's resolution too (``model_view_fraction``). At ``t = 0`` the detector gives it the
+image at its full ``input_size``.
 """
 
 from __future__ import annotations
@@ -41,10 +49,17 @@ class NoisyClassifierConfig:
     num_classes: int = 3
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
+    input_scale: int = 1
 
     def __post_init__(self) -> None:
-        if self.width < 1 or self.depth < 1 or self.num_classes < 1:
-            raise ValueError(f"NoisyClassifierConfig: width, depth and num_classes must be >= 1; got {self}")
+        if self.width < 1 or self.depth < 1 or self.num_classes < 1 or self.input_scale < 1:
+            raise ValueError(f"NoisyClassifierConfig: width, depth, num_classes and input_scale must be >= 1; "
+                             f"got {self}")
+
+    @property
+    def input_size(self) -> int:
+        """Side of the images it classifies natively: ``input_scale * sample_size``."""
+        return self.input_scale * self.sample_size
 
 
 def _groups(channels: int) -> int:
@@ -82,7 +97,8 @@ class NoisyClassifier(nn.Module):
         w, emb_dim = config.width, config.width * 4
         self.time_proj = Timesteps(w, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(w, emb_dim)
-        self.stem = nn.Conv2d(3, w, 3, padding=1)
+        k = config.input_scale
+        self.stem = nn.Conv2d(3, w, 3, padding=1) if k == 1 else nn.Conv2d(3, w, k, stride=k)
         chans = [w * 2**i for i in range(config.depth)]
         self.blocks = nn.ModuleList(_ResBlock(cin, cout, emb_dim) for cin, cout in zip([w] + chans[:-1], chans))
         self.norm = nn.GroupNorm(_groups(chans[-1]), chans[-1])
@@ -95,12 +111,33 @@ class NoisyClassifier(nn.Module):
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         emb = self.time_embed(self.time_proj(t).to(x_t.dtype))
-        h = self.stem(x_t)
+        h = self.stem(self.at_input_size(x_t))
         for i, block in enumerate(self.blocks):
             if i:
                 h = F.avg_pool2d(h, 2)
             h = block(h, emb)
         return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))
+
+    def at_input_size(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` at the model's ``sample_size`` is upsampled (nearest) to ``input_size``; any other size is
+        taken as native."""
+        k = self.config.input_scale
+        if k > 1 and x.shape[-1] == self.config.sample_size and x.shape[-2] == self.config.sample_size:
+            return F.interpolate(x, scale_factor=k, mode="nearest")
+        return x
+
+
+def model_view(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``x`` (B,C,H,W) as the model resolution shows it: ``scale x scale`` averages, upsampled back (nearest)."""
+    return F.interpolate(F.avg_pool2d(x, scale), scale_factor=scale, mode="nearest") if scale > 1 else x
+
+
+def training_noise(shape: torch.Size, scale: int, generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise of ``shape`` drawn at ``1/scale`` the side and upsampled (nearest): the noise
+    of an ``x_t`` at the model's resolution, seen at the classifier's."""
+    b, c, h, w = shape
+    eps = torch.randn((b, c, h // scale, w // scale), generator=generator, device=generator.device)
+    return F.interpolate(eps, scale_factor=scale, mode="nearest") if scale > 1 else eps
 
 
 register("noisy_classifier", NoisyClassifierConfig, NoisyClassifier)
@@ -135,13 +172,16 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                            checkpoint_every: int = 500, amp: bool = True,
                            on_log: Callable[[int, dict[str, float]], None] | None = None,
                            log_every: int = 10, max_timestep: int | None = None,
-                           augment: bool = False) -> NoisyClassifier:
+                           augment: bool = False, model_view_fraction: float = 0.5) -> NoisyClassifier:
     """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
 
     ``max_timestep`` limits ``t`` to ``U{0..max_timestep-1}`` (guidance only queries ``t`` below the
     detection noise level L, so capacity spent above it is wasted); None = all T (Wolleb et al.).
     ``augment`` turns or mirrors each clean image by a random D4 element before noising
     (:mod:`dermclean.diffusion.augment`): artifact labels do not depend on orientation.
+    With ``model.config.input_scale > 1`` the batches hold images at ``input_size``; the noise is drawn at
+    the model's resolution and upsampled, and a ``model_view_fraction`` of the clean images is shown as
+    the model resolution sees it (:func:`model_view`), as guidance will.
 
     ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
     (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
@@ -159,8 +199,12 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     t_high = num_t if max_timestep is None else int(max_timestep)
     if not 1 <= t_high <= num_t:
         raise ValueError(f"train_noisy_classifier: max_timestep={max_timestep}; expected 1..{num_t} or None")
+    scale = model.config.input_scale
+    if not 0.0 <= model_view_fraction <= 1.0:
+        raise ValueError(f"train_noisy_classifier: model_view_fraction={model_view_fraction}; expected in [0, 1]")
     fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high,
-                                    **({"augment": True} if augment else {})})
+                                    **({"augment": True} if augment else {}),
+                                    **({"model_view_fraction": model_view_fraction} if scale > 1 else {})})
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     start, recent = 0, []
     state = load_checkpoint(ckpt) if ckpt is not None else None
@@ -178,9 +222,15 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
         while step < steps:
             batch = next(stream)
             x0, labels = batch.target.to(device), batch.labels.to(device)
+            if x0.shape[-1] != model.config.input_size:
+                raise ValueError(f"train_noisy_classifier: batch images are {x0.shape[-1]} px; the classifier "
+                                 f"takes {model.config.input_size} px (sample_size x input_scale)")
             if augment:
                 x0 = random_dihedral(x0, generator)
-            eps = torch.randn(x0.shape, generator=generator, device=device)
+            if scale > 1:
+                low = torch.rand(x0.shape[0], generator=generator, device=device) < model_view_fraction
+                x0 = torch.where(low[:, None, None, None], model_view(x0, scale), x0)
+            eps = training_noise(x0.shape, scale, generator)
             t = torch.randint(0, t_high, (x0.shape[0],), generator=generator, device=device)
             with autocast(device, amp):
                 logits = model(scheduler.add_noise(x0, eps, t), t)
