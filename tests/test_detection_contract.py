@@ -174,3 +174,16 @@ def test_bench_reports_configured_and_reference(bundle):
     assert result["configured"]["images"] == 3 and result["configured"]["images_per_s"] > 0
     assert result["reference"]["steps"] == 4 and result["reference"]["batch_size"] == 1
     assert result["reference"]["images"] == 1
+
+
+def test_bench_of_an_imagecond_detector_reports_its_start_level():
+    torch.manual_seed(0)
+    unet = DermUNet(UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=3))
+    config = DetectionConfig(noise_level=400, steps=2, batch_size=2, image_size=16, imagecond_noise_level=100)
+    det = Detector(detector_kind="imagecond", config=config, unet=_Component(unet, "unet", {}), classifier=None,
+                   threshold=None, device="cpu")
+    result = bench_detect(det, torch.rand(2, 3, 16, 16) * 2 - 1, n_images=2)
+    assert result["configured"]["noise_level"] == 100 and result["configured"]["guidance"] == "imagecond"
+    assert "reference" not in result  # Wolleb's reference is a guided configuration
+    pure = bench_detect(det.with_config(imagecond_noise_level=None), torch.rand(2, 3, 16, 16) * 2 - 1, n_images=2)
+    assert pure["configured"]["noise_level"] == unet.config.num_train_timesteps

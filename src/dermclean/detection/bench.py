@@ -83,7 +83,8 @@ def bench_detect(model: str | os.PathLike[str] | Detector, images: Any, *, devic
         "device": str(configured.device),
         "device_name": torch.cuda.get_device_name(configured.device) if configured.device.type == "cuda" else "cpu",
         "image_size": cfg.image_size, "detector_kind": configured.detector_kind,
-        "configured": {"guidance": cfg.guidance, "noise_level": cfg.noise_level, "steps": cfg.steps,
+        "configured": {"guidance": cfg.guidance if configured.detector_kind == "guided" else "imagecond",
+                       "noise_level": _start_level(configured), "steps": cfg.steps,
                        "inversion_iters": cfg.inversion_iters, "batch_size": cfg.batch_size,
                        **time_detector(configured, x)},
     }
@@ -93,6 +94,13 @@ def bench_detect(model: str | os.PathLike[str] | Detector, images: Any, *, devic
                                **time_detector(ref, x[:max(1, reference_images)])}
         result["speedup"] = result["reference"]["s_per_image"] / result["configured"]["s_per_image"]
     return result
+
+
+def _start_level(detector: Detector) -> int:
+    """Where sampling starts: L for a guided detector; the image-conditioned start (T = pure noise)."""
+    if detector.detector_kind == "imagecond":
+        return int(detector.config.imagecond_noise_level or detector.unet.module.config.num_train_timesteps)
+    return int(detector.config.noise_level)
 
 
 def bench_detect_cli(*, model: str | None, images: Path | None, device: str | None, batch_size: int | None,
