@@ -61,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{args.params}: imagecond: unknown keys {unknown}")
     steps, noise_level = int(ic.get("steps", 8)), ic.get("noise_level")
 
-    images = load_clean_images(args.manifest, split="train", size=size)
+    images = load_clean_images(args.manifest, split="train", size=unet_cfg.image_size)
     stage_params = {"imagecond": ic, "image_size": size, "seed": seed}
     ckpt = args.checkpoints / checkpoint_key(stage_params, args.manifest)
-    print(f"train_imagecond: {len(images)} clean train images at {size} px on {device}; checkpoints in {ckpt}")
+    tiles = f" in {size} px crops" if unet_cfg.image_size != size else ""
+    print(f"train_imagecond: {len(images)} clean train images at {unet_cfg.image_size} px{tiles} on {device}; "
+          f"checkpoints in {ckpt}")
 
     configure_tracking()
     run_params = {"profile": params["profile"], "seed": seed, "data": {"image_size": size}, "imagecond": ic}

@@ -205,3 +205,16 @@ def test_train_diffusion_stage_end_to_end(tmp_path, monkeypatch):
     assert record["run_id"] and record["model_uri"] == record["model_uris"]["unet"]
     assert stage.main(argv) == 0  # rerun: resumes from the final checkpoint, trains nothing
     assert read_json(tmp_path / "metrics.json")["unet"]["resumed_from"] == 3
+
+
+def test_max_timestep_limits_the_training_timesteps(tmp_path):
+    model = make_model()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    train_diffusion(model, make_batches(), config(steps=6, max_timestep=5), checkpoint_dir=tmp_path,
+                    device="cpu", progress=False)
+    ts = torch.cat(seen)
+    assert len(ts) == 6 * 4 and int(ts.max()) < 5
+    with pytest.raises(ValueError, match="max_timestep"):
+        train_diffusion(make_model(), make_batches(), config(steps=1, max_timestep=5000),
+                        checkpoint_dir=tmp_path / "other", device="cpu", progress=False)

@@ -177,3 +177,26 @@ def test_model_folder_round_trip(tmp_path):
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 700])
     with torch.no_grad():
         assert torch.equal(model(x, t), loaded(x, t))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_t_zero_fraction_shows_that_share_of_samples_clean(fraction):
+    model = make_model()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(torch.as_tensor(args[1]).clone()))
+    train_noisy_classifier(model, toy_batches(n_batches=4, b=16), steps=16, lr=1e-3, device="cpu", seed=0,
+                           progress=False, t_zero_fraction=fraction)
+    zero = (torch.cat(seen) == 0).float().mean().item()
+    if fraction in (0.0, 1.0):
+        assert zero == pytest.approx(fraction, abs=0.02)
+    else:
+        assert abs(zero - fraction) < 0.1, zero
+
+
+def test_blocks_per_stage_deepen_the_classifier():
+    shallow = NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2))
+    deep = NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2, blocks=2))
+    assert [len(s) for s in deep.stages] == [2, 2] and [len(s) for s in shallow.stages] == [1, 1]
+    assert deep(torch.randn(2, 3, 16, 16), torch.tensor([0, 9])).shape == (2, 3)
+    with pytest.raises(ValueError, match="blocks"):
+        NoisyClassifierConfig(sample_size=16, blocks=0)

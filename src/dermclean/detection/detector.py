@@ -193,7 +193,7 @@ def build_detector(*, detector_kind: str, unet_dir: str | os.PathLike[str], conf
     dev = pick_device(str(device) if device is not None else None)
     unet = _load_component(Path(unet_dir), dev)
     classifier = _load_component(Path(classifier_dir), dev) if classifier_dir else None
-    size = getattr(unet.module.config, "sample_size", config.image_size)
+    size = getattr(unet.module.config, "image_size", config.image_size)
     return Detector(detector_kind=detector_kind, config=config.replace(image_size=int(size)), unet=unet,
                     classifier=classifier, threshold=threshold, device=dev, source=str(unet_dir))
 

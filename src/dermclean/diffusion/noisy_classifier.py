@@ -50,11 +50,12 @@ class NoisyClassifierConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     input_scale: int = 1
+    blocks: int = 1
 
     def __post_init__(self) -> None:
-        if self.width < 1 or self.depth < 1 or self.num_classes < 1 or self.input_scale < 1:
-            raise ValueError(f"NoisyClassifierConfig: width, depth, num_classes and input_scale must be >= 1; "
-                             f"got {self}")
+        if min(self.width, self.depth, self.num_classes, self.input_scale, self.blocks) < 1:
+            raise ValueError(f"NoisyClassifierConfig: width, depth, num_classes, input_scale and blocks must be "
+                             f">= 1; got {self}")
 
     @property
     def input_size(self) -> int:
@@ -86,8 +87,9 @@ class _ResBlock(nn.Module):
 class NoisyClassifier(nn.Module):
     """``forward(x_t (B,3,H,W) in noised [-1,1] space, t (B,) or scalar) -> logits (B, num_classes)``.
 
-    ``depth`` stages of a residual block at width ``width * 2**i``, average-pooled by 2 between stages,
-    then GroupNorm, SiLU, global average pooling and a linear head. Only GroupNorm (per-sample), so
+    ``depth`` stages of ``blocks`` residual blocks at width ``width * 2**i``, average-pooled by 2 between
+    stages (``depth=4, blocks=2`` is ResNet-18's layout), then GroupNorm, SiLU, global average pooling
+    and a linear head. Only GroupNorm (per-sample), so
     each sample's gradient depends on that sample alone.
     """
 
@@ -100,7 +102,9 @@ class NoisyClassifier(nn.Module):
         k = config.input_scale
         self.stem = nn.Conv2d(3, w, 3, padding=1) if k == 1 else nn.Conv2d(3, w, k, stride=k)
         chans = [w * 2**i for i in range(config.depth)]
-        self.blocks = nn.ModuleList(_ResBlock(cin, cout, emb_dim) for cin, cout in zip([w] + chans[:-1], chans))
+        self.stages = nn.ModuleList(
+            nn.ModuleList(_ResBlock(cin if j == 0 else cout, cout, emb_dim) for j in range(config.blocks))
+            for cin, cout in zip([w] + chans[:-1], chans))
         self.norm = nn.GroupNorm(_groups(chans[-1]), chans[-1])
         self.head = nn.Linear(chans[-1], config.num_classes)
 
@@ -112,10 +116,11 @@ class NoisyClassifier(nn.Module):
             t = t.expand(x_t.shape[0])
         emb = self.time_embed(self.time_proj(t).to(x_t.dtype))
         h = self.stem(self.at_input_size(x_t))
-        for i, block in enumerate(self.blocks):
+        for i, stage in enumerate(self.stages):
             if i:
                 h = F.avg_pool2d(h, 2)
-            h = block(h, emb)
+            for block in stage:
+                h = block(h, emb)
         return self.head(F.silu(self.norm(h)).mean(dim=(2, 3)))
 
     def at_input_size(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +177,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                            checkpoint_every: int = 500, amp: bool = True,
                            on_log: Callable[[int, dict[str, float]], None] | None = None,
                            log_every: int = 10, max_timestep: int | None = None,
-                           augment: bool = False, model_view_fraction: float = 0.5) -> NoisyClassifier:
+                           augment: bool = False, model_view_fraction: float = 0.5,
+                           t_zero_fraction: float = 0.0) -> NoisyClassifier:
     """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
 
     ``max_timestep`` limits ``t`` to ``U{0..max_timestep-1}`` (guidance only queries ``t`` below the
@@ -182,6 +188,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     With ``model.config.input_scale > 1`` the batches hold images at ``input_size``; the noise is drawn at
     the model's resolution and upsampled, and a ``model_view_fraction`` of the clean images is shown as
     the model resolution sees it (:func:`model_view`), as guidance will.
+    ``t_zero_fraction`` of the samples are shown clean (``t = 0``, at full ``input_size``): the image-level
+    detector asks the classifier at ``t = 0`` only, so a share of the batch is spent where it is used.
 
     ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
     (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
@@ -202,9 +210,12 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     scale = model.config.input_scale
     if not 0.0 <= model_view_fraction <= 1.0:
         raise ValueError(f"train_noisy_classifier: model_view_fraction={model_view_fraction}; expected in [0, 1]")
+    if not 0.0 <= t_zero_fraction <= 1.0:
+        raise ValueError(f"train_noisy_classifier: t_zero_fraction={t_zero_fraction}; expected in [0, 1]")
     fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high,
                                     **({"augment": True} if augment else {}),
-                                    **({"model_view_fraction": model_view_fraction} if scale > 1 else {})})
+                                    **({"model_view_fraction": model_view_fraction} if scale > 1 else {}),
+                                    **({"t_zero_fraction": t_zero_fraction} if t_zero_fraction else {})})
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     start, recent = 0, []
     state = load_checkpoint(ckpt) if ckpt is not None else None
@@ -227,11 +238,13 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                                  f"takes {model.config.input_size} px (sample_size x input_scale)")
             if augment:
                 x0 = random_dihedral(x0, generator)
+            clean = torch.rand(x0.shape[0], generator=generator, device=device) < t_zero_fraction
             if scale > 1:
                 low = torch.rand(x0.shape[0], generator=generator, device=device) < model_view_fraction
-                x0 = torch.where(low[:, None, None, None], model_view(x0, scale), x0)
+                x0 = torch.where((low & ~clean)[:, None, None, None], model_view(x0, scale), x0)
             eps = training_noise(x0.shape, scale, generator)
             t = torch.randint(0, t_high, (x0.shape[0],), generator=generator, device=device)
+            t = torch.where(clean, torch.zeros_like(t), t)
             with autocast(device, amp):
                 logits = model(scheduler.add_noise(x0, eps, t), t)
             loss = masked_bce(logits, labels, pos_weight)

@@ -51,10 +51,13 @@ class TrainConfig:
     grad_clip: float = 1.0
     log_every: int = 10
     warmup_steps: int = 0
+    max_timestep: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"TrainConfig: steps, batch_size and checkpoint_every must be >= 1; got {self}")
+        if self.max_timestep is not None and self.max_timestep < 1:
+            raise ValueError(f"TrainConfig.max_timestep must be null or >= 1; got {self.max_timestep}")
         if not 0.0 <= self.cond_dropout <= 1.0:
             raise ValueError(f"TrainConfig.cond_dropout must be in [0, 1]; got {self.cond_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -279,7 +282,8 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                     progress: bool = True) -> TrainResult:
     """Train ``model`` (eps-prediction) for ``config.steps`` steps, resuming from ``checkpoint_dir``.
 
-    Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{0..T-1}`` (B,), ``x_t`` by the
+    Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{0..T'-1}`` (B,) with ``T' = T``
+    or ``config.max_timestep`` (a model only ever sampled from below some level), ``x_t`` by the
     DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)``.
     AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
     ``on_log(step, {"loss", "lr", "grad_norm"})`` every ``log_every`` steps. Returns the EMA model.
@@ -291,6 +295,10 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                                     if k not in ("steps", "checkpoint_every", "log_every")})
     scheduler = training_scheduler(model.config)
     num_t = scheduler.config.num_train_timesteps
+    if config.max_timestep is not None:
+        if config.max_timestep > num_t:
+            raise ValueError(f"TrainConfig.max_timestep {config.max_timestep} exceeds num_train_timesteps {num_t}")
+        num_t = config.max_timestep
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format
 

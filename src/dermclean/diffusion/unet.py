@@ -7,6 +7,9 @@
   condition dropout in training and for the unconditional branch of guidance.
 - Image condition (Baugh et al. 2024): ``cond_image_channels > 0`` concatenates the corrupted image
   to ``x_t`` on the channel axis.
+- Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
+  and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
+  (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
+from dermclean.diffusion.tiles import tiled
 from dermclean.modelio import register
 
 
@@ -33,16 +37,29 @@ class UNetConfig:
     attention: bool = False
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
+    work_size: int | None = None
 
     def __post_init__(self) -> None:
         self.block_out_channels = list(self.block_out_channels)
         if self.sample_size % (2 ** (len(self.block_out_channels) - 1)):
             raise ValueError(f"sample_size {self.sample_size} must be divisible by "
                              f"2**{len(self.block_out_channels) - 1} for block_out_channels {self.block_out_channels}")
+        if self.work_size is not None and int(self.work_size) < self.sample_size:
+            raise ValueError(f"work_size {self.work_size} must be null or at least sample_size {self.sample_size} "
+                             f"(the model sees sample_size tiles of work_size images)")
+
+    @property
+    def image_size(self) -> int:
+        """Side of the whole images the model works on: ``work_size`` (as tiles) or ``sample_size``."""
+        return int(self.work_size or self.sample_size)
 
 
 class DermUNet(nn.Module):
-    """eps-prediction UNet. ``forward(x_t (B,C,H,W), t (B,), labels (B,K) or None, cond_image (B,C',H,W))``."""
+    """eps-prediction UNet. ``forward(x_t (B,C,H,W), t (B,), labels (B,K) or None, cond_image (B,C',H,W))``.
+
+    Inputs larger than ``sample_size`` are run as overlapping ``sample_size`` tiles, each with its
+    image's timestep, labels and condition, and the eps predictions blended (:func:`tiles.tiled`).
+    """
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -98,8 +115,15 @@ class DermUNet(nn.Module):
             x_t = torch.cat([x_t, cond_image.to(x_t.dtype)], dim=1)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        emb = self.condition_embedding(labels, x_t.shape[0])
-        return self.unet(x_t, t, class_labels=emb).sample
+        tile = self.config.sample_size
+        if x_t.shape[-1] > tile or x_t.shape[-2] > tile:
+            return tiled(lambda z, src: self._forward(z, t[src], None if labels is None else labels[src]),
+                         x_t, tile=tile)
+        return self._forward(x_t, t, labels)
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        emb = self.condition_embedding(labels, x.shape[0])
+        return self.unet(x, t, class_labels=emb).sample
 
 
 register("unet", UNetConfig, DermUNet)

@@ -1,6 +1,8 @@
 """Removal at the input's resolution: one :class:`Remover` per method, pasting only inside the mask.
 
-The diffusion models work at ``S x S`` (e.g. 64 px). For an ``H x W`` input, the image and its
+The diffusion models work at ``S x S``, their ``image_size``: the model side (e.g. 64 px), or the
+``work_size`` of a model trained on crops, which it covers with tiles (e.g. 256 px in 64 px tiles,
+the real set's native resolution). For an ``H x W`` input, the image and its
 (dilated) mask are brought to ``S x S`` (the mask so that it covers every pixel it touches), the
 model fills the masked region, and only the generated content is upsampled (bicubic) to ``H x W`` and
 pasted inside the full-resolution dilated mask. Every pixel outside the mask is the decoded input
@@ -146,7 +148,7 @@ class Remover:
         results = [im.copy() for im in images]
         if not todo:
             return results
-        size = self.model.config.sample_size
+        size = self.model.config.image_size
         x = torch.stack([_downsize(images[i], size) for i in todo]).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         if self.method == "inpaint":

@@ -98,22 +98,45 @@ class ImagecondBatches:
     """Endless, resumable batches of corrupted/clean pairs as :class:`DiffusionBatch`.
 
     Batch ``k`` draws its images and artifacts from ``np.random.default_rng([seed, k])``, so
-    ``iter_from(k)`` resumes exactly and no two steps see the same corruption.
+    ``iter_from(k)`` resumes exactly and no two steps see the same corruption. With ``crop`` the
+    artifacts are painted on the whole image (so they have their native size) and a ``crop`` px
+    square is cut from both images; ``artifact_crop_fraction`` of the painted pairs are cut around a
+    random artifact pixel, the rest (and every untouched pair) anywhere.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], *, batch_size: int, seed: int,
-                 corruption: CorruptionConfig) -> None:
+                 corruption: CorruptionConfig, crop: int | None = None,
+                 artifact_crop_fraction: float = 0.5) -> None:
         if len(images) == 0:
             raise ValueError("train_imagecond: no clean training images (labels with none of ruler/ink/patches); "
                              "expected at least one")
+        if not 0.0 <= artifact_crop_fraction <= 1.0:
+            raise ValueError(f"artifact_crop_fraction must be in [0, 1]; got {artifact_crop_fraction}")
         self.images, self.batch_size, self.seed, self.corruption = images, batch_size, seed, corruption
+        self.crop, self.artifact_crop_fraction = crop, artifact_crop_fraction
 
     def batch(self, k: int) -> DiffusionBatch:
         rng = np.random.default_rng([self.seed, k])
         idx = rng.integers(0, len(self.images), size=self.batch_size)
-        pairs = [corrupt(np.asarray(self.images[i]), rng, self.corruption) for i in idx]
+        pairs = [self._cut(corrupt(np.asarray(self.images[i]), rng, self.corruption), rng) for i in idx]
         return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None,
                               cond_image=_stack([p.corrupted for p in pairs]))
+
+    def _cut(self, pair: TrainingPair, rng: np.random.Generator) -> TrainingPair:
+        """``pair`` cropped to ``crop`` px (unchanged without ``crop``)."""
+        if self.crop is None:
+            return pair
+        h, w, c = pair.target.shape[0], pair.target.shape[1], self.crop
+        if pair.mask.any() and rng.random() < self.artifact_crop_fraction:
+            ys, xs = np.nonzero(pair.mask)
+            j = int(rng.integers(len(ys)))
+            top = int(rng.integers(max(0, ys[j] - c + 1), min(ys[j], h - c) + 1))
+            left = int(rng.integers(max(0, xs[j] - c + 1), min(xs[j], w - c) + 1))
+        else:
+            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        box = (slice(top, top + c), slice(left, left + c))
+        return TrainingPair(target=pair.target[box], corrupted=pair.corrupted[box], mask=pair.mask[box],
+                            styles=pair.styles, untouched=pair.untouched)
 
     def iter_from(self, step: int) -> Iterator[DiffusionBatch]:
         k = step
@@ -139,11 +162,12 @@ def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size
 
 
 def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
-                          attention: bool = False) -> UNetConfig:
-    """The UNet config of the image-conditioned model: 3 condition channels, no class condition."""
+                          attention: bool = False, work_size: int | None = None) -> UNetConfig:
+    """The UNet config of the image-conditioned model: 3 condition channels, no class condition;
+    ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles at inference)."""
     return UNetConfig(sample_size=sample_size, cond_image_channels=3, num_classes=0,
                       block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
-                      attention=attention)
+                      attention=attention, work_size=work_size)
 
 
 def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
@@ -160,20 +184,22 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
                     progress: bool = True) -> DermUNet:
     """Train the image-conditioned model; returns the EMA model (eval mode).
 
-    ``dataset_images``: clean uint8 ``S x S x 3`` images at ``unet_config.sample_size``.
-    Resumes from ``checkpoint_dir`` like :func:`dermclean.diffusion.train.train_diffusion`.
+    ``dataset_images``: clean uint8 ``S x S x 3`` images at ``unet_config.image_size`` (``work_size``
+    when set: the model then trains on ``sample_size`` crops of them). Resumes from ``checkpoint_dir``
+    like :func:`dermclean.diffusion.train.train_diffusion`.
     """
     if unet_config.cond_image_channels != unet_config.channels or unet_config.num_classes:
         raise ValueError(f"train_imagecond: expected cond_image_channels={unet_config.channels} and "
                          f"num_classes=0; got {unet_config}")
-    size = unet_config.sample_size
+    size = unet_config.image_size
     bad = [i for i, im in enumerate(dataset_images) if np.asarray(im).shape != (size, size, 3)]
     if bad:
         raise ValueError(f"train_imagecond: images {bad[:5]} are not {size}x{size}x3 uint8; resize them first")
     torch.manual_seed(seed)
     model = DermUNet(unet_config)
+    crop = unet_config.sample_size if size != unet_config.sample_size else None
     batches = ImagecondBatches(dataset_images, batch_size=train_config.batch_size, seed=seed,
-                               corruption=corruption or CorruptionConfig())
+                               corruption=corruption or CorruptionConfig(), crop=crop)
     result = train_diffusion(model, batches, train_config, checkpoint_dir=Path(checkpoint_dir), device=device,
                              on_log=on_log, progress=progress)
     return result.model
@@ -183,7 +209,9 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
 
 
 def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> tuple[DDIMScheduler, list[int]]:
-    """DDIM scheduler and the timesteps to visit (descending) for ``steps`` steps from T-1 or from L."""
+    """DDIM scheduler and the timesteps to visit (descending): ``steps`` steps from T-1 (pure noise),
+    or the DDIM grid that reaches ``noise_level`` in ``steps`` steps (:func:`~dermclean.detection.anomaly.ddim_grid`,
+    the grid the guided detector decodes on), one model evaluation per step."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
     base = ddim_scheduler(config)
@@ -194,15 +222,18 @@ def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> t
         return scheduler, [int(t) for t in scheduler.timesteps]
     if not 1 <= noise_level < big_t:
         raise ValueError(f"noise_level must be in [1, {big_t - 1}] or None (pure noise); got {noise_level}")
-    ratio = max(1, round(noise_level / steps))
-    base.set_timesteps(big_t // ratio)
-    return base, [int(t) for t in base.timesteps if 0 <= int(t) <= noise_level]
+    from dermclean.detection.anomaly import ddim_grid
+
+    grid = ddim_grid(big_t, noise_level, steps)
+    base.set_timesteps(grid.num_inference_steps)
+    return base, list(reversed(grid.timesteps))
 
 
 @torch.no_grad()
 def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int, noise_level: int | None = None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """Clean estimate ``(B,3,S,S)`` in [-1, 1] of ``x_corrupted`` ``(B,3,S,S)`` in [-1, 1].
+    """Clean estimate ``(B,3,S,S)`` in [-1, 1] of ``x_corrupted`` ``(B,3,S,S)`` in [-1, 1] (``S`` the model's
+    ``image_size``; a tiled model steps the whole image, see :class:`~dermclean.diffusion.unet.DermUNet`).
 
     Deterministic DDIM (eta = 0) conditioned on ``x_corrupted``: from pure noise (``noise_level=None``,
     Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``. The initial noise comes from
