@@ -4,8 +4,9 @@ Reads the trained models (``--diffusion``: ``unet/`` + optional ``noisy_classifi
 the image-conditioned model folder) and ``params["detection"]`` (profile applied, then
 ``sweep_best.yaml`` beside params.yaml when present). Writes ``--out-model`` (guided bundle),
 ``<out-model>_imagecond`` (when ``--imagecond`` is given), ``--out`` (maps/ masks/ scores.csv
-run.json over every manifest image, keyed by image_id) and ``--metrics``; logs an MLflow run in
-``dermclean-detector`` with both bundles.
+run.json over every manifest image, keyed by image_id, from the bundle ``detection.pipeline_detector``
+names: ``guided`` or ``imagecond``) and ``--metrics``; logs an MLflow run in ``dermclean-detector``
+with both bundles.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def main() -> None:
     args = _parse()
     params = load_params(args.params, overrides=[args.params.parent / "sweep_best.yaml"])
     seed = int(params.get("seed", 0))
-    config = DetectionConfig.from_dict(params["detection"], where=f"{args.params}: detection")
+    section = dict(params["detection"])
+    chosen = section.pop("pipeline_detector", "guided")
+    config = DetectionConfig.from_dict(section, where=f"{args.params}: detection")
     classifier_dir = args.diffusion / "noisy_classifier"
     classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
 
@@ -84,6 +87,9 @@ def main() -> None:
                                    classifier_dir=classifier_dir, device=args.device)
         out_ic = args.out_model_imagecond or args.out_model.with_name(args.out_model.name + "_imagecond")
         bundles["imagecond"] = (imagecond, out_ic)
+    if chosen not in bundles:
+        raise ValueError(f"{args.params}: detection.pipeline_detector is {chosen!r}; expected one of "
+                         f"{sorted(bundles)} (imagecond needs --imagecond)")
 
     metrics: dict[str, float | int | str] = {}
     for name, (detector, out) in bundles.items():
@@ -96,11 +102,13 @@ def main() -> None:
     manifest = read_manifest(args.manifest)
     paths = image_paths(manifest, args.manifest)
     items = ((iid, p.name, load_rgb(p)) for iid, p in zip(manifest["image_id"], paths))
-    info = run_info(guided, model=str(args.out_model), device=guided.device, seconds=0.0, n_images=len(paths))
-    scores, seconds = detect_to_folder(guided, items, args.out, n_total=len(paths), extra_columns=("image_id",),
+    detector, bundle_dir = bundles[chosen]
+    log.info("detecting over %d manifest images with the %s bundle", len(paths), chosen)
+    info = run_info(detector, model=str(bundle_dir), device=detector.device, seconds=0.0, n_images=len(paths))
+    scores, seconds = detect_to_folder(detector, items, args.out, n_total=len(paths), extra_columns=("image_id",),
                                        info=info)
-    metrics.update(n_images=len(scores), seconds_per_image=seconds / max(len(scores), 1))
-    metrics["mean_mask_area"] = float(np.mean([(np.load(args.out / "maps" / f"{i}.npy") > guided.threshold.value).mean()
+    metrics.update(pipeline_detector=chosen, n_images=len(scores), seconds_per_image=seconds / max(len(scores), 1))
+    metrics["mean_mask_area"] = float(np.mean([(np.load(args.out / "maps" / f"{i}.npy") > detector.threshold.value).mean()
                                                for i in scores["image_id"]]))
     metrics.update(_split_aurocs(scores, manifest))
     _track(params, args, bundles, metrics)

@@ -13,7 +13,10 @@ Two families of classifiers, each for every data variant -- ``raw`` and every re
   train+val images are then cleaned with that method (``dermclean.removal.run_clean_dir``: the
   detector ``--detector`` finds the masks, the method's model fills them), giving
   ``--trap-out/<method>/``: the trap training set is painted FIRST and then cleaned, exactly as a
-  cleaning method would meet a shortcut in practice.
+  cleaning method would meet a shortcut in practice. Masks come from one detection pass
+  (``--trap-out/detections/``, the ``detect`` contract) with the bundle that
+  ``detection.pipeline_detector`` names (``--detector`` for guided, ``--detector-imagecond``), the
+  one whose masks the ``clean`` stage used; every method fills the same masks.
 
 For each classifier: the epoch with the best validation AUROC is kept and the operating threshold
 (``classifier.threshold``, Youden's J by default) is fitted on the same validation split; written as a
@@ -64,8 +67,10 @@ def variants(manifest: Path, cleaned: Path) -> dict[str, Path]:
 
 
 def build_trap_sets(params: dict, manifest: Path, methods: list[str], args: argparse.Namespace) -> dict[str, Path]:
-    """Paint the raw trap set, then clean its train+val images with each method; variant -> manifest."""
+    """Paint the raw trap set, detect on its train+val images once, then clean them with each method
+    inside those masks; variant -> manifest."""
     from dermclean.config import from_dict
+    from dermclean.detection.contract import run_detect_dir
     from dermclean.proof.trap import TRAIN_IMAGES, make_trap_split
     from dermclean.removal.clean_dir import run_clean_dir
     from dermclean.removal.engine import RemovalConfig
@@ -79,12 +84,17 @@ def build_trap_sets(params: dict, manifest: Path, methods: list[str], args: argp
     out = {"raw": trap.manifest_path}
     removal = from_dict(RemovalConfig, params.get("removal"), where=f"{args.params}: removal")
     train_val = trap.manifest[trap.manifest["split"].isin(["train", "val"])].copy()
+    detections = args.trap_out / "detections"
+    if methods:
+        detector = pipeline_detector(params, args)
+        print(f"trap set: detecting on {len(train_val)} painted train/val images with {detector}", flush=True)
+        run_detect_dir(raw_dir / TRAIN_IMAGES, detections, model=str(detector), device=args.device, overwrite=True)
     for method in methods:
         model = {"inpaint": args.diffusion / "unet", "imagecond": args.imagecond}.get(method)
         target = args.trap_out / method
         cleaned_dir = target / "images"
         print(f"trap set: cleaning {len(train_val)} painted train/val images with {method}", flush=True)
-        run_clean_dir(raw_dir / TRAIN_IMAGES, cleaned_dir, method=method, detector=str(args.detector),
+        run_clean_dir(raw_dir / TRAIN_IMAGES, cleaned_dir, method=method, masks_dir=detections / "masks",
                       model=str(model) if model is not None else None, device=args.device, overwrite=True,
                       config=removal)
         rows = train_val.copy()
@@ -93,6 +103,16 @@ def build_trap_sets(params: dict, manifest: Path, methods: list[str], args: argp
         write_manifest(rows, target / "manifest.csv")
         out[method] = target / "manifest.csv"
     return out
+
+
+def pipeline_detector(params: dict, args: argparse.Namespace) -> Path:
+    """The detector bundle of ``detection.pipeline_detector`` (guided: ``--detector``; imagecond:
+    ``--detector-imagecond``)."""
+    chosen = (params.get("detection") or {}).get("pipeline_detector", "guided")
+    bundles = {"guided": args.detector, "imagecond": args.detector_imagecond}
+    if chosen not in bundles:
+        raise ValueError(f"{args.params}: detection.pipeline_detector is {chosen!r}; expected guided or imagecond")
+    return bundles[chosen]
 
 
 def train_one(*, family: str, variant: str, seed: int, manifest: Path, config: ClassifierConfig, params: dict,
@@ -147,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diffusion", type=Path, default=Path("models/diffusion"))
     parser.add_argument("--imagecond", type=Path, default=Path("models/imagecond"))
     parser.add_argument("--detector", type=Path, default=Path("models/detector"))
+    parser.add_argument("--detector-imagecond", type=Path, default=Path("models/detector_imagecond"))
     parser.add_argument("--out", type=Path, default=Path("models/classifiers"))
     parser.add_argument("--trap-out", type=Path, default=None,
                         help="where the trap sets go (default: <out>/trap_sets, inside the stage output)")

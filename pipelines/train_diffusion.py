@@ -41,9 +41,9 @@ from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
-CLASSIFIER_KEYS = ("width", "depth", "blocks", "input_scale")
+CLASSIFIER_KEYS = ("width", "depth", "blocks", "norm", "input_scale")
 TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "max_timestep", "augment", "model_view_fraction",
-              "t_zero_fraction")
+              "t_zero_fraction", "lr_schedule")
 
 
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     nc_augment = bool(nc_params.pop("augment", False))
     nc_model_view = float(nc_params.pop("model_view_fraction", 0.5))
     nc_t_zero = float(nc_params.pop("t_zero_fraction", 0.0))
+    nc_schedule = str(nc_params.pop("lr_schedule", "constant"))
     if nc_params:
         raise ValueError(f"{args.params}: diffusion.noisy_classifier: unknown keys {sorted(nc_params)}; expected "
                          f"{sorted(CLASSIFIER_KEYS + TRAIN_KEYS)}")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=nc_steps, lr=nc_lr, device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed,
             progress=progress, pos_weight=pos_weight_from_labels(nc_train_ds.labels),
             checkpoint_every=nc_ckpt_every, on_log=log_clf, max_timestep=nc_max_t, augment=nc_augment,
-            model_view_fraction=nc_model_view, t_zero_fraction=nc_t_zero)
+            model_view_fraction=nc_model_view, t_zero_fraction=nc_t_zero, lr_schedule=nc_schedule)
         nc_seconds = time.perf_counter() - began
         aurocs, aurocs_tta = (auroc_per_class(*predict_proba(classifier, ordered_batches(nc_val_ds, batch_size=nc_batch),
                                                              device=device, t=0, tta=tta)) for tta in (False, True))
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                            meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES), "steps": nc_steps,
                                  "lr": nc_lr, "batch_size": nc_batch, "max_timestep": nc_max_t,
                                  "augment": nc_augment, "model_view_fraction": nc_model_view,
-                                 "t_zero_fraction": nc_t_zero,
+                                 "t_zero_fraction": nc_t_zero, "lr_schedule": nc_schedule,
                                  "val_auroc_t0": aurocs})
             unet_uri = log_model_folder(tmp / "unet", name="unet")
             nc_uri = log_model_folder(tmp / "noisy_classifier", name="noisy_classifier")

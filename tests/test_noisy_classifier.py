@@ -200,3 +200,31 @@ def test_blocks_per_stage_deepen_the_classifier():
     assert deep(torch.randn(2, 3, 16, 16), torch.tensor([0, 9])).shape == (2, 3)
     with pytest.raises(ValueError, match="blocks"):
         NoisyClassifierConfig(sample_size=16, blocks=0)
+
+
+def test_cosine_schedule_hand_worked():
+    from dermclean.diffusion.noisy_classifier import scheduled_lr
+
+    assert scheduled_lr(1e-3, 7, 100, "constant") == 1e-3
+    assert scheduled_lr(1.0, 0, 100, "cosine") == pytest.approx(0.2)  # warm-up: 5 steps
+    assert scheduled_lr(1.0, 4, 100, "cosine") == pytest.approx(1.0)
+    assert scheduled_lr(1.0, 5, 100, "cosine") == pytest.approx(1.0)
+    assert scheduled_lr(1.0, 5 + 95 // 2, 100, "cosine") == pytest.approx(0.5, abs=0.02)
+    assert scheduled_lr(1.0, 99, 100, "cosine") < 0.01
+
+
+def test_batchnorm_classifier_trains_and_scores_each_sample_alone_in_eval(tmp_path):
+    cfg = NoisyClassifierConfig(sample_size=16, width=8, depth=2, norm="batch")
+    torch.manual_seed(0)
+    model = train_noisy_classifier(NoisyClassifier(cfg), toy_batches(), steps=40, lr=5e-3, device="cpu", seed=0,
+                                   progress=False, lr_schedule="cosine", t_zero_fraction=0.5)
+    assert not model.training
+    probs, labels = predict_proba(model, toy_batches(), device="cpu", t=0)
+    assert sum(auroc_per_class(probs, labels).values()) / 3 > 0.85
+    x = toy_batches()[0].target
+    t = torch.zeros(len(x), dtype=torch.long)
+    grads = classifier_log_prob_grad(model, x, t, torch.zeros(len(x), 3))
+    alone = classifier_log_prob_grad(model, x[:1], t[:1], torch.zeros(1, 3))
+    assert torch.allclose(grads[:1], alone, atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        NoisyClassifierConfig(sample_size=16, norm="layer")

@@ -24,9 +24,10 @@ TINY = {
     "data": {"image_size": 32, "synthetic": {"n_images": 64, "size": 48}},
     "diffusion": {"unet": {"block_out_channels": [8, 16]}, "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3},
                   "noisy_classifier": {"width": 8, "steps": 6, "batch_size": 8}},
-    "detection": {"steps": 2, "batch_size": 16},
-    "imagecond": {"unet": {"block_out_channels": [8, 16]}, "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3},
-                  "steps": 2},
+    # the image-conditioned model on 32 px tiles of 64 px images, and its bundle as the pipeline's detector
+    "detection": {"steps": 2, "batch_size": 16, "pipeline_detector": "imagecond"},
+    "imagecond": {"unet": {"block_out_channels": [8, 16], "work_size": 64},
+                  "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3}, "steps": 2},
     "removal": {"steps": 2},
     "classifier": {"width": 4, "epochs": 1, "batch_size": 16, "seeds": [0, 1]},
     "proof": {"bootstrap": 20},
@@ -109,6 +110,11 @@ def test_outputs_have_expected_content(pipeline):
     assert set(df["split"]) == {"train", "val", "test"}
     scores = pd.read_csv(work / "data/detections/scores.csv")
     assert len(scores) == len(df)
+    assert json.loads((work / "metrics/detect.json").read_text())["pipeline_detector"] == "imagecond"
+    assert json.loads((work / "data/detections/run.json").read_text())["detector_kind"] == "imagecond"
+    unet = json.loads((work / "models/imagecond/config.json").read_text())["config"]
+    assert (unet["sample_size"], unet["work_size"]) == (32, 64)
+    assert (work / "models/classifiers/trap_sets/detections/scores.csv").is_file()  # trap set detected once
     for method in ("inpaint", "imagecond", "telea"):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)

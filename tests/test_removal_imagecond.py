@@ -155,3 +155,35 @@ def test_realdata_removal_keeps_the_rest_of_full_resolution_images(real_data, tm
     for r in result["methods"].values():
         assert r["all"]["all"]["psnr_out"] == 100.0 and r["all"]["all"]["ssim_out"] == pytest.approx(1.0)
     assert result["methods"]["telea"]["all"]["all"]["psnr_in"] > 15
+
+
+def test_sample_prediction_restore_returns_the_x0_estimate_exactly():
+    """A sample-prediction model that outputs its condition gives back the condition, bit for bit
+    (up to float), whatever the start and steps: the result is the last x0 estimate, not re-noised."""
+    from dermclean.removal.imagecond import imagecond_restore
+
+    cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")
+
+    class CopiesCondition(torch.nn.Module):
+        config = cfg
+
+        def forward(self, x_t, t, labels, cond):
+            return cond
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    for steps, level in [(1, 250), (3, 400), (4, None)]:
+        out = imagecond_restore(CopiesCondition(), x, steps=steps, noise_level=level)
+        assert torch.allclose(out, x, atol=1e-5), (steps, level)
+
+
+def test_sample_prediction_trains_on_x0(tmp_path):
+    cfg = imagecond_unet_config(sample_size=SIZE, block_out_channels=[8, 16], prediction_type="sample")
+    model = train_imagecond(skin_images(8), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),
+                            checkpoint_dir=tmp_path, device="cpu", seed=0, progress=False)
+    assert model.config.prediction_type == "sample"
+    from dermclean.diffusion.train import regression_target
+
+    x0, eps = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    assert torch.equal(regression_target(model, x0, eps), x0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        imagecond_unet_config(sample_size=SIZE, block_out_channels=[8, 16], prediction_type="v")

@@ -73,6 +73,9 @@ def _unet_config(model: nn.Module) -> UNetConfig:
     config = getattr(model, "config", None)
     if not isinstance(config, UNetConfig):
         raise TypeError(f"expected a DermUNet with a UNetConfig; got {type(model).__name__}")
+    if config.prediction_type != "epsilon":
+        raise ValueError(f"guided DDIM needs an eps-prediction UNet (guidance acts on eps); this one predicts "
+                         f"{config.prediction_type!r}")
     return config
 
 

@@ -18,6 +18,8 @@ image at its full ``input_size``.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +53,14 @@ class NoisyClassifierConfig:
     beta_schedule: str = "linear"
     input_scale: int = 1
     blocks: int = 1
+    norm: str = "group"
 
     def __post_init__(self) -> None:
         if min(self.width, self.depth, self.num_classes, self.input_scale, self.blocks) < 1:
             raise ValueError(f"NoisyClassifierConfig: width, depth, num_classes, input_scale and blocks must be "
                              f">= 1; got {self}")
+        if self.norm not in NORMS:
+            raise ValueError(f"NoisyClassifierConfig.norm is {self.norm!r}; expected one of {NORMS}")
 
     @property
     def input_size(self) -> int:
@@ -63,18 +68,26 @@ class NoisyClassifierConfig:
         return self.input_scale * self.sample_size
 
 
+NORMS = ("group", "batch")
+
+
 def _groups(channels: int) -> int:
     return 8 if channels % 8 == 0 else 1
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """GroupNorm (per sample, always) or BatchNorm (batch statistics in training, running ones in eval)."""
+    return nn.GroupNorm(_groups(channels), channels) if kind == "group" else nn.BatchNorm2d(channels)
 
 
 class _ResBlock(nn.Module):
     """Pre-activation residual block with the timestep embedding added between its two convolutions."""
 
-    def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
+    def __init__(self, cin: int, cout: int, emb_dim: int, norm: str = "group") -> None:
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1, self.conv1 = _norm(norm, cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, cout)
-        self.norm2, self.conv2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2, self.conv2 = _norm(norm, cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -88,9 +101,9 @@ class NoisyClassifier(nn.Module):
     """``forward(x_t (B,3,H,W) in noised [-1,1] space, t (B,) or scalar) -> logits (B, num_classes)``.
 
     ``depth`` stages of ``blocks`` residual blocks at width ``width * 2**i``, average-pooled by 2 between
-    stages (``depth=4, blocks=2`` is ResNet-18's layout), then GroupNorm, SiLU, global average pooling
-    and a linear head. Only GroupNorm (per-sample), so
-    each sample's gradient depends on that sample alone.
+    stages (``depth=4, blocks=2`` is ResNet-18's layout), then a norm, SiLU, global average pooling
+    and a linear head. Norms are GroupNorm or BatchNorm (``norm``); in eval mode both act on each sample
+    alone, so each sample's guidance gradient depends on that sample only.
     """
 
     def __init__(self, config: NoisyClassifierConfig) -> None:
@@ -103,9 +116,9 @@ class NoisyClassifier(nn.Module):
         self.stem = nn.Conv2d(3, w, 3, padding=1) if k == 1 else nn.Conv2d(3, w, k, stride=k)
         chans = [w * 2**i for i in range(config.depth)]
         self.stages = nn.ModuleList(
-            nn.ModuleList(_ResBlock(cin if j == 0 else cout, cout, emb_dim) for j in range(config.blocks))
+            nn.ModuleList(_ResBlock(cin if j == 0 else cout, cout, emb_dim, config.norm) for j in range(config.blocks))
             for cin, cout in zip([w] + chans[:-1], chans))
-        self.norm = nn.GroupNorm(_groups(chans[-1]), chans[-1])
+        self.norm = _norm(config.norm, chans[-1])
         self.head = nn.Linear(chans[-1], config.num_classes)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -171,6 +184,19 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Ten
     return (loss * known).sum() / known.sum().clamp(min=1)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, step: int, steps: int, schedule: str) -> float:
+    """Learning rate of (0-based) ``step`` of ``steps``; see :func:`train_noisy_classifier`."""
+    if schedule == "constant":
+        return lr
+    warmup = max(1, round(0.05 * steps))
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
 def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[DiffusionBatch], *, steps: int,
                            lr: float, device: torch.device | str, checkpoint_dir: Path | None = None,
                            seed: int = 0, progress: bool = True, pos_weight: torch.Tensor | None = None,
@@ -178,7 +204,7 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
                            on_log: Callable[[int, dict[str, float]], None] | None = None,
                            log_every: int = 10, max_timestep: int | None = None,
                            augment: bool = False, model_view_fraction: float = 0.5,
-                           t_zero_fraction: float = 0.0) -> NoisyClassifier:
+                           t_zero_fraction: float = 0.0, lr_schedule: str = "constant") -> NoisyClassifier:
     """Train on ``x_t = add_noise(x0, eps, t)``, ``t ~ U{0..T-1}``, masked multi-label BCE; return it in eval.
 
     ``max_timestep`` limits ``t`` to ``U{0..max_timestep-1}`` (guidance only queries ``t`` below the
@@ -190,6 +216,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
     the model resolution sees it (:func:`model_view`), as guidance will.
     ``t_zero_fraction`` of the samples are shown clean (``t = 0``, at full ``input_size``): the image-level
     detector asks the classifier at ``t = 0`` only, so a share of the batch is spent where it is used.
+    ``lr_schedule``: ``constant``, or ``cosine`` (linear warm-up over the first 5 % of ``steps``, then
+    cosine decay to 0 at ``steps``; a function of the step, so a resumed run follows it exactly).
 
     ``pos_weight`` (K,) defaults to :func:`pos_weight_from_labels` over one pass of ``dataset_batches``
     (pass it to skip that pass). With ``checkpoint_dir`` the run checkpoints every ``checkpoint_every``
@@ -212,10 +240,13 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
         raise ValueError(f"train_noisy_classifier: model_view_fraction={model_view_fraction}; expected in [0, 1]")
     if not 0.0 <= t_zero_fraction <= 1.0:
         raise ValueError(f"train_noisy_classifier: t_zero_fraction={t_zero_fraction}; expected in [0, 1]")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train_noisy_classifier: lr_schedule={lr_schedule!r}; expected one of {LR_SCHEDULES}")
     fp = fingerprint(model.config, {"lr": lr, "seed": seed, "pos_weight": pos_weight.tolist(), "t_high": t_high,
                                     **({"augment": True} if augment else {}),
                                     **({"model_view_fraction": model_view_fraction} if scale > 1 else {}),
-                                    **({"t_zero_fraction": t_zero_fraction} if t_zero_fraction else {})})
+                                    **({"t_zero_fraction": t_zero_fraction} if t_zero_fraction else {}),
+                                    **({"lr_schedule": lr_schedule} if lr_schedule != "constant" else {})})
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     start, recent = 0, []
     state = load_checkpoint(ckpt) if ckpt is not None else None
@@ -248,6 +279,8 @@ def train_noisy_classifier(model: NoisyClassifier, dataset_batches: Iterable[Dif
             with autocast(device, amp):
                 logits = model(scheduler.add_noise(x0, eps, t), t)
             loss = masked_bce(logits, labels, pos_weight)
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(lr, step, steps, lr_schedule)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -273,7 +306,7 @@ def classifier_log_prob_grad(model: NoisyClassifier, x_t: torch.Tensor, t: torch
     ``log p(y | x_t) = sum_k [ y_k log sigmoid(l_k) + (1 - y_k) log sigmoid(-l_k) ]`` over the classes
     ``k`` whose ``target[:, k]`` (B,K) is not NaN, with ``l = model(x_t, t)``; NaN entries are left out
     (guide on a subset of classes). ``target = 0`` everywhere is "clean": the gradient points to where
-    every artifact class is less likely. Samples are independent (GroupNorm only), so each row is the
+    every artifact class is less likely. Samples are independent (the model in eval mode), so each row is the
     gradient of its own log-probability. Wolleb et al. 2022 guidance with DDIM:
     ``eps_hat = eps - sqrt(1 - abar_t) * classifier_log_prob_grad(model, x_t, t, target, s)``.
     Runs with gradients enabled even inside ``torch.no_grad()``.

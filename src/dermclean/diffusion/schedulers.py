@@ -13,11 +13,11 @@ from dermclean.diffusion.unet import UNetConfig
 
 def _kwargs(config: UNetConfig) -> dict:
     return {"num_train_timesteps": config.num_train_timesteps, "beta_schedule": config.beta_schedule,
-            "clip_sample": False}
+            "clip_sample": False, "prediction_type": config.prediction_type}
 
 
 def training_scheduler(config: UNetConfig) -> DDPMScheduler:
-    """The forward (noising) process used in training: eps-prediction, linear betas, T steps."""
+    """The forward (noising) process used in training: linear betas, T steps, the model's prediction type."""
     return DDPMScheduler(**_kwargs(config))
 
 

@@ -276,6 +276,11 @@ def drop_conditions(labels: torch.Tensor, p: float, generator: torch.Generator) 
     return labels
 
 
+def regression_target(model: DermUNet, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """What the model is trained to output: ``eps`` or, for ``prediction_type="sample"``, ``x0``."""
+    return x0.float() if getattr(model.config, "prediction_type", "epsilon") == "sample" else eps
+
+
 def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: TrainConfig, *,
                     checkpoint_dir: Path, device: torch.device | str,
                     on_log: Callable[[int, dict[str, float]], None] | None = None,
@@ -284,7 +289,8 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
 
     Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{0..T'-1}`` (B,) with ``T' = T``
     or ``config.max_timestep`` (a model only ever sampled from below some level), ``x_t`` by the
-    DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)``.
+    DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)`` (``x0`` in
+    place of ``eps`` for a ``prediction_type="sample"`` model).
     AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
     ``on_log(step, {"loss", "lr", "grad_norm"})`` every ``log_every`` steps. Returns the EMA model.
     """
@@ -348,7 +354,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                 group["lr"] = lr_at(step)
             with autocast(device, config.amp):
                 pred = model(x_t, t, labels, cond)
-            loss = torch.nn.functional.mse_loss(pred.float(), eps)
+            loss = torch.nn.functional.mse_loss(pred.float(), regression_target(model, x0, eps))
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"diffusion loss became {loss.item()} at step {step}; lower lr")
             optimizer.zero_grad(set_to_none=True)
@@ -376,7 +382,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
 @torch.no_grad()
 def evaluate_diffusion_loss(model: DermUNet, batches: Iterable[DiffusionBatch], *, device: torch.device | str,
                             seed: int = 0) -> float:
-    """Mean eps-MSE of ``model`` over one pass of ``batches`` with seeded noise and timesteps (labels as
+    """Mean eps-MSE (x0-MSE for a ``sample``-prediction model) of ``model`` over one pass of ``batches`` with seeded noise and timesteps (labels as
     given; rows with an unknown label are unconditional), for comparable validation losses."""
     device = torch.device(device)
     scheduler = training_scheduler(model.config)
@@ -393,7 +399,7 @@ def evaluate_diffusion_loss(model: DermUNet, batches: Iterable[DiffusionBatch], 
         t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator, device=device)
         with autocast(device):
             pred = model(scheduler.add_noise(x0, eps, t), t, labels, cond)
-        total += torch.nn.functional.mse_loss(pred.float(), eps, reduction="sum").item()
+        total += torch.nn.functional.mse_loss(pred.float(), regression_target(model, x0, eps), reduction="sum").item()
         count += eps.numel()
     if not count:
         raise ValueError("evaluate_diffusion_loss: the batch source yielded no batches")

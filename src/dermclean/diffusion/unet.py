@@ -7,6 +7,9 @@
   condition dropout in training and for the unconditional branch of guidance.
 - Image condition (Baugh et al. 2024): ``cond_image_channels > 0`` concatenates the corrupted image
   to ``x_t`` on the channel axis.
+- Output: eps (``prediction_type="epsilon"``, the guided model: guidance formulas act on eps) or the
+  clean image itself (``"sample"``): an image-conditioned model then copies clean skin straight
+  from its condition instead of recovering it from an eps estimate divided by ``sqrt(abar_t)``.
 - Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
   and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
   (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.
@@ -24,6 +27,10 @@ from dermclean.diffusion.tiles import tiled
 from dermclean.modelio import register
 
 
+PREDICTION_TYPES = ("epsilon", "sample")
+"""What the UNet predicts: the noise (eps, Ho et al. 2020) or the clean image x0 (diffusers' "sample")."""
+
+
 @dataclass
 class UNetConfig:
     """Typed configuration of :class:`DermUNet`, saved as the model folder's ``config.json``."""
@@ -38,12 +45,15 @@ class UNetConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     work_size: int | None = None
+    prediction_type: str = "epsilon"
 
     def __post_init__(self) -> None:
         self.block_out_channels = list(self.block_out_channels)
         if self.sample_size % (2 ** (len(self.block_out_channels) - 1)):
             raise ValueError(f"sample_size {self.sample_size} must be divisible by "
                              f"2**{len(self.block_out_channels) - 1} for block_out_channels {self.block_out_channels}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type is {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
         if self.work_size is not None and int(self.work_size) < self.sample_size:
             raise ValueError(f"work_size {self.work_size} must be null or at least sample_size {self.sample_size} "
                              f"(the model sees sample_size tiles of work_size images)")
@@ -55,7 +65,7 @@ class UNetConfig:
 
 
 class DermUNet(nn.Module):
-    """eps-prediction UNet. ``forward(x_t (B,C,H,W), t (B,), labels (B,K) or None, cond_image (B,C',H,W))``.
+    """eps- (or x0-, ``prediction_type``) prediction UNet. ``forward(x_t (B,C,H,W), t (B,), labels (B,K) or None, cond_image (B,C',H,W))``.
 
     Inputs larger than ``sample_size`` are run as overlapping ``sample_size`` tiles, each with its
     image's timestep, labels and condition, and the eps predictions blended (:func:`tiles.tiled`).

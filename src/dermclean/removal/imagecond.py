@@ -2,8 +2,9 @@
 Detection", UNSURE 2024): training data, training, restoration and the difference-map detector.
 
 Model: :class:`~dermclean.diffusion.unet.DermUNet` with ``cond_image_channels=3, num_classes=0``;
-the corrupted image is concatenated to ``x_t`` on the channel axis and the model learns eps for the
-*clean* original (same DDPM objective and machinery as the guided model: :mod:`dermclean.diffusion.train`).
+the corrupted image is concatenated to ``x_t`` on the channel axis and the model learns eps -- or, with
+``prediction_type="sample"``, the *clean* original itself -- of the clean image (same DDPM objective
+and machinery as the guided model: :mod:`dermclean.diffusion.train`).
 
 Training pairs: real images whose labels say they carry none of ruler/ink/patches, each corrupted
 with :func:`dermclean.data.artifacts.paint_random` (fresh artifacts every step) except an
@@ -162,12 +163,14 @@ def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size
 
 
 def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
-                          attention: bool = False, work_size: int | None = None) -> UNetConfig:
+                          attention: bool = False, work_size: int | None = None,
+                          prediction_type: str = "epsilon") -> UNetConfig:
     """The UNet config of the image-conditioned model: 3 condition channels, no class condition;
-    ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles at inference)."""
+    ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles at inference);
+    ``prediction_type="sample"`` makes it predict the clean image rather than eps."""
     return UNetConfig(sample_size=sample_size, cond_image_channels=3, num_classes=0,
                       block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
-                      attention=attention, work_size=work_size)
+                      attention=attention, work_size=work_size, prediction_type=prediction_type)
 
 
 def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
@@ -236,7 +239,8 @@ def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int,
     ``image_size``; a tiled model steps the whole image, see :class:`~dermclean.diffusion.unet.DermUNet`).
 
     Deterministic DDIM (eta = 0) conditioned on ``x_corrupted``: from pure noise (``noise_level=None``,
-    Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``. The initial noise comes from
+    Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``; the result is the last step's x0
+    estimate (DDIM's final step would add back ``sqrt(1 - abar_0)`` of its eps). The initial noise comes from
     ``generator`` (default: seeded with 0, so the result is reproducible).
     """
     check_imagecond(model)
@@ -253,9 +257,10 @@ def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int,
     for t in timesteps:
         tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         with autocast(device):
-            eps = model(x, tt, None, cond).float()
-        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
-    return x.clamp(-1.0, 1.0)
+            out = model(x, tt, None, cond).float()  # eps or x0: the scheduler has the model's prediction type
+        step = scheduler.step(out, t, x, eta=0.0)
+        x = step.prev_sample
+    return step.pred_original_sample.clamp(-1.0, 1.0)  # the last x0 estimate, not re-noised to abar_0
 
 
 @torch.no_grad()

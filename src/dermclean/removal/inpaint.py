@@ -68,6 +68,9 @@ def repaint(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, *, config: In
                          "unconditional or image-conditioned model. Pass the guided model (models/diffusion/unet)")
     if getattr(model.config, "cond_image_channels", 0):
         raise ValueError("repaint needs the guided class-conditional UNet, not the image-conditioned one")
+    if getattr(model.config, "prediction_type", "epsilon") != "epsilon":
+        raise ValueError("repaint needs an eps-prediction UNet (RePaintScheduler steps on eps); got "
+                         f"prediction_type {model.config.prediction_type!r}")
     if mask.ndim == 3:
         mask = mask[:, None]
     device = x.device
