@@ -95,3 +95,23 @@ def test_imagecond_crops_paint_first_then_cut_around_the_artifact():
     first = batch.target[0]
     hits = ((windows - first[None, :, None, None]).abs().amax(dim=(1, 4, 5)) < 1e-6)
     assert bool(hits.any())
+
+
+def test_condition_residual_adds_the_condition_to_the_output():
+    torch.manual_seed(0)
+    cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample",
+                                condition_residual=True, work_size=32)
+    model = DermUNet(cfg).eval()
+    x_t, cond = torch.randn(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x_t, torch.tensor([3, 300]), None, cond)
+        cond2 = cond + 0.5
+        out2 = model(x_t, torch.tensor([3, 300]), None, cond2)
+    plain = DermUNet(imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample",
+                                           work_size=32)).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(out, plain(x_t, torch.tensor([3, 300]), None, cond) + cond, atol=1e-5)
+    assert not torch.allclose(out, out2)
+    with pytest.raises(ValueError, match="condition_residual"):
+        UNetConfig(sample_size=16, block_out_channels=[8, 16], condition_residual=True)

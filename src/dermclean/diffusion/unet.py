@@ -10,6 +10,8 @@
 - Output: eps (``prediction_type="epsilon"``, the guided model: guidance formulas act on eps) or the
   clean image itself (``"sample"``): an image-conditioned model then copies clean skin straight
   from its condition instead of recovering it from an eps estimate divided by ``sqrt(abar_t)``.
+  ``condition_residual`` goes one step further: ``x0 = cond_image + UNet(...)``, so the network only
+  learns what to change and reproduces everything else exactly from the start of training.
 - Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
   and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
   (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.
@@ -46,6 +48,7 @@ class UNetConfig:
     beta_schedule: str = "linear"
     work_size: int | None = None
     prediction_type: str = "epsilon"
+    condition_residual: bool = False
 
     def __post_init__(self) -> None:
         self.block_out_channels = list(self.block_out_channels)
@@ -54,6 +57,9 @@ class UNetConfig:
                              f"2**{len(self.block_out_channels) - 1} for block_out_channels {self.block_out_channels}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type is {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
+        if self.condition_residual and (self.prediction_type != "sample" or self.cond_image_channels != self.channels):
+            raise ValueError("condition_residual needs prediction_type 'sample' and an image condition with as "
+                             f"many channels as the image; got {self.prediction_type!r}, {self.cond_image_channels}")
         if self.work_size is not None and int(self.work_size) < self.sample_size:
             raise ValueError(f"work_size {self.work_size} must be null or at least sample_size {self.sample_size} "
                              f"(the model sees sample_size tiles of work_size images)")
@@ -127,9 +133,13 @@ class DermUNet(nn.Module):
             t = t.expand(x_t.shape[0])
         tile = self.config.sample_size
         if x_t.shape[-1] > tile or x_t.shape[-2] > tile:
-            return tiled(lambda z, src: self._forward(z, t[src], None if labels is None else labels[src]),
-                         x_t, tile=tile)
-        return self._forward(x_t, t, labels)
+            out = tiled(lambda z, src: self._forward(z, t[src], None if labels is None else labels[src]),
+                        x_t, tile=tile)
+        else:
+            out = self._forward(x_t, t, labels)
+        if self.config.condition_residual:
+            out = out + cond_image.to(out.dtype)
+        return out
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         emb = self.condition_embedding(labels, x.shape[0])

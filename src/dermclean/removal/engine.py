@@ -40,6 +40,7 @@ class RemovalConfig:
     jump_length: int = 2          # inpaint: RePaint resampling jump length
     jump_n_sample: int = 2        # inpaint: RePaint resamplings per jump (1 = none)
     noise_level: int | None = None  # imagecond: start level; None = from pure noise
+    imagecond_steps: int | None = None  # imagecond: DDIM steps (None = ``steps``)
     telea_radius: int = 3
     batch_size: int = 8
     seed: int = 0
@@ -51,6 +52,8 @@ class RemovalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"removal.methods {unknown} unknown; expected a subset of {list(METHODS)}")
+        if self.imagecond_steps is not None and self.imagecond_steps < 1:
+            raise ValueError(f"removal.imagecond_steps must be null or >= 1; got {self.imagecond_steps}")
         if self.dilation < 0 or self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"removal: dilation >= 0, steps >= 1 and batch_size >= 1 expected; got {self}")
 
@@ -161,7 +164,8 @@ class Remover:
         else:
             from dermclean.removal.imagecond import imagecond_restore
 
-            generated = imagecond_restore(self.model, x, steps=self.config.steps, noise_level=self.config.noise_level,
+            generated = imagecond_restore(self.model, x, steps=self.config.imagecond_steps or self.config.steps,
+                                          noise_level=self.config.noise_level,
                                           generator=generator)
         for j, i in enumerate(todo):
             results[i] = paste(images[i], generated[j], masks[i])

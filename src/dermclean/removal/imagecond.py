@@ -164,13 +164,15 @@ def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size
 
 def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
                           attention: bool = False, work_size: int | None = None,
-                          prediction_type: str = "epsilon") -> UNetConfig:
+                          prediction_type: str = "epsilon", condition_residual: bool = False) -> UNetConfig:
     """The UNet config of the image-conditioned model: 3 condition channels, no class condition;
     ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles at inference);
-    ``prediction_type="sample"`` makes it predict the clean image rather than eps."""
+    ``prediction_type="sample"`` makes it predict the clean image rather than eps, and
+    ``condition_residual`` predicts it as the corrupted image plus a learned change."""
     return UNetConfig(sample_size=sample_size, cond_image_channels=3, num_classes=0,
                       block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
-                      attention=attention, work_size=work_size, prediction_type=prediction_type)
+                      attention=attention, work_size=work_size, prediction_type=prediction_type,
+                      condition_residual=condition_residual)
 
 
 def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
