@@ -19,7 +19,6 @@ image at its full ``input_size``.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path

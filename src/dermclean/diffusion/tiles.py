@@ -76,10 +76,3 @@ def tiled(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Ten
         weight[top:top + tile, left:left + tile] += window
     return total / weight
 
-
-def random_crop_boxes(n: int, size: int, tile: int, generator: torch.Generator) -> list[tuple[int, int]]:
-    """``n`` uniformly random ``(top, left)`` offsets of ``tile`` px crops in a ``size`` px square."""
-    if not 1 <= tile <= size:
-        raise ValueError(f"random_crop_boxes: tile {tile} px must be in [1, size {size} px]")
-    offsets = torch.randint(0, size - tile + 1, (n, 2), generator=generator)
-    return [(int(a), int(b)) for a, b in offsets]
