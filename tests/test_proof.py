@@ -162,3 +162,17 @@ def test_attribution_share_hand_worked_and_gradcam_shapes():
     share = attribution_share(model, images, np.ones((3, 32, 32), bool), device="cpu")
     finite = share.share[np.isfinite(share.share)]
     np.testing.assert_allclose(finite, 1.0)  # everything lies inside an all-true mask
+
+
+def test_gradcam_layer_keeps_at_least_8px_of_resolution():
+    from dermclean.classifier.model import ClassifierConfig, build_classifier
+    from dermclean.proof.attribution import cam_layer, gradcam_maps
+
+    model = build_classifier(ClassifierConfig(arch="resnet10", width=4, image_size=32)).eval()
+    # stem stride 4, then each stage after the first halves: 64 px -> 16, 8, 4, 2
+    assert [cam_layer(model, size) for size in (32, 64, 128, 256)] == ["layer1", "layer2", "layer3", "layer4"]
+    assert cam_layer(model, 16) == "layer1"  # nothing is 8 px: the finest stage
+    with pytest.raises(ValueError, match="layer9"):
+        gradcam_maps(model, torch.zeros(1, 3, 32, 32), device="cpu", layer="layer9")
+    with pytest.raises(ValueError, match="lacks layer1"):
+        cam_layer(torch.nn.Conv2d(3, 1, 1), 32)
