@@ -66,6 +66,27 @@ def test_bundle_round_trip(bundle):
         load_detector(bundle / "unet")
 
 
+def test_cpu_bf16_runs_the_model_in_bf16_only_when_asked():
+    from dermclean.env import autocast, cpu_bf16
+
+    cpu = torch.device("cpu")
+    with autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    with cpu_bf16(True):
+        with autocast(cpu):
+            assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        with cpu_bf16(False), autocast(cpu):
+            assert not torch.is_autocast_enabled("cpu")
+    with autocast(cpu):
+        assert not torch.is_autocast_enabled("cpu")  # the setting does not leak out of its block
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    det = tiny_detector()
+    fp32, bf16 = det.anomaly_maps(x), det.with_config(cpu_bf16=True).anomaly_maps(x)
+    assert bf16.dtype == torch.float32 and not torch.equal(fp32, bf16)
+    # bf16 keeps ~3 significant digits: the maps agree to a small fraction of their range
+    assert (fp32 - bf16).abs().max() < 0.05 * float(fp32.max())
+
+
 def test_score_tta_averages_type_scores_over_d4():
     from dermclean.diffusion.noisy_classifier import class_probabilities
 

@@ -31,6 +31,9 @@ class DetectionConfig:
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
+    - ``cpu_bf16``: run the diffusion model under bf16 autocast on CPU as well (CUDA always does);
+      faster on CPUs with native bf16 (AVX512-BF16, AMX), slower on others. Fit the threshold with
+      the same setting the detector runs with.
     - ``image_size``: the model's resolution (filled from the UNet when the bundle is built).
     """
 
@@ -48,6 +51,7 @@ class DetectionConfig:
     score_tta: bool = False
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None
+    cpu_bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.guidance not in GUIDANCE_KINDS:

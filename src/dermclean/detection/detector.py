@@ -34,7 +34,7 @@ from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_m
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.threshold import Threshold
 from dermclean.diffusion.noisy_classifier import class_probabilities
-from dermclean.env import pick_device
+from dermclean.env import cpu_bf16, pick_device
 from dermclean.io import atomic_path, read_json, write_json
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 
@@ -99,17 +99,19 @@ class Detector:
         """``x (B,3,S,S)`` in [-1,1] at ``config.image_size`` -> smoothed maps ``(B,S,S)`` float32 on CPU."""
         cfg = self.config
         x = x.to(self.device).float()
-        if self.detector_kind == "imagecond":
-            from dermclean.removal.imagecond import imagecond_anomaly_map
+        with cpu_bf16(cfg.cpu_bf16):
+            if self.detector_kind == "imagecond":
+                from dermclean.removal.imagecond import imagecond_anomaly_map
 
-            maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps, noise_level=cfg.imagecond_noise_level)
-            maps = smooth(maps.float(), cfg.smoothing_sigma)
-        else:
-            guidance = "none" if cfg.guidance_scale == 0 else cfg.guidance
-            maps = guided_anomaly_maps(self.unet.module, x, noise_level=cfg.noise_level, steps=cfg.steps,
-                                       guidance=guidance, scale=cfg.guidance_scale,
-                                       classifier=self.classifier.module if self.classifier else None,
-                                       smoothing_sigma=cfg.smoothing_sigma, fixed_point_iters=cfg.inversion_iters)
+                maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps,
+                                             noise_level=cfg.imagecond_noise_level)
+                maps = smooth(maps.float(), cfg.smoothing_sigma)
+            else:
+                guidance = "none" if cfg.guidance_scale == 0 else cfg.guidance
+                maps = guided_anomaly_maps(self.unet.module, x, noise_level=cfg.noise_level, steps=cfg.steps,
+                                           guidance=guidance, scale=cfg.guidance_scale,
+                                           classifier=self.classifier.module if self.classifier else None,
+                                           smoothing_sigma=cfg.smoothing_sigma, fixed_point_iters=cfg.inversion_iters)
         return maps.float().cpu()
 
     @property
