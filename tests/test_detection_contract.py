@@ -15,7 +15,7 @@ from dermclean.detection import (
     DetectionConfig, Detector, NotADetectorError, Threshold, load_detector, predict_paths, run_detect_dir,
     save_detector,
 )
-from dermclean.detection.bench import bench_detect
+from dermclean.detection.bench import bench_detect, format_bench
 from dermclean.detection.detector import _Component
 from dermclean.diffusion.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 from dermclean.diffusion.unet import DermUNet, UNetConfig
@@ -195,6 +195,9 @@ def test_bench_reports_configured_and_reference(bundle):
     assert result["configured"]["images"] == 3 and result["configured"]["images_per_s"] > 0
     assert result["reference"]["steps"] == 4 and result["reference"]["batch_size"] == 1
     assert result["reference"]["images"] == 1
+    assert result["cpu_bf16"] is False and "fp32" in format_bench(result).splitlines()[0]
+    bf16 = bench_detect(det, torch.rand(2, 3, 16, 16) * 2 - 1, n_images=2, reference=False, cpu_bf16=True)
+    assert bf16["cpu_bf16"] is True and "bf16" in format_bench(bf16).splitlines()[0]
 
 
 def test_bench_of_an_imagecond_detector_reports_its_start_level():

@@ -137,12 +137,13 @@ def bench_detect_cmd(
     n_images: Annotated[int, typer.Option("--n-images", min=1, help="Images to time.")] = 16,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also time the Wolleb reference configuration (L=500/1000, every step, batch 1).")] = True,
     reference_images: Annotated[int, typer.Option("--reference-images", min=1, help="Images for the (slow) reference timing.")] = 1,
+    cpu_bf16: Annotated[Optional[bool], typer.Option("--cpu-bf16/--cpu-fp32", help="bf16 autocast on CPU, or fp32 (default: the bundle's detection.cpu_bf16).")] = None,
 ) -> None:
     """Images per second of the configured detector next to the Wolleb reference configuration."""
     from dermclean.detection.bench import bench_detect_cli
 
     bench_detect_cli(model=model, images=images, device=device, batch_size=batch_size, n_images=n_images,
-                     reference=reference, reference_images=reference_images)
+                     reference=reference, reference_images=reference_images, cpu_bf16=cpu_bf16)
 
 
 @app.command()

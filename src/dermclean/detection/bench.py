@@ -70,19 +70,24 @@ def reference_config(detector: Detector) -> dict[str, Any]:
 
 def bench_detect(model: str | os.PathLike[str] | Detector, images: Any, *, device: str | None = None,
                  batch_size: int | None = None, steps: int | None = None, reference: bool = True,
-                 n_images: int = 16, reference_images: int = 2) -> dict[str, Any]:
-    """Images/s and s/image for the configured detector and (``reference``) the Wolleb configuration."""
+                 n_images: int = 16, reference_images: int = 2, cpu_bf16: bool | None = None) -> dict[str, Any]:
+    """Images/s and s/image for the configured detector and (``reference``) the Wolleb configuration.
+
+    ``cpu_bf16`` overrides the bundle's ``config.cpu_bf16`` (bf16 autocast on CPU) for both timings.
+    """
     from dermclean.detection.detector import load_detector
 
     detector = model if isinstance(model, Detector) else load_detector(model, device=device)
     overrides = {k: v for k, v in {"batch_size": batch_size, "steps": steps}.items() if v}
+    if cpu_bf16 is not None:
+        overrides["cpu_bf16"] = bool(cpu_bf16)
     configured = detector.with_config(**overrides) if overrides else detector
     x = _tensors(images, configured.config.image_size, n_images)
     cfg = configured.config
     result: dict[str, Any] = {
         "device": str(configured.device),
         "device_name": torch.cuda.get_device_name(configured.device) if configured.device.type == "cuda" else "cpu",
-        "image_size": cfg.image_size, "detector_kind": configured.detector_kind,
+        "image_size": cfg.image_size, "detector_kind": configured.detector_kind, "cpu_bf16": cfg.cpu_bf16,
         "configured": {"guidance": cfg.guidance if configured.detector_kind == "guided" else "imagecond",
                        "noise_level": _start_level(configured), "steps": cfg.steps,
                        "inversion_iters": cfg.inversion_iters, "batch_size": cfg.batch_size,
@@ -104,7 +109,8 @@ def _start_level(detector: Detector) -> int:
 
 
 def bench_detect_cli(*, model: str | None, images: Path | None, device: str | None, batch_size: int | None,
-                     n_images: int, reference: bool, reference_images: int) -> dict[str, Any]:
+                     n_images: int, reference: bool, reference_images: int,
+                     cpu_bf16: bool | None = None) -> dict[str, Any]:
     """What ``dermclean bench detect`` runs: defaults (models/detector, the prepared test split), a table."""
     if model is None:
         model = "models/detector" if Path("models/detector/config.json").is_file() else "models:/dermclean-detector@champion"
@@ -114,13 +120,14 @@ def bench_detect_cli(*, model: str | None, images: Path | None, device: str | No
             raise FileNotFoundError("bench detect: no --images folder and no data/prepared/manifest.csv; run "
                                     "`make run` first or pass --images DIR")
     result = bench_detect(model, images, device=device, batch_size=batch_size, reference=reference,
-                          n_images=n_images, reference_images=reference_images)
+                          n_images=n_images, reference_images=reference_images, cpu_bf16=cpu_bf16)
     print(format_bench(result))
     return result
 
 
 def format_bench(result: dict[str, Any]) -> str:
-    lines = [f"device: {result['device']} ({result['device_name']}), {result['image_size']} px",
+    precision = "bf16 autocast" if result["device"] != "cpu" or result.get("cpu_bf16") else "fp32"
+    lines = [f"device: {result['device']} ({result['device_name']}), {result['image_size']} px, {precision}",
              f"{'config':<11}{'L':>6}{'steps':>7}{'batch':>7}{'images':>8}{'img/s':>10}{'s/img':>10}"]
     for name in ("configured", "reference"):
         if name in result:
