@@ -6,7 +6,8 @@ the deepest residual stage whose feature map is still at least ``MIN_CAM_SIZE`` 
 (``layer4`` at 256 px, ``layer2`` at 64 px): at 64 px ``layer4`` is a 2 x 2 map, too coarse to
 put attribution on a 2-px ink line, and its share inside any mask is just the mask's area.
 For image ``i`` with mask ``M_i`` the share is ``sum(A_i * M_i) / sum(A_i)``; the chance level
--- attribution spread uniformly -- is the mask's area fraction, reported beside it. Images whose attribution is all zero get NaN.
+-- attribution spread uniformly -- is the mask's area fraction, reported beside it. Images whose
+attribution is all zero get NaN.
 """
 
 from __future__ import annotations
