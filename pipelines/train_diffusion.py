@@ -41,7 +41,7 @@ from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
-CLASSIFIER_KEYS = ("width", "depth", "blocks", "norm", "input_scale")
+CLASSIFIER_KEYS = ("width", "depth", "blocks", "norm", "input_scale", "arch")
 TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "max_timestep", "augment", "model_view_fraction",
               "t_zero_fraction", "lr_schedule")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -232,3 +233,31 @@ def test_batchnorm_classifier_trains_and_scores_each_sample_alone_in_eval(tmp_pa
     with pytest.raises(ValueError, match="norm"):
         NoisyClassifierConfig(sample_size=16, norm="layer")
 
+
+
+def test_resnet_arch_is_torchvisions_layout_conditioned_on_t_and_learns(tmp_path):
+    cfg = NoisyClassifierConfig(sample_size=16, width=8, depth=4, blocks=2, norm="batch", arch="resnet")
+    torch.manual_seed(0)
+    model = NoisyClassifier(cfg)
+    assert [len(stage) for stage in model.stages] == [2, 2, 2, 2]  # ResNet-18: BasicBlocks, strided stages
+    assert isinstance(model.stem[-1], torch.nn.MaxPool2d)
+    model = train_noisy_classifier(model, toy_batches(), steps=40, lr=5e-3, device="cpu", seed=0, progress=False,
+                                   lr_schedule="cosine", t_zero_fraction=0.5)
+    probs, labels = predict_proba(model, toy_batches(), device="cpu", t=0)
+    assert sum(auroc_per_class(probs, labels).values()) / 3 > 0.85
+    x = toy_batches()[0].target
+    with torch.no_grad():  # the timestep reaches the features
+        assert not torch.allclose(model(x, torch.tensor(0)), model(x, torch.tensor(300)))
+    t = torch.zeros(len(x), dtype=torch.long)
+    grads = classifier_log_prob_grad(model, x, t, torch.zeros(len(x), 3))
+    assert torch.allclose(grads[:1], classifier_log_prob_grad(model, x[:1], t[:1], torch.zeros(1, 3)), atol=1e-5)
+    save_model_dir(tmp_path / "nc", kind="noisy_classifier", config=cfg, module=model)
+    loaded, config, _ = load_model_dir(tmp_path / "nc", expect_kind="noisy_classifier")
+    assert config.arch == "resnet"
+    with torch.no_grad():
+        assert torch.equal(model(x, t), loaded(x, t))
+    for bad in ({"depth": 3}, {"blocks": 3}, {"norm": "group"}):
+        with pytest.raises(ValueError, match="arch 'resnet'"):
+            NoisyClassifierConfig(**{**dataclasses.asdict(cfg), **bad})
+    with pytest.raises(ValueError, match="arch"):
+        NoisyClassifierConfig(sample_size=16, arch="vit")

@@ -53,6 +53,7 @@ class NoisyClassifierConfig:
     input_scale: int = 1
     blocks: int = 1
     norm: str = "group"
+    arch: str = "preact"
 
     def __post_init__(self) -> None:
         if min(self.width, self.depth, self.num_classes, self.input_scale, self.blocks) < 1:
@@ -60,6 +61,12 @@ class NoisyClassifierConfig:
                              f">= 1; got {self}")
         if self.norm not in NORMS:
             raise ValueError(f"NoisyClassifierConfig.norm is {self.norm!r}; expected one of {NORMS}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"NoisyClassifierConfig.arch is {self.arch!r}; expected one of {ARCHS}")
+        if self.arch == "resnet" and (self.depth != 4 or self.blocks not in RESNET_LAYOUTS or self.norm != "batch"):
+            raise ValueError(f"NoisyClassifierConfig: arch 'resnet' is torchvision's ResNet layout: depth 4, blocks "
+                             f"in {sorted(RESNET_LAYOUTS)}, norm 'batch'; got depth {self.depth}, blocks "
+                             f"{self.blocks}, norm {self.norm!r}")
 
     @property
     def input_size(self) -> int:
@@ -68,6 +75,9 @@ class NoisyClassifierConfig:
 
 
 NORMS = ("group", "batch")
+ARCHS = ("preact", "resnet")
+RESNET_LAYOUTS = {1: "resnet10", 2: "resnet18"}
+"""``blocks`` per stage -> the :mod:`dermclean.classifier.model` layout that ``arch: resnet`` builds."""
 
 
 def _groups(channels: int) -> int:
@@ -99,10 +109,19 @@ class _ResBlock(nn.Module):
 class NoisyClassifier(nn.Module):
     """``forward(x_t (B,3,H,W) in noised [-1,1] space, t (B,) or scalar) -> logits (B, num_classes)``.
 
-    ``depth`` stages of ``blocks`` residual blocks at width ``width * 2**i``, average-pooled by 2 between
-    stages (``depth=4, blocks=2`` is ResNet-18's layout), then a norm, SiLU, global average pooling
-    and a linear head. Norms are GroupNorm or BatchNorm (``norm``); in eval mode both act on each sample
-    alone, so each sample's guidance gradient depends on that sample only.
+    ``arch="preact"``: ``depth`` stages of ``blocks`` pre-activation residual blocks at width
+    ``width * 2**i``, average-pooled by 2 between stages (``depth=4, blocks=2`` is ResNet-18's stage
+    layout), then a norm, SiLU, global average pooling and a linear head. Norms are GroupNorm or
+    BatchNorm (``norm``); in eval mode both act on each sample alone, so each sample's guidance gradient
+    depends on that sample only.
+
+    ``arch="resnet"``: torchvision's ResNet (He et al. 2016; the diagnosis classifier's
+    :class:`~dermclean.classifier.model.DiagnosisResNet`, base width ``width``, ``blocks`` BasicBlocks
+    per stage: 2 is ResNet-18) with its 7x7 stride-2 stem and max-pool, post-activation blocks and
+    strided downsampling; the timestep embedding is added, per channel, after the stem and after each
+    stage, and its ``fc`` is replaced by a linear head on global average pooling. BatchNorm only. On
+    the real set it scores higher than ``preact`` on validation at the same budget, not on the test
+    split (README, "the image-level detector against the supervised reference").
     """
 
     def __init__(self, config: NoisyClassifierConfig) -> None:
@@ -111,6 +130,16 @@ class NoisyClassifier(nn.Module):
         w, emb_dim = config.width, config.width * 4
         self.time_proj = Timesteps(w, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(w, emb_dim)
+        if config.arch == "resnet":
+            from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
+
+            net = DiagnosisResNet(ClassifierConfig(arch=RESNET_LAYOUTS[config.blocks], width=w,
+                                                   image_size=config.input_size, num_classes=config.num_classes))
+            self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+            self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+            self.time_bias = nn.ModuleList(nn.Linear(emb_dim, c) for c in (w, w, 2 * w, 4 * w, 8 * w))
+            self.head = nn.Linear(8 * w, config.num_classes)
+            return
         k = config.input_scale
         self.stem = nn.Conv2d(3, w, 3, padding=1) if k == 1 else nn.Conv2d(3, w, k, stride=k)
         chans = [w * 2**i for i in range(config.depth)]
@@ -128,6 +157,12 @@ class NoisyClassifier(nn.Module):
             t = t.expand(x_t.shape[0])
         emb = self.time_embed(self.time_proj(t).to(x_t.dtype))
         h = self.stem(self.at_input_size(x_t))
+        if self.config.arch == "resnet":
+            act = F.silu(emb)
+            h = h + self.time_bias[0](act)[:, :, None, None]
+            for stage, bias in zip(self.stages, self.time_bias[1:]):
+                h = stage(h) + bias(act)[:, :, None, None]
+            return self.head(h.mean(dim=(2, 3)))
         for i, stage in enumerate(self.stages):
             if i:
                 h = F.avg_pool2d(h, 2)

@@ -1,0 +1,56 @@
+"""benchmarks/image_level.py on a 24-image manifest: both models train, score val and test, write JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dermclean.data.manifest import write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _manifest(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i in range(24):
+        kind = i % 4  # 0 clean, 1 ruler, 2 ink, 3 patches: every split holds each type and clean images
+        flags = [int(kind == 1), int(kind == 2), int(kind == 3)]
+        img = rng.integers(100, 200, (40, 40, 3), dtype=np.uint8)
+        img[30:34, :, :] = 20 if flags[0] else img[30:34, :, :]
+        Image.fromarray(img).save(tmp_path / "images" / f"im{i}.png")
+        rows.append({"image_id": f"im{i}", "image_path": f"images/im{i}.png", "diagnosis": "nevus", "melanoma": 0,
+                     "ruler": flags[0], "ink": flags[1], "patches": flags[2], "hair": 0, "dark_corner": 0,
+                     "gel_bubble": 0, "gel_border": 0, "split": ("train", "val", "test")[i // 8 % 3],
+                     "source": "test"})
+    write_manifest(pd.DataFrame(rows), tmp_path / "manifest.csv")
+    return tmp_path / "manifest.csv"
+
+
+@pytest.mark.parametrize("argv", [["--model", "noisy", "--arch", "resnet", "--width", "8"],
+                                  ["--model", "noisy", "--arch", "preact", "--width", "8"],
+                                  ["--model", "supervised"]])
+def test_image_level_benchmark_runs_and_reports_both_splits(tmp_path, argv):
+    spec = importlib.util.spec_from_file_location("image_level", REPO / "benchmarks" / "image_level.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "result.json"
+    assert bench.main(["--manifest", str(_manifest(tmp_path)), *argv, "--input-size", "64", "--steps", "2",
+                       "--eval-every", "1", "--threads", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["step"] for row in result["curve"]] == [1]
+    for split in ("val", "test"):
+        figures = result[split]
+        assert figures["images"] == 8
+        for key in ("any", "ruler", "ink", "patches"):
+            assert 0.0 <= figures[key] <= 1.0 and not math.isnan(figures[key])
+    with pytest.raises(SystemExit):
+        bench.main(["--manifest", str(tmp_path / "manifest.csv"), "--input-size", "100"])
