@@ -25,7 +25,8 @@ def _manifest(tmp_path: Path) -> Path:
         kind = i % 4  # 0 clean, 1 ruler, 2 ink, 3 patches: every split holds each type and clean images
         flags = [int(kind == 1), int(kind == 2), int(kind == 3)]
         img = rng.integers(100, 200, (40, 40, 3), dtype=np.uint8)
-        img[30:34, :, :] = 20 if flags[0] else img[30:34, :, :]
+        if flags[0]:
+            img[30:34, :, :] = 20
         Image.fromarray(img).save(tmp_path / "images" / f"im{i}.png")
         rows.append({"image_id": f"im{i}", "image_path": f"images/im{i}.png", "diagnosis": "nevus", "melanoma": 0,
                      "ruler": flags[0], "ink": flags[1], "patches": flags[2], "hair": 0, "dark_corner": 0,
