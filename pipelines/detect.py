@@ -25,7 +25,7 @@ from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.detection import DetectionConfig, build_detector, save_detector
 from dermclean.detection.contract import detect_to_folder, run_info
 from dermclean.detection.evaluate import fit_threshold
-from dermclean.detection.metrics import image_auroc
+from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
 
@@ -52,16 +52,10 @@ def _split_aurocs(scores: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, flo
     out = {}
     for split in ("val", "test"):
         part = df[df["split"] == split]
-        labels = part[list(OUTLIER_CLASSES)]
-        known = part[labels.notna().all(axis=1).to_numpy()]
-        clean = known[known[list(OUTLIER_CLASSES)].sum(axis=1) == 0]
-        any_art = known[known[list(OUTLIER_CLASSES)].sum(axis=1) > 0]
-        out[f"{split}_image_auroc_any"] = image_auroc(list(any_art["score"]) + list(clean["score"]),
-                                                      [1] * len(any_art) + [0] * len(clean))
-        for kind in OUTLIER_CLASSES:
-            pos = known[known[kind] == 1]
-            out[f"{split}_image_auroc_{kind}"] = image_auroc(
-                list(pos[f"{kind}_score"]) + list(clean[f"{kind}_score"]), [1] * len(pos) + [0] * len(clean))
+        labels = part[list(OUTLIER_CLASSES)].to_numpy(dtype=float, na_value=np.nan)  # nullable Int8, <NA> unknown
+        figures = labelled_image_aurocs(part["score"].to_numpy(float),
+                                        part[[f"{k}_score" for k in OUTLIER_CLASSES]].to_numpy(float), labels)
+        out.update({f"{split}_image_auroc_{k}": v for k, v in figures.items() if k != "images"})
     return out
 
 

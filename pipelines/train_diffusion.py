@@ -28,7 +28,7 @@ from dermclean.config import from_dict, load_params
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
 from dermclean.diffusion.noisy_classifier import (
-    NoisyClassifier, NoisyClassifierConfig, auroc_per_class, pos_weight_from_labels, predict_proba,
+    NoisyClassifier, auroc_per_class, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
     train_noisy_classifier,
 )
 from dermclean.diffusion.train import (
@@ -41,10 +41,6 @@ from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
-CLASSIFIER_KEYS = ("width", "depth", "blocks", "norm", "input_scale", "arch")
-TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "max_timestep", "augment", "model_view_fraction",
-              "t_zero_fraction", "lr_schedule")
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,21 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     unet_cfg = from_dict(UNetConfig, {**diff["unet"], "sample_size": size, "num_classes": len(OUTLIER_CLASSES)},
                          where=f"{args.params}: diffusion.unet")
     train_cfg = from_dict(TrainConfig, {"seed": seed, **diff["train"]}, where=f"{args.params}: diffusion.train")
-    nc_params = dict(diff["noisy_classifier"])
-    nc_cfg = NoisyClassifierConfig(sample_size=size, num_classes=len(OUTLIER_CLASSES),
-                                   num_train_timesteps=unet_cfg.num_train_timesteps,
-                                   beta_schedule=unet_cfg.beta_schedule,
-                                   **{k: nc_params.pop(k) for k in CLASSIFIER_KEYS if k in nc_params})
-    nc_steps, nc_batch, nc_lr = int(nc_params.pop("steps")), int(nc_params.pop("batch_size")), float(nc_params.pop("lr"))
-    nc_ckpt_every = int(nc_params.pop("checkpoint_every", max(1, nc_steps // 8)))
-    nc_max_t = nc_params.pop("max_timestep", None)
-    nc_augment = bool(nc_params.pop("augment", False))
-    nc_model_view = float(nc_params.pop("model_view_fraction", 0.5))
-    nc_t_zero = float(nc_params.pop("t_zero_fraction", 0.0))
-    nc_schedule = str(nc_params.pop("lr_schedule", "constant"))
-    if nc_params:
-        raise ValueError(f"{args.params}: diffusion.noisy_classifier: unknown keys {sorted(nc_params)}; expected "
-                         f"{sorted(CLASSIFIER_KEYS + TRAIN_KEYS)}")
+    nc_cfg, nc_train = noisy_classifier_from_params(diff["noisy_classifier"], unet=unet_cfg,
+                                                    where=f"{args.params}: diffusion.noisy_classifier")
 
     train_ds = load_split(args.manifest, "train", size)
     val_ds = load_split(args.manifest, "val", size)
@@ -114,20 +97,19 @@ def main(argv: list[str] | None = None) -> int:
 
         began = time.perf_counter()
         classifier = train_noisy_classifier(
-            NoisyClassifier(nc_cfg), batches_from_dataset(nc_train_ds, batch_size=nc_batch, seed=seed + 1),
-            steps=nc_steps, lr=nc_lr, device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed,
-            progress=progress, pos_weight=pos_weight_from_labels(nc_train_ds.labels),
-            checkpoint_every=nc_ckpt_every, on_log=log_clf, max_timestep=nc_max_t, augment=nc_augment,
-            model_view_fraction=nc_model_view, t_zero_fraction=nc_t_zero, lr_schedule=nc_schedule)
+            NoisyClassifier(nc_cfg), batches_from_dataset(nc_train_ds, batch_size=nc_train.batch_size, seed=seed + 1),
+            device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed, progress=progress,
+            pos_weight=pos_weight_from_labels(nc_train_ds.labels), on_log=log_clf, **nc_train.train_kwargs())
         nc_seconds = time.perf_counter() - began
-        aurocs, aurocs_tta = (auroc_per_class(*predict_proba(classifier, ordered_batches(nc_val_ds, batch_size=nc_batch),
-                                                             device=device, t=0, tta=tta)) for tta in (False, True))
+        aurocs, aurocs_tta = (
+            auroc_per_class(*predict_proba(classifier, ordered_batches(nc_val_ds, batch_size=nc_train.batch_size),
+                                           device=device, t=0, tta=tta)) for tta in (False, True))
 
         metrics = {
             "unet": {"final_loss": result.final_loss, "val_loss": unet_val, "steps": result.steps_done,
                      "seconds": result.seconds, "resumed_from": result.resumed_from,
                      "parameters": sum(p.numel() for p in result.model.parameters())},
-            "noisy_classifier": {"final_loss": clf_logs[-1] if clf_logs else None, "steps": nc_steps,
+            "noisy_classifier": {"final_loss": clf_logs[-1] if clf_logs else None, "steps": nc_train.steps,
                                  "seconds": nc_seconds, "val_auroc_t0": aurocs, "val_auroc_t0_tta": aurocs_tta,
                                  "parameters": sum(p.numel() for p in classifier.parameters())},
             "device": str(device), "train_images": len(train_ds), "val_images": len(val_ds),
@@ -142,11 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp.mkdir()
             save_model_dir(tmp / "unet", kind="unet", config=unet_cfg, module=result.model, meta=meta)
             save_model_dir(tmp / "noisy_classifier", kind="noisy_classifier", config=nc_cfg, module=classifier,
-                           meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES), "steps": nc_steps,
-                                 "lr": nc_lr, "batch_size": nc_batch, "max_timestep": nc_max_t,
-                                 "augment": nc_augment, "model_view_fraction": nc_model_view,
-                                 "t_zero_fraction": nc_t_zero, "lr_schedule": nc_schedule,
-                                 "val_auroc_t0": aurocs})
+                           meta={"run_id": run.info.run_id, "classes": list(OUTLIER_CLASSES),
+                                 **dataclasses.asdict(nc_train), "val_auroc_t0": aurocs})
             unet_uri = log_model_folder(tmp / "unet", name="unet")
             nc_uri = log_model_folder(tmp / "noisy_classifier", name="noisy_classifier")
             write_json(tmp / "mlflow_run.json", {"run_id": run.info.run_id, "model_uri": unet_uri,

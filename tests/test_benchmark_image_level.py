@@ -1,4 +1,4 @@
-"""benchmarks/image_level.py on a 24-image manifest: both models train, score val and test, write JSON."""
+"""benchmarks/image_level.py on a 24-image manifest: both models train from the params profile, score val and test."""
 
 from __future__ import annotations
 
@@ -36,22 +36,40 @@ def _manifest(tmp_path: Path) -> Path:
     return tmp_path / "manifest.csv"
 
 
+def _bench():
+    spec = importlib.util.spec_from_file_location("image_level", REPO / "benchmarks" / "image_level.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+# quick's classifier (depth 4, 2 blocks, BatchNorm) admits both layouts; 64 px and 2 steps keep it fast.
 @pytest.mark.parametrize("argv", [["--model", "noisy", "--arch", "resnet", "--width", "8"],
                                   ["--model", "noisy", "--arch", "preact", "--width", "8"],
                                   ["--model", "supervised"]])
 def test_image_level_benchmark_runs_and_reports_both_splits(tmp_path, argv):
-    spec = importlib.util.spec_from_file_location("image_level", REPO / "benchmarks" / "image_level.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    assert bench.main(["--manifest", str(_manifest(tmp_path)), *argv, "--input-size", "64", "--steps", "2",
-                       "--eval-every", "1", "--threads", "1", "--out", str(out)]) == 0
+    assert _bench().main(["--params", str(REPO / "params.yaml"), "--profile", "quick",
+                          "--manifest", str(_manifest(tmp_path)), *argv, "--input-size", "64", "--steps", "2",
+                          "--eval-every", "1", "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [row["step"] for row in result["curve"]] == [1]
+    assert result["profile"] == "quick" and result["recipe"]["steps"] == 2
+    if argv[1] == "noisy":  # the profile's layout, with the command line's overrides
+        assert result["classifier"]["arch"] == argv[3] and result["classifier"]["width"] == 8
+        assert result["classifier"]["blocks"] == 2 and result["classifier"]["input_scale"] == 1
+        assert result["recipe"]["t_zero_fraction"] == 0.5 and result["recipe"]["max_timestep"] == 400
     for split in ("val", "test"):
         figures = result[split]
         assert figures["images"] == 8
         for key in ("any", "ruler", "ink", "patches"):
             assert 0.0 <= figures[key] <= 1.0 and not math.isnan(figures[key])
-    with pytest.raises(SystemExit):
-        bench.main(["--manifest", str(tmp_path / "manifest.csv"), "--input-size", "100"])
+
+
+def test_image_level_benchmark_refuses_a_bad_input_size_or_layout(tmp_path):
+    manifest = str(_manifest(tmp_path))
+    params = str(REPO / "params.yaml")
+    with pytest.raises(SystemExit):  # not a multiple of data.image_size
+        _bench().main(["--params", params, "--profile", "quick", "--manifest", manifest, "--input-size", "100"])
+    with pytest.raises(SystemExit):  # tiny's classifier (depth 3, GroupNorm) has no torchvision layout
+        _bench().main(["--params", params, "--profile", "tiny", "--manifest", manifest, "--arch", "resnet"])

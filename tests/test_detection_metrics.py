@@ -115,3 +115,21 @@ def test_classical_fires_on_thin_dark_lines_and_green_stickers():
     det = ClassicalDetector(threshold=th)
     (found,) = det.detect([sticker])
     assert found.mask[48:52, 48:52].all() and found.mask.mean() < 0.1
+
+
+def test_labelled_image_aurocs_any_and_each_type_against_clean_images():
+    # rows: clean, clean, ruler, ink, ruler+patches, unknown (left out)
+    labels = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 1], [np.nan, 0, 0]])
+    any_scores = [0.1, 0.6, 0.9, 0.5, 0.8, 0.0]
+    type_scores = np.array([[0.1, 0.2, 0.3], [0.7, 0.1, 0.1], [0.9, 0.0, 0.0], [0.0, 0.9, 0.0],
+                            [0.2, 0.0, 0.8], [1.0, 1.0, 1.0]])
+    out = M.labelled_image_aurocs(any_scores, type_scores, labels)
+    assert out["images"] == 5
+    assert out["any"] == pytest.approx(M.image_auroc([0.1, 0.6, 0.9, 0.5, 0.8], [0, 0, 1, 1, 1]))  # 5 / 6
+    assert out["any"] == pytest.approx(5 / 6)
+    assert out["ruler"] == pytest.approx(0.75)  # rulers 0.9, 0.2 against clean 0.1, 0.7
+    assert out["ink"] == pytest.approx(1.0) and out["patches"] == pytest.approx(1.0)
+    none_of_a_type = M.labelled_image_aurocs(any_scores[:2], type_scores[:2], labels[:2])
+    assert math.isnan(none_of_a_type["any"]) and math.isnan(none_of_a_type["ruler"])
+    with pytest.raises(ValueError, match="shape"):
+        M.labelled_image_aurocs(any_scores, type_scores[:, :2], labels)

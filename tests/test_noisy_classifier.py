@@ -10,10 +10,10 @@ import torch
 
 from dermclean.diffusion.noisy_classifier import (
     NoisyClassifier, NoisyClassifierConfig, auroc_per_class, class_probabilities, classifier_log_prob_grad,
-    masked_bce,
-    pos_weight_from_labels, predict_proba, train_noisy_classifier,
+    masked_bce, noisy_classifier_from_params, pos_weight_from_labels, predict_proba, train_noisy_classifier,
 )
 from dermclean.diffusion.train import DiffusionBatch
+from dermclean.diffusion.unet import UNetConfig
 from dermclean.modelio import load_model_dir, save_model_dir
 
 CFG = NoisyClassifierConfig(sample_size=16, width=8, depth=2)
@@ -261,3 +261,19 @@ def test_resnet_arch_is_torchvisions_layout_conditioned_on_t_and_learns(tmp_path
             NoisyClassifierConfig(**{**dataclasses.asdict(cfg), **bad})
     with pytest.raises(ValueError, match="arch"):
         NoisyClassifierConfig(sample_size=16, arch="vit")
+
+
+def test_params_section_splits_into_model_config_and_training_recipe():
+    unet = UNetConfig(sample_size=32, num_classes=3, num_train_timesteps=500, beta_schedule="squaredcos_cap_v2")
+    section = {"width": 8, "depth": 4, "blocks": 2, "norm": "batch", "arch": "resnet", "input_scale": 2,
+               "steps": 40, "batch_size": 4, "lr": "1e-3", "max_timestep": 400, "t_zero_fraction": 0.5}
+    config, recipe = noisy_classifier_from_params(section, unet=unet)
+    assert (config.sample_size, config.input_size, config.num_train_timesteps) == (32, 64, 500)
+    assert (config.arch, config.width, config.beta_schedule) == ("resnet", 8, "squaredcos_cap_v2")
+    assert recipe.lr == pytest.approx(1e-3) and recipe.checkpoint_every == 5  # YAML's "1e-3"; steps // 8
+    kwargs = recipe.train_kwargs()
+    assert "batch_size" not in kwargs and kwargs["max_timestep"] == 400 and kwargs["lr_schedule"] == "constant"
+    with pytest.raises(ValueError, match=r"here: unknown keys \['widht'\]"):
+        noisy_classifier_from_params({**section, "widht": 8}, unet=unet, where="here")
+    with pytest.raises(ValueError, match=r"missing keys \['lr'\]"):
+        noisy_classifier_from_params({k: v for k, v in section.items() if k != "lr"}, unet=unet)

@@ -206,13 +206,15 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
     metrics["fp_area_clean"] = M.false_positive_area([threshold.apply(d.anomaly_map) for d in clean_dets])
 
     art_dets = run(_load(art_df), list(art_df["image_id"])) if len(art_df) else []
-    scores = [d.score for d in art_dets] + [d.score for d in clean_dets]
-    metrics["image_auroc_any"] = M.image_auroc(scores, [1] * len(art_dets) + [0] * len(clean_dets))
+    both = art_dets + clean_dets
+    art_labels = art_df[list(OUTLIER_CLASSES)].to_numpy(dtype=float, na_value=np.nan)
+    figures = M.labelled_image_aurocs([d.score for d in both],
+                                      np.array([[d.type_scores[k] for k in OUTLIER_CLASSES] for d in both]),
+                                      np.vstack([art_labels, np.zeros((len(clean_dets), len(OUTLIER_CLASSES)))]))
+    metrics["image_auroc_any"] = figures["any"]
     for k, kind in enumerate(OUTLIER_CLASSES):
-        pos = [d for d, flag in zip(art_dets, art_df[kind].astype(int)) if flag == 1]
-        metrics[f"n_images_{kind}"] = len(pos)
-        metrics[f"image_auroc_{kind}"] = M.image_auroc([d.type_scores[kind] for d in pos + clean_dets],
-                                                       [1] * len(pos) + [0] * len(clean_dets))
+        metrics[f"n_images_{kind}"] = int((art_labels[:, k] == 1).sum())
+        metrics[f"image_auroc_{kind}"] = figures[kind]
     synth = _synthetic_masks(art_df, manifest_path) if len(art_df) else None
     if synth is not None:
         kinds_lab = [next((c for c in OUTLIER_CLASSES if int(r[c]) == 1)) for _, r in art_df.iterrows()]

@@ -16,6 +16,8 @@ from torchmetrics.functional.classification import (
     binary_auroc, binary_average_precision, binary_precision_recall_curve,
 )
 
+from dermclean.constants import OUTLIER_CLASSES
+
 NAN = float("nan")
 
 
@@ -91,6 +93,33 @@ def image_auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     if not _defined(target) or torch.isnan(preds).any():
         return NAN
     return float(binary_auroc(preds, target))
+
+
+def labelled_image_aurocs(any_scores: Sequence[float], type_scores: np.ndarray | Sequence[Sequence[float]],
+                          labels: np.ndarray | Sequence[Sequence[float]]) -> dict[str, float | int]:
+    """Image AUROC on human labels, as the ``detect`` stage and the benchmarks report it.
+
+    ``labels`` (N, K) holds 0/1 per outlier class in ``OUTLIER_CLASSES`` order, NaN where unknown;
+    rows with any unknown label are left out. ``any`` scores ``any_scores`` (N,) on images with at least
+    one class against images with none; each class name scores its column of ``type_scores`` (N, K) on
+    images with that class against the same clean images. ``images`` counts the rows kept.
+    """
+    labels = np.asarray(labels, dtype=np.float64)
+    type_scores = np.asarray(type_scores, dtype=np.float64)
+    any_scores = np.asarray(any_scores, dtype=np.float64)
+    k = len(OUTLIER_CLASSES)
+    if labels.ndim != 2 or labels.shape[1] != k or type_scores.shape != labels.shape \
+            or any_scores.shape != labels.shape[:1]:
+        raise ValueError(f"labelled_image_aurocs: expected labels and type_scores of shape (N, {k}) and any_scores "
+                         f"(N,); got {labels.shape}, {type_scores.shape} and {any_scores.shape}")
+    known = ~np.isnan(labels).any(axis=1)
+    y, per_type, overall = labels[known], type_scores[known], any_scores[known]
+    clean = y.sum(axis=1) == 0
+    out: dict[str, float | int] = {"images": int(known.sum()), "any": image_auroc(overall, (~clean).astype(int))}
+    for j, name in enumerate(OUTLIER_CLASSES):
+        keep = clean | (y[:, j] == 1)
+        out[name] = image_auroc(per_type[keep, j], y[keep, j].astype(int))
+    return out
 
 
 SIZE_BUCKETS: tuple[tuple[str, float, float], ...] = (("small", 0.0, 0.01), ("medium", 0.01, 0.05),

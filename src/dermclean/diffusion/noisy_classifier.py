@@ -19,9 +19,10 @@ image at its full ``input_size``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,61 @@ NORMS = ("group", "batch")
 ARCHS = ("preact", "resnet")
 RESNET_LAYOUTS = {1: "resnet10", 2: "resnet18"}
 """``blocks`` per stage -> the :mod:`dermclean.classifier.model` layout that ``arch: resnet`` builds."""
+
+
+@dataclass(kw_only=True)
+class NoisyClassifierTraining:
+    """The training recipe in params.yaml's ``diffusion.noisy_classifier`` (see :func:`train_noisy_classifier`)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    checkpoint_every: int | None = None  # None: every steps // 8
+    max_timestep: int | None = None
+    augment: bool = False
+    model_view_fraction: float = 0.5
+    t_zero_fraction: float = 0.0
+    lr_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        # YAML reads 1e-3 as a string; coerce so that a config written either way trains the same.
+        self.steps, self.batch_size, self.lr = int(self.steps), int(self.batch_size), float(self.lr)
+        self.checkpoint_every = int(self.checkpoint_every or max(1, self.steps // 8))
+        self.max_timestep = None if self.max_timestep is None else int(self.max_timestep)
+        self.augment, self.lr_schedule = bool(self.augment), str(self.lr_schedule)
+        self.model_view_fraction, self.t_zero_fraction = float(self.model_view_fraction), float(self.t_zero_fraction)
+        if min(self.steps, self.batch_size) < 1 or self.lr <= 0:
+            raise ValueError(f"NoisyClassifierTraining: steps and batch_size must be >= 1 and lr > 0; got {self}")
+
+    def train_kwargs(self) -> dict:
+        """Keyword arguments of :func:`train_noisy_classifier` (everything but ``batch_size``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch_size"}
+
+
+MODEL_KEYS = ("width", "depth", "blocks", "norm", "input_scale", "arch")
+"""Keys of ``diffusion.noisy_classifier`` that shape the model; the others are :class:`NoisyClassifierTraining`."""
+
+
+def noisy_classifier_from_params(section: Mapping[str, Any], *, unet: UNetConfig, where: str = "noisy_classifier"
+                                 ) -> tuple[NoisyClassifierConfig, NoisyClassifierTraining]:
+    """Split params.yaml's ``diffusion.noisy_classifier`` into the model config and the training recipe.
+
+    Resolution, classes and noise schedule come from the UNet the classifier guides. Unknown keys raise
+    ``ValueError`` naming ``where`` and the expected keys.
+    """
+    section = dict(section)
+    model = {k: section.pop(k) for k in MODEL_KEYS if k in section}
+    recipe = {f.name for f in fields(NoisyClassifierTraining)}
+    unknown = sorted(set(section) - recipe)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected {sorted((*MODEL_KEYS, *recipe))}")
+    missing = sorted({"steps", "batch_size", "lr"} - set(section))
+    if missing:
+        raise ValueError(f"{where}: missing keys {missing}")
+    config = NoisyClassifierConfig(sample_size=unet.sample_size, num_classes=unet.num_classes,
+                                   num_train_timesteps=unet.num_train_timesteps, beta_schedule=unet.beta_schedule,
+                                   **model)
+    return config, NoisyClassifierTraining(**section)
 
 
 def _groups(channels: int) -> int:
