@@ -106,6 +106,18 @@ def test_overhead_hand_worked():
     assert timing.overhead_fraction == pytest.approx(3 / 20)
     assert timing.overhead_vs_trial_time == pytest.approx(3 / 17)
     assert measure_overhead(wall_s=5.0, trial_durations=[5.0], concurrency=1).overhead_fraction == 0.0
+    assert timing.orchestration_vs_trial_time is None  # no finish times: no drain to leave out
+
+
+def test_overhead_leaves_the_final_drain_out_of_orchestration():
+    # 2 slots for 18 s. Slot A runs a 10 s trial over [1, 11]; slot B a 6 s one over [1, 7], then a
+    # 10 s one over [7.5, 17.5]. From 11 A has nothing left to start: 6.5 slot-s of drain. Idle in
+    # all 36 - 26 = 10 slot-s; the other 3.5 are start-up (2), B's gap (0.5) and the end of fit (1).
+    timing = measure_overhead(wall_s=18.0, trial_durations=[10.0, 6.0, 10.0], concurrency=2,
+                              finish_times=[11.0, 7.0, 17.5])
+    assert timing.overhead_vs_trial_time == pytest.approx(10 / 26)
+    assert timing.drain_idle_s == pytest.approx(6.5)
+    assert timing.orchestration_vs_trial_time == pytest.approx(3.5 / 26)
 
 
 def test_figure_is_written(tmp_path):

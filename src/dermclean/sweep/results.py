@@ -82,6 +82,8 @@ class Timing:
     overhead_vs_trial_time: float
     setup_s: float = 0.0
     post_s: float = 0.0
+    drain_idle_s: float = 0.0
+    orchestration_vs_trial_time: float | None = None  # None without the trials' finish times
 
 
 @dataclass(kw_only=True)
@@ -131,7 +133,8 @@ class SweepResult:
         }
 
 
-def measure_overhead(*, wall_s: float, trial_durations: list[float], concurrency: int) -> Timing:
+def measure_overhead(*, wall_s: float, trial_durations: list[float], concurrency: int,
+                     finish_times: list[float] | None = None) -> Timing:
     """Orchestration overhead of a session that ran ``trial_durations`` in ``wall_s`` seconds.
 
     ``overhead_fraction = 1 - sum(trial) / (wall_s * concurrency)``: the share of the available
@@ -139,14 +142,24 @@ def measure_overhead(*, wall_s: float, trial_durations: list[float], concurrency
     logging, idle slots while the last trials finish). ``overhead_vs_trial_time`` is the same idle
     slot time divided by the summed trial time (the issue's "at most 10 % of the summed trial time").
     ``concurrency`` is ``min(max_concurrent, trials run, slots the cluster's resources allow)``.
+
+    With the trials' ``finish_times``, ``drain_idle_s`` is the slot time left idle at the end because
+    no trial was left to start: each of the last ``concurrency`` trials to finish leaves its slot idle
+    until the last one ends. Uneven trial lengths make it large whatever the orchestrator does, so
+    ``orchestration_vs_trial_time`` is the idle slot time without the drain, over the summed trial time.
     """
     total = float(sum(trial_durations))
     slots = max(1, int(concurrency))
     capacity = max(float(wall_s), 1e-9) * slots
     idle = max(capacity - total, 0.0)
+    ends = sorted(finish_times or [])[-slots:]
+    drain = float(sum(ends[-1] - end for end in ends)) if ends else 0.0
     return Timing(wall_s=float(wall_s), trial_s_sum=total, n_trials=len(trial_durations), concurrency=slots,
                   overhead_fraction=idle / capacity,
-                  overhead_vs_trial_time=idle / total if total > 0 else math.inf)
+                  overhead_vs_trial_time=idle / total if total > 0 else math.inf,
+                  drain_idle_s=drain if finish_times else 0.0,
+                  orchestration_vs_trial_time=(max(idle - drain, 0.0) / total if total > 0 else math.inf)
+                  if finish_times else None)
 
 
 def write_best_params(path: str | os.PathLike[str], best: dict[str, Any]) -> Path:

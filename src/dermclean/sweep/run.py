@@ -95,9 +95,10 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
         grid = tuner.fit()
         wall = time.time() - session_start
         rows = _records(grid, default)
+        this_session = [r for r in rows if r.status == "ok" and (r.finished_at or 0) >= session_start]
         timing = measure_overhead(
-            wall_s=wall, trial_durations=[r.duration_s for r in rows if r.status == "ok"
-                                          and (r.finished_at or 0) >= session_start],
+            wall_s=wall, trial_durations=[r.duration_s for r in this_session],
+            finish_times=[r.finished_at for r in this_session],
             concurrency=min(cfg.max_concurrent, session.slots(cfg.resources),
                             max(1, sum(1 for r in rows if (r.finished_at or 0) >= session_start))))
         timing.setup_s = fit_start - session_start
@@ -252,8 +253,9 @@ def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord]
         mlflow.log_metric("default_pixel_ap", default_row.pixel_ap)
     mlflow.log_metrics({"wall_s": timing.wall_s, "trial_s_sum": timing.trial_s_sum,
                         "overhead_fraction": timing.overhead_fraction, "n_trials": len(rows),
-                        **({"overhead_vs_trial_time": timing.overhead_vs_trial_time}
-                           if math.isfinite(timing.overhead_vs_trial_time) else {})})
+                        "drain_idle_s": timing.drain_idle_s,
+                        **{k: v for k in ("overhead_vs_trial_time", "orchestration_vs_trial_time")
+                           if (v := getattr(timing, k)) is not None and math.isfinite(v)}})
     mlflow.log_params({f"best.{k}": v for k, v in best.detection.items()})
     for path in (out_params, figure, result.summary_path, out_dir / "threshold.json"):
         mlflow.log_artifact(str(path), artifact_path="sweep")
