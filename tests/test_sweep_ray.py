@@ -146,6 +146,10 @@ def test_sweep_on_a_ray_head_by_address(ray_head, workspace, monkeypatch):
     assert result.best.pixel_ap == max(t.pixel_ap for t in result.trials)
     assert result.best_config == result.best.detection and result.best_metric == result.best.pixel_ap
     assert 0.0 <= result.overhead_fraction < 1.0 and result.timing.concurrency == 2
+    # the drain (slots idle with no trial left) is part of the idle time; Ray's timestamps are whole seconds
+    timing = result.timing
+    assert 0.0 <= timing.drain_idle_s <= timing.wall_s * timing.concurrency - timing.trial_s_sum + 1.0
+    assert 0.0 <= timing.orchestration_vs_trial_time <= timing.overhead_vs_trial_time
 
     # sweep_best.yaml overrides params.yaml's detection values; the threshold was refitted for it
     best_file = workspace / "sweep_best.yaml"
