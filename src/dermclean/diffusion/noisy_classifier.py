@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,8 @@ def noisy_classifier_from_params(section: Mapping[str, Any], *, unet: UNetConfig
     unknown = sorted(set(section) - recipe)
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; expected {sorted((*MODEL_KEYS, *recipe))}")
-    missing = sorted({"steps", "batch_size", "lr"} - set(section))
+    required = {f.name for f in fields(NoisyClassifierTraining) if f.default is MISSING}
+    missing = sorted(required - set(section))
     if missing:
         raise ValueError(f"{where}: missing keys {missing}")
     config = NoisyClassifierConfig(sample_size=unet.sample_size, num_classes=unet.num_classes,

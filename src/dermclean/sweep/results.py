@@ -152,14 +152,14 @@ def measure_overhead(*, wall_s: float, trial_durations: list[float], concurrency
     slots = max(1, int(concurrency))
     capacity = max(float(wall_s), 1e-9) * slots
     idle = max(capacity - total, 0.0)
-    ends = sorted(finish_times or [])[-slots:]
-    drain = float(sum(ends[-1] - end for end in ends)) if ends else 0.0
-    return Timing(wall_s=float(wall_s), trial_s_sum=total, n_trials=len(trial_durations), concurrency=slots,
-                  overhead_fraction=idle / capacity,
-                  overhead_vs_trial_time=idle / total if total > 0 else math.inf,
-                  drain_idle_s=drain if finish_times else 0.0,
-                  orchestration_vs_trial_time=(max(idle - drain, 0.0) / total if total > 0 else math.inf)
-                  if finish_times else None)
+    timing = Timing(wall_s=float(wall_s), trial_s_sum=total, n_trials=len(trial_durations), concurrency=slots,
+                    overhead_fraction=idle / capacity,
+                    overhead_vs_trial_time=idle / total if total > 0 else math.inf)
+    if finish_times:
+        ends = sorted(finish_times)[-slots:]
+        timing.drain_idle_s = float(sum(ends[-1] - end for end in ends))
+        timing.orchestration_vs_trial_time = max(idle - timing.drain_idle_s, 0.0) / total if total > 0 else math.inf
+    return timing
 
 
 def write_best_params(path: str | os.PathLike[str], best: dict[str, Any]) -> Path:
