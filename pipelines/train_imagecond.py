@@ -1,6 +1,6 @@
 """DVC stage ``train_imagecond``: the image-conditioned diffusion model (Baugh et al. 2024).
 
-Trains :class:`~dermclean.diffusion.unet.DermUNet` (``cond_image_channels=3``, no class condition)
+Trains :class:`~dermclean.diffusion.unet.DermUNet` (3 condition channels, 4 with a mask condition; no class condition)
 on the manifest's ``train`` images labelled free of ruler/ink/patches, each corrupted with painted
 artifacts (held-out renderer styles excluded, ``imagecond.untouched_fraction`` left untouched), to
 produce the clean original (:func:`dermclean.removal.imagecond.train_imagecond`). Then checks removal
@@ -35,6 +35,7 @@ from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
+CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation")
 
 
 
@@ -54,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train_cfg = from_dict(TrainConfig, {"seed": seed, **ic["train"]}, where=f"{args.params}: imagecond.train")
-    corruption = from_dict(CorruptionConfig, {k: ic[k] for k in ("untouched_fraction", "n_min", "n_max") if k in ic},
+    corruption = from_dict(CorruptionConfig, {k: ic[k] for k in CORRUPTION_KEYS if k in ic},
                            where=f"{args.params}: imagecond")
-    unknown = sorted(set(ic) - {"unet", "train", "untouched_fraction", "n_min", "n_max", *INFERENCE_KEYS})
+    unknown = sorted(set(ic) - {"unet", "train", *CORRUPTION_KEYS, *INFERENCE_KEYS})
     if unknown:
         raise ValueError(f"{args.params}: imagecond: unknown keys {unknown}")
     steps, noise_level = int(ic.get("steps", 8)), ic.get("noise_level")

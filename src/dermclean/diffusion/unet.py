@@ -12,6 +12,11 @@
   from its condition instead of recovering it from an eps estimate divided by ``sqrt(abar_t)``.
   ``condition_residual`` goes one step further: ``x0 = cond_image + UNet(...)``, so the network only
   learns what to change and reproduces everything else exactly from the start of training.
+- Mask condition (``mask_condition``, image-conditioned models only): the condition carries one more
+  channel, the removal mask (1 = "replace this", 0 elsewhere; all 0 when the model is used as a
+  detector and must find the artifact itself). With ``"telea"`` the condition image is also
+  pre-filled inside that mask by Telea's inpainting, so a residual model starts from the classical
+  fill and learns what to change in it (:mod:`dermclean.removal.imagecond`).
 - Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
   and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
   (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.
@@ -28,6 +33,10 @@ from torch import nn
 from dermclean.diffusion.tiles import tiled
 from dermclean.modelio import register
 
+
+MASK_CONDITIONS = (None, "mask", "telea")
+"""What an image-conditioned model is told about the removal mask: nothing, the mask as an extra
+condition channel, or the mask plus a condition image pre-filled inside it by Telea."""
 
 PREDICTION_TYPES = ("epsilon", "sample")
 """What the UNet predicts: the noise (eps, Ho et al. 2020) or the clean image x0 (diffusers' "sample")."""
@@ -49,6 +58,7 @@ class UNetConfig:
     work_size: int | None = None
     prediction_type: str = "epsilon"
     condition_residual: bool = False
+    mask_condition: str | None = None
 
     def __post_init__(self) -> None:
         self.block_out_channels = list(self.block_out_channels)
@@ -57,12 +67,22 @@ class UNetConfig:
                              f"2**{len(self.block_out_channels) - 1} for block_out_channels {self.block_out_channels}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type is {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
-        if self.condition_residual and (self.prediction_type != "sample" or self.cond_image_channels != self.channels):
+        if self.mask_condition not in MASK_CONDITIONS:
+            raise ValueError(f"mask_condition is {self.mask_condition!r}; expected one of {MASK_CONDITIONS}")
+        if self.mask_condition and self.cond_image_channels != self.channels + 1:
+            raise ValueError(f"mask_condition {self.mask_condition!r} needs cond_image_channels = channels + 1 "
+                             f"(the image and its mask); got {self.cond_image_channels}")
+        if self.condition_residual and (self.prediction_type != "sample" or self.condition_image_channels != self.channels):
             raise ValueError("condition_residual needs prediction_type 'sample' and an image condition with as "
                              f"many channels as the image; got {self.prediction_type!r}, {self.cond_image_channels}")
         if self.work_size is not None and int(self.work_size) < self.sample_size:
             raise ValueError(f"work_size {self.work_size} must be null or at least sample_size {self.sample_size} "
                              f"(the model sees sample_size tiles of work_size images)")
+
+    @property
+    def condition_image_channels(self) -> int:
+        """Channels of the condition that are an image (``cond_image_channels`` less the mask channel)."""
+        return self.cond_image_channels - (1 if self.mask_condition else 0)
 
     @property
     def image_size(self) -> int:
@@ -138,7 +158,7 @@ class DermUNet(nn.Module):
         else:
             out = self._forward(x_t, t, labels)
         if self.config.condition_residual:
-            out = out + cond_image.to(out.dtype)
+            out = out + cond_image[:, :self.config.channels].to(out.dtype)
         return out
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -5,7 +5,8 @@ The diffusion models work at ``S x S``, their ``image_size``: the model side (e.
 the real set's native resolution). For an ``H x W`` input, the image and its
 (dilated) mask are brought to ``S x S`` (the mask so that it covers every pixel it touches), the
 model fills the masked region, and only the generated content is upsampled (bicubic) to ``H x W`` and
-pasted inside the full-resolution dilated mask. Every pixel outside the mask is the decoded input
+pasted inside the full-resolution dilated mask (a mask-conditioned image-conditioned model is also
+told the mask, and with ``"telea"`` gets a condition pre-filled at the input's resolution). Every pixel outside the mask is the decoded input
 pixel, bit for bit, for every method. Telea works directly at ``H x W``.
 """
 
@@ -151,22 +152,28 @@ class Remover:
         results = [im.copy() for im in images]
         if not todo:
             return results
-        size = self.model.config.image_size
-        x = torch.stack([_downsize(images[i], size) for i in todo]).to(self.device)
+        size, mask_condition = self.model.config.image_size, getattr(self.model.config, "mask_condition", None)
+        if self.method == "imagecond" and mask_condition:
+            from dermclean.removal.imagecond import prefill
+
+            sources = [prefill(images[i], masks[i], mask_condition) for i in todo]  # at the input's resolution
+        else:
+            sources = [images[i] for i in todo]
+        x = torch.stack([_downsize(im, size) for im in sources]).to(self.device)
+        small = torch.from_numpy(np.stack([to_model_mask(masks[i], size) for i in todo]))
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         if self.method == "inpaint":
             from dermclean.removal.inpaint import InpaintConfig, repaint
 
-            small = torch.from_numpy(np.stack([to_model_mask(masks[i], size) for i in todo]))[:, None]
             cfg = InpaintConfig(steps=self.config.steps, guidance_scale=self.config.guidance_scale,
                                 jump_length=self.config.jump_length, jump_n_sample=self.config.jump_n_sample)
-            generated = repaint(self.model, x, small.to(self.device), config=cfg, generator=generator)
+            generated = repaint(self.model, x, small[:, None].to(self.device), config=cfg, generator=generator)
         else:
             from dermclean.removal.imagecond import imagecond_restore
 
             generated = imagecond_restore(self.model, x, steps=self.config.imagecond_steps or self.config.steps,
-                                          noise_level=self.config.noise_level,
-                                          generator=generator)
+                                          noise_level=self.config.noise_level, generator=generator,
+                                          mask=small if mask_condition else None)
         for j, i in enumerate(todo):
             results[i] = paste(images[i], generated[j], masks[i])
         return results

@@ -12,6 +12,14 @@ with :func:`dermclean.data.artifacts.paint_random` (fresh artifacts every step) 
 in ``HELDOUT_STYLES`` are never painted in training; the removal evaluation reports them apart, so
 we measure "remove what does not belong" rather than "undo one renderer".
 
+Mask condition (``UNetConfig.mask_condition``): a remover is always given the (dilated) mask it must
+fill, so the model may be told too. With ``"mask"`` the condition gets a fourth channel, the mask;
+with ``"telea"`` the condition image is moreover pre-filled inside the mask by Telea's inpainting
+(:func:`prefill`), so a residual model starts from the classical fill and learns what to change in
+it. In training a ``mask_fraction`` of the painted pairs are told their painted mask, dilated by a
+random radius in ``mask_dilation`` (the removal dilates its masks too); the rest, and every untouched
+pair, get an empty mask, which is how the detector runs the model (it must find the artifacts).
+
 Inference: :func:`imagecond_restore` samples the clean image with deterministic DDIM (eta = 0),
 by default from pure noise at t = T-1 ("trailing" timestep spacing, so the first step really starts
 at pure noise), the corrupted image always visible through the condition (Baugh et al., ~50 steps).
@@ -21,6 +29,7 @@ the input). :func:`imagecond_anomaly_map` is ``|x - x_hat|`` summed over channel
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +55,16 @@ class CorruptionConfig:
     kinds: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
     n_min: int = 1
     n_max: int = 2
+    mask_fraction: float = 0.5    # painted pairs told their mask (models with a mask condition only)
+    mask_dilation: list[int] = field(default_factory=lambda: [1, 5])  # px, drawn uniformly (inclusive)
 
     def __post_init__(self) -> None:
         self.kinds = list(self.kinds)
+        self.mask_dilation = [int(r) for r in self.mask_dilation]
+        if not 0.0 <= self.mask_fraction <= 1.0:
+            raise ValueError(f"mask_fraction must be in [0, 1]; got {self.mask_fraction}")
+        if len(self.mask_dilation) != 2 or not 0 <= self.mask_dilation[0] <= self.mask_dilation[1]:
+            raise ValueError(f"mask_dilation must be [min, max] px with 0 <= min <= max; got {self.mask_dilation}")
         if not 0.0 <= self.untouched_fraction <= 1.0:
             raise ValueError(f"untouched_fraction must be in [0, 1]; got {self.untouched_fraction}")
         if not 1 <= self.n_min <= self.n_max:
@@ -64,6 +80,8 @@ class TrainingPair:
     mask: np.ndarray            # bool S x S, union of painted masks (all False when untouched)
     styles: list[str]           # styles painted, as "kind/style"
     untouched: bool
+    condition: np.ndarray | None = None  # uint8 S x S x 3 the model sees (None: ``corrupted``)
+    given_mask: np.ndarray | None = None  # bool S x S the model is told to fill (mask-conditioned models)
 
 
 def heldout_styles() -> Any:
@@ -89,6 +107,37 @@ def corrupt(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfi
     return TrainingPair(target=image, corrupted=painted.image, mask=mask, styles=styles, untouched=False)
 
 
+PREFILL_RADIUS = 3
+"""Telea radius (px) of the ``"telea"`` mask condition's pre-fill, the same in training and removal."""
+
+
+def prefill(image: np.ndarray, mask: np.ndarray, mask_condition: str | None) -> np.ndarray:
+    """The condition image for ``image`` (uint8 H x W x 3) with removal mask ``mask`` (bool H x W):
+    Telea-filled inside ``mask`` for ``mask_condition="telea"``, else ``image`` itself."""
+    if mask_condition == "telea" and mask.any():
+        from dermclean.removal.telea import telea_inpaint
+
+        return telea_inpaint(image, mask, radius=PREFILL_RADIUS)
+    return image
+
+
+def with_mask_channel(x: torch.Tensor, mask: torch.Tensor | None, config: UNetConfig) -> torch.Tensor:
+    """The model's condition: ``x`` (B,3,S,S) plus, for a mask-conditioned model, ``mask`` (B,1,S,S) or
+    (B,S,S) in {0, 1} (``None``: empty, the detector's case) as a fourth channel."""
+    if not config.mask_condition:
+        if mask is not None:
+            raise ValueError("this image-conditioned model takes no mask (mask_condition is null)")
+        return x
+    if mask is None:
+        mask = torch.zeros((x.shape[0], 1, *x.shape[-2:]), device=x.device, dtype=x.dtype)
+    mask = mask.to(device=x.device, dtype=x.dtype)
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.shape != (x.shape[0], 1, *x.shape[-2:]):
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not match the images {tuple(x.shape)}")
+    return torch.cat([x, mask], dim=1)
+
+
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
     """uint8 N x S x S x 3 -> float (N,3,S,S) in [-1, 1]."""
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
@@ -102,12 +151,13 @@ class ImagecondBatches:
     ``iter_from(k)`` resumes exactly and no two steps see the same corruption. With ``crop`` the
     artifacts are painted on the whole image (so they have their native size) and a ``crop`` px
     square is cut from both images; ``artifact_crop_fraction`` of the painted pairs are cut around a
-    random artifact pixel, the rest (and every untouched pair) anywhere.
+    random artifact pixel, the rest (and every untouched pair) anywhere. With ``mask_condition`` the
+    condition is built (:meth:`tell`) on the whole image too, then cut like the pair.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], *, batch_size: int, seed: int,
                  corruption: CorruptionConfig, crop: int | None = None,
-                 artifact_crop_fraction: float = 0.5) -> None:
+                 artifact_crop_fraction: float = 0.5, mask_condition: str | None = None) -> None:
         if len(images) == 0:
             raise ValueError("train_imagecond: no clean training images (labels with none of ruler/ink/patches); "
                              "expected at least one")
@@ -115,13 +165,32 @@ class ImagecondBatches:
             raise ValueError(f"artifact_crop_fraction must be in [0, 1]; got {artifact_crop_fraction}")
         self.images, self.batch_size, self.seed, self.corruption = images, batch_size, seed, corruption
         self.crop, self.artifact_crop_fraction = crop, artifact_crop_fraction
+        self.mask_condition = mask_condition
 
     def batch(self, k: int) -> DiffusionBatch:
         rng = np.random.default_rng([self.seed, k])
         idx = rng.integers(0, len(self.images), size=self.batch_size)
-        pairs = [self._cut(corrupt(np.asarray(self.images[i]), rng, self.corruption), rng) for i in idx]
-        return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None,
-                              cond_image=_stack([p.corrupted for p in pairs]))
+        pairs = [self._cut(self.tell(corrupt(np.asarray(self.images[i]), rng, self.corruption), rng), rng)
+                 for i in idx]
+        cond = _stack([p.corrupted if p.condition is None else p.condition for p in pairs])
+        if self.mask_condition:
+            cond = torch.cat([cond, torch.from_numpy(np.stack([p.given_mask for p in pairs]))[:, None].float()], 1)
+        return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None, cond_image=cond)
+
+    def tell(self, pair: TrainingPair, rng: np.random.Generator) -> TrainingPair:
+        """``pair`` with the mask the model is told (a ``mask_fraction`` of painted pairs: their painted
+        mask, randomly dilated; otherwise empty) and its condition image (:func:`prefill`). Unchanged,
+        drawing nothing from ``rng``, for a model without a mask condition."""
+        if not self.mask_condition:
+            return pair
+        from dermclean.removal.masks import dilate_mask
+
+        given = np.zeros_like(pair.mask)
+        if not pair.untouched and rng.random() < self.corruption.mask_fraction:
+            low, high = self.corruption.mask_dilation
+            given = dilate_mask(pair.mask, int(rng.integers(low, high + 1)))
+        return dataclasses.replace(pair, condition=prefill(pair.corrupted, given, self.mask_condition),
+                                   given_mask=given)
 
     def _cut(self, pair: TrainingPair, rng: np.random.Generator) -> TrainingPair:
         """``pair`` cropped to ``crop`` px (unchanged without ``crop``)."""
@@ -137,7 +206,9 @@ class ImagecondBatches:
             top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
         box = (slice(top, top + c), slice(left, left + c))
         return TrainingPair(target=pair.target[box], corrupted=pair.corrupted[box], mask=pair.mask[box],
-                            styles=pair.styles, untouched=pair.untouched)
+                            styles=pair.styles, untouched=pair.untouched,
+                            condition=None if pair.condition is None else pair.condition[box],
+                            given_mask=None if pair.given_mask is None else pair.given_mask[box])
 
     def iter_from(self, step: int) -> Iterator[DiffusionBatch]:
         k = step
@@ -164,20 +235,22 @@ def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size
 
 def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int], layers_per_block: int = 1,
                           attention: bool = False, work_size: int | None = None,
-                          prediction_type: str = "epsilon", condition_residual: bool = False) -> UNetConfig:
-    """The UNet config of the image-conditioned model: 3 condition channels, no class condition;
-    ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles at inference);
-    ``prediction_type="sample"`` makes it predict the clean image rather than eps, and
-    ``condition_residual`` predicts it as the corrupted image plus a learned change."""
-    return UNetConfig(sample_size=sample_size, cond_image_channels=3, num_classes=0,
+                          prediction_type: str = "epsilon", condition_residual: bool = False,
+                          mask_condition: str | None = None) -> UNetConfig:
+    """The UNet config of the image-conditioned model: 3 condition channels (4 with ``mask_condition``),
+    no class condition; ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles
+    at inference); ``prediction_type="sample"`` makes it predict the clean image rather than eps,
+    ``condition_residual`` predicts it as the (pre-filled) corrupted image plus a learned change."""
+    return UNetConfig(sample_size=sample_size, cond_image_channels=3 + (1 if mask_condition else 0), num_classes=0,
                       block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
                       attention=attention, work_size=work_size, prediction_type=prediction_type,
-                      condition_residual=condition_residual)
+                      condition_residual=condition_residual, mask_condition=mask_condition)
 
 
 def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
     config = getattr(model, "config", None)
-    if not isinstance(config, UNetConfig) or config.cond_image_channels != config.channels:
+    if not isinstance(config, UNetConfig) or not config.cond_image_channels or \
+            config.condition_image_channels != config.channels:
         raise ValueError(f"{where}: expected the image-conditioned UNet (cond_image_channels=3, e.g. "
                          f"models/imagecond); got {config}")
 
@@ -193,9 +266,9 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
     when set: the model then trains on ``sample_size`` crops of them). Resumes from ``checkpoint_dir``
     like :func:`dermclean.diffusion.train.train_diffusion`.
     """
-    if unet_config.cond_image_channels != unet_config.channels or unet_config.num_classes:
-        raise ValueError(f"train_imagecond: expected cond_image_channels={unet_config.channels} and "
-                         f"num_classes=0; got {unet_config}")
+    if unet_config.condition_image_channels != unet_config.channels or unet_config.num_classes:
+        raise ValueError(f"train_imagecond: expected cond_image_channels={unet_config.channels} (one more with a "
+                         f"mask_condition) and num_classes=0; got {unet_config}")
     size = unet_config.image_size
     bad = [i for i, im in enumerate(dataset_images) if np.asarray(im).shape != (size, size, 3)]
     if bad:
@@ -204,7 +277,8 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
     model = DermUNet(unet_config)
     crop = unet_config.sample_size if size != unet_config.sample_size else None
     batches = ImagecondBatches(dataset_images, batch_size=train_config.batch_size, seed=seed,
-                               corruption=corruption or CorruptionConfig(), crop=crop)
+                               corruption=corruption or CorruptionConfig(), crop=crop,
+                               mask_condition=unet_config.mask_condition)
     result = train_diffusion(model, batches, train_config, checkpoint_dir=Path(checkpoint_dir), device=device,
                              on_log=on_log, progress=progress)
     return result.model
@@ -236,26 +310,29 @@ def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> t
 
 @torch.no_grad()
 def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int, noise_level: int | None = None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Clean estimate ``(B,3,S,S)`` in [-1, 1] of ``x_corrupted`` ``(B,3,S,S)`` in [-1, 1] (``S`` the model's
     ``image_size``; a tiled model steps the whole image, see :class:`~dermclean.diffusion.unet.DermUNet`).
 
     Deterministic DDIM (eta = 0) conditioned on ``x_corrupted``: from pure noise (``noise_level=None``,
     Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``; the result is the last step's x0
     estimate (DDIM's final step would add back ``sqrt(1 - abar_0)`` of its eps). The initial noise comes from
-    ``generator`` (default: seeded with 0, so the result is reproducible).
+    ``generator`` (default: seeded with 0, so the result is reproducible). A mask-conditioned model is
+    told ``mask`` (B,S,S) in {0, 1}, or nothing (an empty mask) when it is ``None``; ``x_corrupted`` is
+    then already its condition image (:func:`prefill`).
     """
     check_imagecond(model)
     device = x_corrupted.device
-    cond = x_corrupted.float()
+    image = x_corrupted.float()
+    cond = with_mask_channel(image, mask, model.config)
     scheduler, timesteps = _sampling_plan(model.config, steps, noise_level)
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
-    noise = torch.randn(cond.shape, generator=generator, device=device)
+    noise = torch.randn(image.shape, generator=generator, device=device)
     if noise_level is None:
         x = noise
     else:
-        x = training_scheduler(model.config).add_noise(cond, noise, torch.tensor([timesteps[0]], device=device))
+        x = training_scheduler(model.config).add_noise(image, noise, torch.tensor([timesteps[0]], device=device))
     for t in timesteps:
         tt = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         with autocast(device):

@@ -1,0 +1,130 @@
+"""The image-conditioned model told the removal mask (``mask_condition``): the condition it is built
+from in training and in removal, and that a residual ``"telea"`` model starts from Telea's fill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dermclean.diffusion.train import TrainConfig
+from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.removal.engine import RemovalConfig, make_remover
+from dermclean.removal.imagecond import (
+    PREFILL_RADIUS, CorruptionConfig, ImagecondBatches, corrupt, imagecond_restore, imagecond_unet_config,
+    prefill, train_imagecond,
+)
+from dermclean.removal.masks import dilate_mask
+from dermclean.removal.telea import telea_inpaint
+from test_removal_imagecond import skin_images
+
+SIZE = 32
+
+
+def residual_config(mask_condition: str | None, **kw) -> UNetConfig:
+    return imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample",
+                                 condition_residual=True, mask_condition=mask_condition, **kw)
+
+
+def test_config_counts_the_mask_channel_and_refuses_a_mismatch():
+    cfg = residual_config("telea")
+    assert cfg.cond_image_channels == 4 and cfg.condition_image_channels == 3
+    assert residual_config(None).cond_image_channels == 3
+    with pytest.raises(ValueError, match="mask_condition"):
+        UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=3,
+                   mask_condition="mask")
+    with pytest.raises(ValueError, match="mask_condition"):
+        residual_config("poisson")
+    with pytest.raises(ValueError, match="mask_fraction"):
+        CorruptionConfig(mask_fraction=1.5)
+    with pytest.raises(ValueError, match="mask_dilation"):
+        CorruptionConfig(mask_dilation=[4, 2])
+
+
+@pytest.mark.parametrize("mask_condition", ["mask", "telea"])
+def test_batches_tell_a_share_of_painted_pairs_their_dilated_mask(mask_condition):
+    images = skin_images(6)
+    corruption = CorruptionConfig(untouched_fraction=0.2, mask_fraction=0.5, mask_dilation=[2, 2])
+    batches = ImagecondBatches(images, batch_size=8, seed=1, corruption=corruption, mask_condition=mask_condition)
+    told = painted = 0
+    for k in range(25):
+        batch = batches.batch(k)
+        assert batch.cond_image.shape == (8, 4, SIZE, SIZE)
+        assert torch.equal(batch.cond_image, batches.batch(k).cond_image)  # deterministic per step
+        # Rebuild the step's pairs with the same draws, to compare against what the model was given.
+        rng = np.random.default_rng([1, k])
+        idx = rng.integers(0, len(images), size=8)
+        for j, i in enumerate(idx):
+            pair = batches.tell(corrupt(images[i], rng, corruption), rng)
+            given = batch.cond_image[j, 3].numpy() > 0.5
+            assert np.array_equal(given, pair.given_mask)
+            shown = ((batch.cond_image[j, :3].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+            if pair.untouched:
+                assert not given.any() and np.array_equal(shown, pair.corrupted)
+                continue
+            painted += 1
+            if not given.any():
+                assert np.array_equal(shown, pair.corrupted)
+                continue
+            told += 1
+            assert np.array_equal(given, dilate_mask(pair.mask, 2))
+            expected = prefill(pair.corrupted, given, mask_condition)
+            assert np.array_equal(shown, expected)
+            if mask_condition == "telea":
+                assert np.array_equal(expected, telea_inpaint(pair.corrupted, given, radius=PREFILL_RADIUS))
+                assert not np.array_equal(expected[given], pair.corrupted[given])
+            else:
+                assert np.array_equal(expected, pair.corrupted)
+    assert painted > 100 and 0.35 < told / painted < 0.65, (told, painted)
+
+
+def test_batches_without_a_mask_condition_are_unchanged_by_the_new_options():
+    images = skin_images(4)
+    plain = ImagecondBatches(images, batch_size=4, seed=2, corruption=CorruptionConfig())
+    other = ImagecondBatches(images, batch_size=4, seed=2, corruption=CorruptionConfig(mask_fraction=1.0))
+    a, b = plain.batch(3), other.batch(3)
+    assert a.cond_image.shape[1] == 3 and torch.equal(a.cond_image, b.cond_image) and torch.equal(a.target, b.target)
+
+
+def zeroed(model: DermUNet) -> DermUNet:
+    """``model`` with its last convolution zeroed: a residual model then returns its condition image."""
+    with torch.no_grad():
+        model.unet.conv_out.weight.zero_()
+        model.unet.conv_out.bias.zero_()
+    return model.eval()
+
+
+def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask():
+    torch.manual_seed(0)
+    model = zeroed(DermUNet(residual_config("telea", work_size=SIZE)))
+    image = skin_images(1, seed=3)[0]
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[10:14, 4:28] = True
+    config = RemovalConfig(methods=["imagecond", "telea"], steps=1, dilation=0, telea_radius=PREFILL_RADIUS)
+    cleaned = make_remover("imagecond", model=model, config=config, device="cpu").fill([image], [mask])[0]
+    telea = make_remover("telea", model=None, config=config, device="cpu").fill([image], [mask])[0]
+    assert np.abs(cleaned.astype(int) - telea.astype(int)).max() <= 1  # float round trip of the condition
+    assert np.array_equal(cleaned[~mask], image[~mask])
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    trained = DermUNet(residual_config("telea", work_size=SIZE)).eval()
+    m = torch.from_numpy(mask)[None]
+    told, blind = (imagecond_restore(trained, x, steps=1, mask=mm) for mm in (m, None))
+    assert not torch.allclose(told, blind)  # the mask channel reaches the network
+    with pytest.raises(ValueError, match="does not match"):
+        imagecond_restore(trained, x, steps=1, mask=torch.ones(1, 8, 8))
+    plain = DermUNet(residual_config(None, work_size=SIZE)).eval()
+    with pytest.raises(ValueError, match="takes no mask"):
+        imagecond_restore(plain, x, steps=1, mask=m)
+
+
+def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path):
+    from dermclean.removal.imagecond import imagecond_anomaly_map
+
+    cfg = residual_config("telea", work_size=SIZE)
+    model = train_imagecond(skin_images(6), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),
+                            checkpoint_dir=tmp_path, device="cpu", seed=0,
+                            corruption=CorruptionConfig(mask_fraction=1.0), progress=False)
+    assert model.config.mask_condition == "telea"
+    maps = imagecond_anomaly_map(model, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, steps=1)
+    assert maps.shape == (2, SIZE, SIZE) and torch.isfinite(maps).all()
