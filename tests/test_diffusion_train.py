@@ -218,3 +218,18 @@ def test_max_timestep_limits_the_training_timesteps(tmp_path):
     with pytest.raises(ValueError, match="max_timestep"):
         train_diffusion(make_model(), make_batches(), config(steps=1, max_timestep=5000),
                         checkpoint_dir=tmp_path / "other", device="cpu", progress=False)
+
+
+def test_min_timestep_keeps_the_training_timesteps_above_it(tmp_path):
+    model = make_model()
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    train_diffusion(model, make_batches(), config(steps=6, min_timestep=990), checkpoint_dir=tmp_path,
+                    device="cpu", progress=False)
+    ts = torch.cat(seen)
+    assert len(ts) == 6 * 4 and int(ts.min()) >= 990 and int(ts.max()) <= 999
+    with pytest.raises(ValueError, match="min_timestep"):
+        config(steps=1, min_timestep=5, max_timestep=5)
+    with pytest.raises(ValueError, match="min_timestep"):
+        train_diffusion(make_model(), make_batches(), config(steps=1, min_timestep=1000),
+                        checkpoint_dir=tmp_path / "other", device="cpu", progress=False)

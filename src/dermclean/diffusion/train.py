@@ -52,12 +52,15 @@ class TrainConfig:
     log_every: int = 10
     warmup_steps: int = 0
     max_timestep: int | None = None
+    min_timestep: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError(f"TrainConfig: steps, batch_size and checkpoint_every must be >= 1; got {self}")
         if self.max_timestep is not None and self.max_timestep < 1:
             raise ValueError(f"TrainConfig.max_timestep must be null or >= 1; got {self.max_timestep}")
+        if self.min_timestep < 0 or (self.max_timestep is not None and self.min_timestep >= self.max_timestep):
+            raise ValueError(f"TrainConfig.min_timestep must be >= 0 and below max_timestep; got {self.min_timestep}")
         if not 0.0 <= self.cond_dropout <= 1.0:
             raise ValueError(f"TrainConfig.cond_dropout must be in [0, 1]; got {self.cond_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -287,8 +290,9 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                     progress: bool = True) -> TrainResult:
     """Train ``model`` (eps-prediction) for ``config.steps`` steps, resuming from ``checkpoint_dir``.
 
-    Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{0..T'-1}`` (B,) with ``T' = T``
-    or ``config.max_timestep`` (a model only ever sampled from below some level), ``x_t`` by the
+    Each step: ``x0 = batch.target`` (B,C,H,W), ``eps ~ N(0, I)``, ``t ~ U{t0..T'-1}`` (B,) with ``T' = T``
+    or ``config.max_timestep`` (a model only ever sampled from below some level) and ``t0 =
+    config.min_timestep`` (one only ever sampled from above it, e.g. in one step from pure noise), ``x_t`` by the
     DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)`` (``x0`` in
     place of ``eps`` for a ``prediction_type="sample"`` model).
     AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
@@ -305,6 +309,8 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
         if config.max_timestep > num_t:
             raise ValueError(f"TrainConfig.max_timestep {config.max_timestep} exceeds num_train_timesteps {num_t}")
         num_t = config.max_timestep
+    if config.min_timestep >= num_t:
+        raise ValueError(f"TrainConfig.min_timestep {config.min_timestep} must be below {num_t} timesteps")
     cuda = device.type == "cuda"
     fmt = torch.channels_last if cuda else torch.contiguous_format
 
@@ -347,7 +353,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                 labels = None
             cond = None if batch.cond_image is None else batch.cond_image.to(device).contiguous(memory_format=fmt)
             eps = torch.randn(x0.shape, generator=generator, device=device).contiguous(memory_format=fmt)
-            t = torch.randint(0, num_t, (x0.shape[0],), generator=generator, device=device)
+            t = torch.randint(config.min_timestep, num_t, (x0.shape[0],), generator=generator, device=device)
             x_t = scheduler.add_noise(x0, eps, t)
 
             for group in optimizer.param_groups:
