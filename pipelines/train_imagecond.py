@@ -35,7 +35,7 @@ from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
-CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation")
+CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation", "mask_loss_weight")
 
 
 

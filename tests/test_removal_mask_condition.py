@@ -128,3 +128,27 @@ def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path):
     assert model.config.mask_condition == "telea"
     maps = imagecond_anomaly_map(model, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, steps=1)
     assert maps.shape == (2, SIZE, SIZE) and torch.isfinite(maps).all()
+
+
+def test_mask_loss_weight_weights_painted_pixels():
+    from dermclean.diffusion.train import weighted_mse
+
+    images = skin_images(4)
+    plain = ImagecondBatches(images, batch_size=6, seed=4, corruption=CorruptionConfig()).batch(2)
+    weighted = ImagecondBatches(images, batch_size=6, seed=4, corruption=CorruptionConfig(mask_loss_weight=9.0))
+    batch = weighted.batch(2)
+    assert plain.weight is None and torch.equal(plain.cond_image, batch.cond_image)  # same draws
+    rng = np.random.default_rng([4, 2])
+    idx = rng.integers(0, len(images), size=6)
+    painted = np.stack([corrupt(images[i], rng, weighted.corruption).mask for i in idx])
+    assert painted.any()
+    assert torch.equal(batch.weight[:, 0], torch.from_numpy(np.where(painted, 10.0, 1.0)).float())
+    pred, target = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    target[0, :, 0, 0] = 3.0  # error 9 on one pixel of one image, 1 elsewhere
+    w = torch.ones(2, 1, 4, 4)
+    assert weighted_mse(pred, target, None) == pytest.approx(weighted_mse(pred, target, w).item())
+    w[0, 0, 0, 0] = 10.0
+    expected = (96 - 3 + 3 * 9 * 10) / (3 * (32 - 1 + 10))
+    assert weighted_mse(pred, target, w).item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="mask_loss_weight"):
+        CorruptionConfig(mask_loss_weight=-1)

@@ -70,11 +70,22 @@ class TrainConfig:
 @dataclass(kw_only=True)
 class DiffusionBatch:
     """One training batch: ``target`` (B,C,H,W) in [-1, 1]; ``labels`` (B,K) multi-hot, NaN = unknown;
-    ``cond_image`` (B,C',H,W) in [-1, 1] for image-conditioned models."""
+    ``cond_image`` (B,C',H,W) in [-1, 1] for image-conditioned models; ``weight`` (B,1,H,W) >= 0,
+    per-pixel loss weights (None: every pixel alike)."""
 
     target: torch.Tensor
     labels: torch.Tensor | None = None
     cond_image: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """MSE of ``pred`` against ``target``; with ``weight`` (B,1,H,W) each pixel counts in proportion to it
+    (normalised by the batch's mean weight, so all-ones weights give the plain MSE)."""
+    if weight is None:
+        return torch.nn.functional.mse_loss(pred, target)
+    weight = weight.to(device=pred.device, dtype=pred.dtype)
+    return ((pred - target) ** 2 * weight).mean() / weight.mean().clamp_min(1e-12)
 
 
 @dataclass(kw_only=True)
@@ -294,7 +305,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
     or ``config.max_timestep`` (a model only ever sampled from below some level) and ``t0 =
     config.min_timestep`` (one only ever sampled from above it, e.g. in one step from pure noise), ``x_t`` by the
     DDPM training scheduler's ``add_noise``, loss ``mse(model(x_t, t, labels, cond_image), eps)`` (``x0`` in
-    place of ``eps`` for a ``prediction_type="sample"`` model).
+    place of ``eps`` for a ``prediction_type="sample"`` model; weighted per pixel by ``batch.weight``).
     AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
     ``on_log(step, {"loss", "lr", "grad_norm"})`` every ``log_every`` steps. Returns the EMA model.
     """
@@ -360,7 +371,7 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                 group["lr"] = lr_at(step)
             with autocast(device, config.amp):
                 pred = model(x_t, t, labels, cond)
-            loss = torch.nn.functional.mse_loss(pred.float(), regression_target(model, x0, eps))
+            loss = weighted_mse(pred.float(), regression_target(model, x0, eps), batch.weight)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"diffusion loss became {loss.item()} at step {step}; lower lr")
             optimizer.zero_grad(set_to_none=True)

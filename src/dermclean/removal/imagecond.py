@@ -19,6 +19,8 @@ with ``"telea"`` the condition image is moreover pre-filled inside the mask by T
 it. In training a ``mask_fraction`` of the painted pairs are told their painted mask, dilated by a
 random radius in ``mask_dilation`` (the removal dilates its masks too); the rest, and every untouched
 pair, get an empty mask, which is how the detector runs the model (it must find the artifacts).
+``mask_loss_weight`` (any model) makes painted pixels count more in the loss: they are what removal
+is judged on, while every other pixel is copied through the residual.
 
 Inference: :func:`imagecond_restore` samples the clean image with deterministic DDIM (eta = 0),
 by default from pure noise at t = T-1 ("trailing" timestep spacing, so the first step really starts
@@ -57,10 +59,13 @@ class CorruptionConfig:
     n_max: int = 2
     mask_fraction: float = 0.5    # painted pairs told their mask (models with a mask condition only)
     mask_dilation: list[int] = field(default_factory=lambda: [1, 5])  # px, drawn uniformly (inclusive)
+    mask_loss_weight: float = 0.0  # extra loss weight on painted pixels: weight 1 + this inside the paint
 
     def __post_init__(self) -> None:
         self.kinds = list(self.kinds)
         self.mask_dilation = [int(r) for r in self.mask_dilation]
+        if self.mask_loss_weight < 0:
+            raise ValueError(f"mask_loss_weight must be >= 0; got {self.mask_loss_weight}")
         if not 0.0 <= self.mask_fraction <= 1.0:
             raise ValueError(f"mask_fraction must be in [0, 1]; got {self.mask_fraction}")
         if len(self.mask_dilation) != 2 or not 0 <= self.mask_dilation[0] <= self.mask_dilation[1]:
@@ -175,7 +180,11 @@ class ImagecondBatches:
         cond = _stack([p.corrupted if p.condition is None else p.condition for p in pairs])
         if self.mask_condition:
             cond = torch.cat([cond, torch.from_numpy(np.stack([p.given_mask for p in pairs]))[:, None].float()], 1)
-        return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None, cond_image=cond)
+        weight = None
+        if self.corruption.mask_loss_weight:
+            painted = torch.from_numpy(np.stack([p.mask for p in pairs]))[:, None].float()
+            weight = 1.0 + self.corruption.mask_loss_weight * painted
+        return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None, cond_image=cond, weight=weight)
 
     def tell(self, pair: TrainingPair, rng: np.random.Generator) -> TrainingPair:
         """``pair`` with the mask the model is told (a ``mask_fraction`` of painted pairs: their painted
