@@ -30,6 +30,11 @@ def test_config_counts_the_mask_channel_and_refuses_a_mismatch():
     cfg = residual_config("telea")
     assert cfg.cond_image_channels == 4 and cfg.condition_image_channels == 3
     assert residual_config(None).cond_image_channels == 3
+    both = residual_config("telea_image")
+    assert both.cond_image_channels == 7 and both.condition_image_channels == 6
+    with pytest.raises(ValueError, match="cond_image_channels = 7"):
+        UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=4,
+                   mask_condition="telea_image")
     with pytest.raises(ValueError, match="mask_condition"):
         UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=3,
                    mask_condition="mask")
@@ -41,7 +46,7 @@ def test_config_counts_the_mask_channel_and_refuses_a_mismatch():
         CorruptionConfig(mask_dilation=[4, 2])
 
 
-@pytest.mark.parametrize("mask_condition", ["mask", "telea"])
+@pytest.mark.parametrize("mask_condition", ["mask", "telea", "telea_image"])
 def test_batches_tell_a_share_of_painted_pairs_their_dilated_mask(mask_condition):
     images = skin_images(6)
     corruption = CorruptionConfig(untouched_fraction=0.2, mask_fraction=0.5, mask_dilation=[2, 2])
@@ -49,30 +54,34 @@ def test_batches_tell_a_share_of_painted_pairs_their_dilated_mask(mask_condition
     told = painted = 0
     for k in range(25):
         batch = batches.batch(k)
-        assert batch.cond_image.shape == (8, 4, SIZE, SIZE)
+        shown_channels = 6 if mask_condition == "telea_image" else 3
+        assert batch.cond_image.shape == (8, shown_channels + 1, SIZE, SIZE)
         assert torch.equal(batch.cond_image, batches.batch(k).cond_image)  # deterministic per step
         # Rebuild the step's pairs with the same draws, to compare against what the model was given.
         rng = np.random.default_rng([1, k])
         idx = rng.integers(0, len(images), size=8)
         for j, i in enumerate(idx):
             pair = batches.tell(corrupt(images[i], rng, corruption), rng)
-            given = batch.cond_image[j, 3].numpy() > 0.5
+            given = batch.cond_image[j, -1].numpy() > 0.5
             assert np.array_equal(given, pair.given_mask)
-            shown = ((batch.cond_image[j, :3].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+            shown = ((batch.cond_image[j, :-1].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+            if mask_condition == "telea_image":  # the fill first, then the unfilled image as it was painted
+                assert np.array_equal(shown[..., 3:], pair.corrupted)
             if pair.untouched:
-                assert not given.any() and np.array_equal(shown, pair.corrupted)
+                assert not given.any() and np.array_equal(shown[..., :3], pair.corrupted)
                 continue
             painted += 1
             if not given.any():
-                assert np.array_equal(shown, pair.corrupted)
+                assert np.array_equal(shown[..., :3], pair.corrupted)
                 continue
             told += 1
             assert np.array_equal(given, dilate_mask(pair.mask, 2))
             expected = prefill(pair.corrupted, given, mask_condition)
             assert np.array_equal(shown, expected)
-            if mask_condition == "telea":
-                assert np.array_equal(expected, telea_inpaint(pair.corrupted, given, radius=PREFILL_RADIUS))
-                assert not np.array_equal(expected[given], pair.corrupted[given])
+            if mask_condition in ("telea", "telea_image"):
+                fill = expected[..., :3]
+                assert np.array_equal(fill, telea_inpaint(pair.corrupted, given, radius=PREFILL_RADIUS))
+                assert not np.array_equal(fill[given], pair.corrupted[given])
             else:
                 assert np.array_equal(expected, pair.corrupted)
     assert painted > 100 and 0.35 < told / painted < 0.65, (told, painted)
@@ -94,9 +103,10 @@ def zeroed(model: DermUNet) -> DermUNet:
     return model.eval()
 
 
-def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask():
+@pytest.mark.parametrize("mask_condition", ["telea", "telea_image"])
+def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask(mask_condition):
     torch.manual_seed(0)
-    model = zeroed(DermUNet(residual_config("telea", work_size=SIZE)))
+    model = zeroed(DermUNet(residual_config(mask_condition, work_size=SIZE)))
     image = skin_images(1, seed=3)[0]
     mask = np.zeros((SIZE, SIZE), bool)
     mask[10:14, 4:28] = True
@@ -107,25 +117,32 @@ def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask():
     assert np.array_equal(cleaned[~mask], image[~mask])
 
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
-    trained = DermUNet(residual_config("telea", work_size=SIZE)).eval()
+    trained = DermUNet(residual_config(mask_condition, work_size=SIZE)).eval()
     m = torch.from_numpy(mask)[None]
-    told, blind = (imagecond_restore(trained, x, steps=1, mask=mm) for mm in (m, None))
+    cond = torch.from_numpy(prefill(image, mask, mask_condition)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    told, blind = (imagecond_restore(trained, cond, steps=1, mask=mm) for mm in (m, None))
     assert not torch.allclose(told, blind)  # the mask channel reaches the network
     with pytest.raises(ValueError, match="does not match"):
-        imagecond_restore(trained, x, steps=1, mask=torch.ones(1, 8, 8))
+        imagecond_restore(trained, cond, steps=1, mask=torch.ones(1, 8, 8))
+    if mask_condition == "telea_image":
+        fill_only = torch.cat([cond[:, :3], cond[:, :3]], dim=1)
+        assert not torch.allclose(told, imagecond_restore(trained, fill_only, steps=1, mask=m))  # sees the unfilled image
+        with pytest.raises(ValueError, match="expected 6"):
+            imagecond_restore(trained, x, steps=1, mask=m)  # told a mask, it needs the fill too
     plain = DermUNet(residual_config(None, work_size=SIZE)).eval()
     with pytest.raises(ValueError, match="takes no mask"):
         imagecond_restore(plain, x, steps=1, mask=m)
 
 
-def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path):
+@pytest.mark.parametrize("mask_condition", ["telea", "telea_image"])
+def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path, mask_condition):
     from dermclean.removal.imagecond import imagecond_anomaly_map
 
-    cfg = residual_config("telea", work_size=SIZE)
+    cfg = residual_config(mask_condition, work_size=SIZE)
     model = train_imagecond(skin_images(6), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),
                             checkpoint_dir=tmp_path, device="cpu", seed=0,
                             corruption=CorruptionConfig(mask_fraction=1.0), progress=False)
-    assert model.config.mask_condition == "telea"
+    assert model.config.mask_condition == mask_condition
     maps = imagecond_anomaly_map(model, torch.rand(2, 3, SIZE, SIZE) * 2 - 1, steps=1)
     assert maps.shape == (2, SIZE, SIZE) and torch.isfinite(maps).all()
 

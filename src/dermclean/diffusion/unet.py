@@ -16,7 +16,9 @@
   channel, the removal mask (1 = "replace this", 0 elsewhere; all 0 when the model is used as a
   detector and must find the artifact itself). With ``"telea"`` the condition image is also
   pre-filled inside that mask by Telea's inpainting, so a residual model starts from the classical
-  fill and learns what to change in it (:mod:`dermclean.removal.imagecond`).
+  fill and learns what to change in it; ``"telea_image"`` gives both, the Telea-filled image (the
+  residual's base) and the unfilled one, so the model also sees which pixels inside the (dilated)
+  mask are clean skin it can keep (:mod:`dermclean.removal.imagecond`).
 - Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
   and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
   (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.
@@ -34,9 +36,18 @@ from dermclean.diffusion.tiles import tiled
 from dermclean.modelio import register
 
 
-MASK_CONDITIONS = (None, "mask", "telea")
+MASK_CONDITIONS = (None, "mask", "telea", "telea_image")
 """What an image-conditioned model is told about the removal mask: nothing, the mask as an extra
-condition channel, or the mask plus a condition image pre-filled inside it by Telea."""
+condition channel, the mask plus a condition image pre-filled inside it by Telea, or the mask plus
+both the Telea-filled and the unfilled image."""
+
+
+def condition_channels(channels: int, mask_condition: str | None) -> int:
+    """Condition channels of an image-conditioned model: the image(s) it is shown plus the mask channel."""
+    if mask_condition not in MASK_CONDITIONS:
+        raise ValueError(f"mask_condition is {mask_condition!r}; expected one of {MASK_CONDITIONS}")
+    images = 2 if mask_condition == "telea_image" else 1
+    return images * channels + (1 if mask_condition else 0)
 
 PREDICTION_TYPES = ("epsilon", "sample")
 """What the UNet predicts: the noise (eps, Ho et al. 2020) or the clean image x0 (diffusers' "sample")."""
@@ -69,19 +80,21 @@ class UNetConfig:
             raise ValueError(f"prediction_type is {self.prediction_type!r}; expected one of {PREDICTION_TYPES}")
         if self.mask_condition not in MASK_CONDITIONS:
             raise ValueError(f"mask_condition is {self.mask_condition!r}; expected one of {MASK_CONDITIONS}")
-        if self.mask_condition and self.cond_image_channels != self.channels + 1:
-            raise ValueError(f"mask_condition {self.mask_condition!r} needs cond_image_channels = channels + 1 "
-                             f"(the image and its mask); got {self.cond_image_channels}")
-        if self.condition_residual and (self.prediction_type != "sample" or self.condition_image_channels != self.channels):
-            raise ValueError("condition_residual needs prediction_type 'sample' and an image condition with as "
-                             f"many channels as the image; got {self.prediction_type!r}, {self.cond_image_channels}")
+        if self.mask_condition and self.cond_image_channels != condition_channels(self.channels, self.mask_condition):
+            raise ValueError(f"mask_condition {self.mask_condition!r} needs cond_image_channels = "
+                             f"{condition_channels(self.channels, self.mask_condition)} (its image(s) and the mask); "
+                             f"got {self.cond_image_channels}")
+        if self.condition_residual and (self.prediction_type != "sample" or self.condition_image_channels < self.channels):
+            raise ValueError("condition_residual needs prediction_type 'sample' and an image condition with at "
+                             f"least as many channels as the image; got {self.prediction_type!r}, {self.cond_image_channels}")
         if self.work_size is not None and int(self.work_size) < self.sample_size:
             raise ValueError(f"work_size {self.work_size} must be null or at least sample_size {self.sample_size} "
                              f"(the model sees sample_size tiles of work_size images)")
 
     @property
     def condition_image_channels(self) -> int:
-        """Channels of the condition that are an image (``cond_image_channels`` less the mask channel)."""
+        """Channels of the condition that are images (``cond_image_channels`` less the mask channel): the
+        image, or with ``"telea_image"`` the Telea-filled image then the unfilled one."""
         return self.cond_image_channels - (1 if self.mask_condition else 0)
 
     @property

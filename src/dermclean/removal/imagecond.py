@@ -16,7 +16,8 @@ Mask condition (``UNetConfig.mask_condition``): a remover is always given the (d
 fill, so the model may be told too. With ``"mask"`` the condition gets a fourth channel, the mask;
 with ``"telea"`` the condition image is moreover pre-filled inside the mask by Telea's inpainting
 (:func:`prefill`), so a residual model starts from the classical fill and learns what to change in
-it. In training a ``mask_fraction`` of the painted pairs are told their painted mask, dilated by a
+it; ``"telea_image"`` shows the unfilled image as well (6 image channels, the Telea fill first), so the
+model can also keep the clean skin that the dilated mask covers, which Telea discards. In training a ``mask_fraction`` of the painted pairs are told their painted mask, dilated by a
 random radius in ``mask_dilation`` (the removal dilates its masks too); the rest, and every untouched
 pair, get an empty mask, which is how the detector runs the model (it must find the artifacts).
 ``mask_loss_weight`` (any model) makes painted pixels count more in the loss: they are what removal
@@ -45,7 +46,7 @@ from diffusers import DDIMScheduler
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.diffusion.schedulers import ddim_scheduler, training_scheduler
 from dermclean.diffusion.train import DiffusionBatch, TrainConfig, train_diffusion
-from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.diffusion.unet import DermUNet, UNetConfig, condition_channels
 from dermclean.env import autocast
 
 
@@ -118,21 +119,33 @@ PREFILL_RADIUS = 3
 
 def prefill(image: np.ndarray, mask: np.ndarray, mask_condition: str | None) -> np.ndarray:
     """The condition image for ``image`` (uint8 H x W x 3) with removal mask ``mask`` (bool H x W):
-    Telea-filled inside ``mask`` for ``mask_condition="telea"``, else ``image`` itself."""
-    if mask_condition == "telea" and mask.any():
+    Telea-filled inside ``mask`` for ``mask_condition="telea"``; that fill and ``image`` stacked on the
+    channel axis (H x W x 6) for ``"telea_image"``; else ``image`` itself."""
+    filled = image
+    if mask_condition in ("telea", "telea_image") and mask.any():
         from dermclean.removal.telea import telea_inpaint
 
-        return telea_inpaint(image, mask, radius=PREFILL_RADIUS)
-    return image
+        filled = telea_inpaint(image, mask, radius=PREFILL_RADIUS)
+    if mask_condition == "telea_image":
+        return np.concatenate([filled, image], axis=2)
+    return filled
 
 
 def with_mask_channel(x: torch.Tensor, mask: torch.Tensor | None, config: UNetConfig) -> torch.Tensor:
-    """The model's condition: ``x`` (B,3,S,S) plus, for a mask-conditioned model, ``mask`` (B,1,S,S) or
-    (B,S,S) in {0, 1} (``None``: empty, the detector's case) as a fourth channel."""
+    """The model's condition: ``x`` (B,C',S,S), the condition image(s) (:func:`prefill`), plus, for a
+    mask-conditioned model, ``mask`` (B,1,S,S) or (B,S,S) in {0, 1} (``None``: empty, the detector's case)
+    as the last channel. Without a mask, a ``"telea_image"`` model may be given the plain image (B,3,S,S):
+    with nothing to fill, its Telea-filled and unfilled images are the same."""
     if not config.mask_condition:
         if mask is not None:
             raise ValueError("this image-conditioned model takes no mask (mask_condition is null)")
         return x
+    wanted = config.condition_image_channels
+    if mask is None and x.shape[1] == config.channels and wanted == 2 * config.channels:
+        x = torch.cat([x, x], dim=1)
+    if x.shape[1] != wanted:
+        raise ValueError(f"condition of {x.shape[1]} channels for a mask_condition={config.mask_condition!r} model; "
+                         f"expected {wanted} (build it with prefill())")
     if mask is None:
         mask = torch.zeros((x.shape[0], 1, *x.shape[-2:]), device=x.device, dtype=x.dtype)
     mask = mask.to(device=x.device, dtype=x.dtype)
@@ -246,11 +259,12 @@ def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int]
                           attention: bool = False, work_size: int | None = None,
                           prediction_type: str = "epsilon", condition_residual: bool = False,
                           mask_condition: str | None = None) -> UNetConfig:
-    """The UNet config of the image-conditioned model: 3 condition channels (4 with ``mask_condition``),
+    """The UNet config of the image-conditioned model: 3 condition channels (plus the mask, and the
+    unfilled image too with ``"telea_image"``: :func:`~dermclean.diffusion.unet.condition_channels`),
     no class condition; ``work_size`` trains it on ``sample_size`` crops of ``work_size`` images (tiles
     at inference); ``prediction_type="sample"`` makes it predict the clean image rather than eps,
     ``condition_residual`` predicts it as the (pre-filled) corrupted image plus a learned change."""
-    return UNetConfig(sample_size=sample_size, cond_image_channels=3 + (1 if mask_condition else 0), num_classes=0,
+    return UNetConfig(sample_size=sample_size, cond_image_channels=condition_channels(3, mask_condition), num_classes=0,
                       block_out_channels=list(block_out_channels), layers_per_block=layers_per_block,
                       attention=attention, work_size=work_size, prediction_type=prediction_type,
                       condition_residual=condition_residual, mask_condition=mask_condition)
@@ -258,8 +272,8 @@ def imagecond_unet_config(*, sample_size: int, block_out_channels: Sequence[int]
 
 def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
     config = getattr(model, "config", None)
-    if not isinstance(config, UNetConfig) or not config.cond_image_channels or \
-            config.condition_image_channels != config.channels:
+    if not isinstance(config, UNetConfig) or not config.cond_image_channels or config.num_classes or \
+            config.cond_image_channels != condition_channels(config.channels, config.mask_condition):
         raise ValueError(f"{where}: expected the image-conditioned UNet (cond_image_channels=3, e.g. "
                          f"models/imagecond); got {config}")
 
@@ -275,9 +289,10 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
     when set: the model then trains on ``sample_size`` crops of them). Resumes from ``checkpoint_dir``
     like :func:`dermclean.diffusion.train.train_diffusion`.
     """
-    if unet_config.condition_image_channels != unet_config.channels or unet_config.num_classes:
-        raise ValueError(f"train_imagecond: expected cond_image_channels={unet_config.channels} (one more with a "
-                         f"mask_condition) and num_classes=0; got {unet_config}")
+    expected = condition_channels(unet_config.channels, unet_config.mask_condition)
+    if unet_config.cond_image_channels != expected or unet_config.num_classes:
+        raise ValueError(f"train_imagecond: expected cond_image_channels={expected} (mask_condition "
+                         f"{unet_config.mask_condition!r}) and num_classes=0; got {unet_config}")
     size = unet_config.image_size
     bad = [i for i, im in enumerate(dataset_images) if np.asarray(im).shape != (size, size, 3)]
     if bad:
@@ -328,12 +343,12 @@ def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int,
     estimate (DDIM's final step would add back ``sqrt(1 - abar_0)`` of its eps). The initial noise comes from
     ``generator`` (default: seeded with 0, so the result is reproducible). A mask-conditioned model is
     told ``mask`` (B,S,S) in {0, 1}, or nothing (an empty mask) when it is ``None``; ``x_corrupted`` is
-    then already its condition image (:func:`prefill`).
+    then already its condition image (:func:`prefill`: (B,6,S,S) for ``"telea_image"``).
     """
     check_imagecond(model)
     device = x_corrupted.device
-    image = x_corrupted.float()
-    cond = with_mask_channel(image, mask, model.config)
+    cond = with_mask_channel(x_corrupted.float(), mask, model.config)
+    image = cond[:, :model.config.channels]  # the image the model starts from (a telea_image model: the fill)
     scheduler, timesteps = _sampling_plan(model.config, steps, noise_level)
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
