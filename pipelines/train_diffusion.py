@@ -9,8 +9,10 @@ Trains, on the manifest's ``train`` split at ``data.image_size``:
 
 Writes ``--out/unet/`` and ``--out/noisy_classifier/`` (model folders, EMA weights for the UNet) and
 ``--out/mlflow_run.json`` atomically, logs to the MLflow experiment ``dermclean-diffusion`` and writes
-``--metrics``. Checkpoints go to ``--checkpoints/<key>/`` where ``key`` hashes the diffusion params,
-image size, seed and the manifest, so an interrupted run resumes and a changed config starts fresh.
+``--metrics``. Checkpoints go to ``--checkpoints/unet/<key>/`` and ``--checkpoints/noisy_classifier/<key>/``,
+each ``key`` hashing that model's own params (``diffusion.unet`` + ``diffusion.train``, or
+``diffusion.noisy_classifier``), image size, seed and the manifest: an interrupted run resumes, a
+changed config starts that model afresh, and the other model's checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     if nc_cfg.input_size != size:  # the classifier sees more pixels than the UNet
         nc_train_ds = load_split(args.manifest, "train", nc_cfg.input_size)
         nc_val_ds = load_split(args.manifest, "val", nc_cfg.input_size)
-    stage_params = {"diffusion": diff, "image_size": size, "seed": seed}
-    ckpt_root = args.checkpoints / checkpoint_key(stage_params, args.manifest)
+    common = {"image_size": size, "seed": seed}
+    unet_ckpt = args.checkpoints / "unet" / checkpoint_key(
+        {"unet": diff["unet"], "train": diff["train"], **common}, args.manifest)
+    nc_ckpt = args.checkpoints / "noisy_classifier" / checkpoint_key(
+        {"noisy_classifier": diff["noisy_classifier"], **common}, args.manifest)
     print(f"train_diffusion: {len(train_ds)} train / {len(val_ds)} val images at {size} px on {device}; "
-          f"checkpoints in {ckpt_root}")
+          f"checkpoints in {unet_ckpt} and {nc_ckpt}")
 
     configure_tracking()
     run_params = {"profile": params["profile"], "seed": seed, "data": {"image_size": size}, "diffusion": diff}
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         unet = DermUNet(unet_cfg)
         result = train_diffusion(
             unet, batches_from_dataset(train_ds, batch_size=train_cfg.batch_size, seed=seed), train_cfg,
-            checkpoint_dir=ckpt_root / "unet", device=device, progress=progress,
+            checkpoint_dir=unet_ckpt, device=device, progress=progress,
             on_log=lambda step, m: mlflow.log_metrics({f"unet_{k}": v for k, v in m.items()}, step=step))
         unet_val = evaluate_diffusion_loss(result.model, ordered_batches(val_ds, batch_size=train_cfg.batch_size),
                                            device=device, seed=seed)
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         classifier = train_noisy_classifier(
             NoisyClassifier(nc_cfg), batches_from_dataset(nc_train_ds, batch_size=nc_train.batch_size, seed=seed + 1),
-            device=device, checkpoint_dir=ckpt_root / "noisy_classifier", seed=seed, progress=progress,
+            device=device, checkpoint_dir=nc_ckpt, seed=seed, progress=progress,
             pos_weight=pos_weight_from_labels(nc_train_ds.labels), on_log=log_clf, **nc_train.train_kwargs())
         nc_seconds = time.perf_counter() - began
         aurocs, aurocs_tta = (

@@ -8,7 +8,8 @@ on the ``val`` split's clean images with training-style and held-out-style artif
 
 Writes ``--out`` (a model folder of kind ``unet`` with EMA weights, plus ``mlflow_run.json``)
 atomically, logs to the MLflow experiment ``dermclean-diffusion`` (run ``train_imagecond``), writes
-``--metrics``. Checkpoints: ``--checkpoints/<key>/`` with ``key`` hashing the params and manifest.
+``--metrics``. Checkpoints: ``--checkpoints/<key>/`` with ``key`` hashing the training params (not
+the inference ones: ``steps``, ``noise_level``, ``eval_images``), image size, seed and the manifest.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     steps, noise_level = int(ic.get("steps", 8)), ic.get("noise_level")
 
     images = load_clean_images(args.manifest, split="train", size=unet_cfg.image_size)
-    stage_params = {"imagecond": ic, "image_size": size, "seed": seed}
+    stage_params = {"imagecond": {k: v for k, v in ic.items() if k not in INFERENCE_KEYS}, "image_size": size,
+                    "seed": seed}
     ckpt = args.checkpoints / checkpoint_key(stage_params, args.manifest)
     tiles = f" in {size} px crops" if unet_cfg.image_size != size else ""
     print(f"train_imagecond: {len(images)} clean train images at {unet_cfg.image_size} px{tiles} on {device}; "

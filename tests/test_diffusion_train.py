@@ -205,6 +205,13 @@ def test_train_diffusion_stage_end_to_end(tmp_path, monkeypatch):
     assert record["run_id"] and record["model_uri"] == record["model_uris"]["unet"]
     assert stage.main(argv) == 0  # rerun: resumes from the final checkpoint, trains nothing
     assert read_json(tmp_path / "metrics.json")["unet"]["resumed_from"] == 3
+    # A changed classifier recipe retrains the classifier only: the UNet resumes from its own checkpoint.
+    params["diffusion"]["noisy_classifier"]["lr"] = 5e-4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert stage.main(argv) == 0
+    assert read_json(tmp_path / "metrics.json")["unet"]["resumed_from"] == 3
+    assert len(list((tmp_path / "ckpt" / "noisy_classifier").iterdir())) == 2
+    assert len(list((tmp_path / "ckpt" / "unet").iterdir())) == 1
 
 
 def test_max_timestep_limits_the_training_timesteps(tmp_path):
