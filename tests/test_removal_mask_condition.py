@@ -169,3 +169,17 @@ def test_mask_loss_weight_weights_painted_pixels():
     assert weighted_mse(pred, target, w).item() == pytest.approx(expected)
     with pytest.raises(ValueError, match="mask_loss_weight"):
         CorruptionConfig(mask_loss_weight=-1)
+
+
+def test_mask_loss_weight_covers_the_whole_told_mask():
+    """A mask-conditioned model is judged on the whole (dilated) mask it is told, clean skin in it included."""
+    images = skin_images(4)
+    corruption = CorruptionConfig(mask_loss_weight=4.0, mask_fraction=1.0, mask_dilation=[3, 3], untouched_fraction=0.0)
+    batches = ImagecondBatches(images, batch_size=6, seed=5, corruption=corruption, mask_condition="telea_image")
+    batch = batches.batch(1)
+    told = batch.cond_image[:, -1].numpy() > 0.5
+    rng = np.random.default_rng([5, 1])
+    idx = rng.integers(0, len(images), size=6)
+    painted = np.stack([batches.tell(corrupt(images[i], rng, corruption), rng).mask for i in idx])
+    assert (told & ~painted).any()  # the dilation ring: clean skin inside the told mask
+    assert torch.equal(batch.weight[:, 0], torch.from_numpy(np.where(told | painted, 5.0, 1.0)).float())

@@ -17,11 +17,12 @@ fill, so the model may be told too. With ``"mask"`` the condition gets a fourth 
 with ``"telea"`` the condition image is moreover pre-filled inside the mask by Telea's inpainting
 (:func:`prefill`), so a residual model starts from the classical fill and learns what to change in
 it; ``"telea_image"`` shows the unfilled image as well (6 image channels, the Telea fill first), so the
-model can also keep the clean skin that the dilated mask covers, which Telea discards. In training a ``mask_fraction`` of the painted pairs are told their painted mask, dilated by a
-random radius in ``mask_dilation`` (the removal dilates its masks too); the rest, and every untouched
-pair, get an empty mask, which is how the detector runs the model (it must find the artifacts).
-``mask_loss_weight`` (any model) makes painted pixels count more in the loss: they are what removal
-is judged on, while every other pixel is copied through the residual.
+model can also keep the clean skin that the dilated mask covers, which Telea discards. In training a
+``mask_fraction`` of the painted pairs are told their painted mask, dilated by a random radius in
+``mask_dilation`` (the removal dilates its masks too); the rest, and every untouched pair, get an
+empty mask, which is how the detector runs the model (it must find the artifacts).
+``mask_loss_weight`` (any model) makes painted pixels, and the whole mask a pair is told, count more in
+the loss: they are what removal is judged on, while every other pixel is copied through the residual.
 
 Inference: :func:`imagecond_restore` samples the clean image with deterministic DDIM (eta = 0),
 by default from pure noise at t = T-1 ("trailing" timestep spacing, so the first step really starts
@@ -60,7 +61,7 @@ class CorruptionConfig:
     n_max: int = 2
     mask_fraction: float = 0.5    # painted pairs told their mask (models with a mask condition only)
     mask_dilation: list[int] = field(default_factory=lambda: [1, 5])  # px, drawn uniformly (inclusive)
-    mask_loss_weight: float = 0.0  # extra loss weight on painted pixels: weight 1 + this inside the paint
+    mask_loss_weight: float = 0.0  # extra loss weight: 1 + this on painted pixels and inside a told mask
 
     def __post_init__(self) -> None:
         self.kinds = list(self.kinds)
@@ -195,8 +196,8 @@ class ImagecondBatches:
             cond = torch.cat([cond, torch.from_numpy(np.stack([p.given_mask for p in pairs]))[:, None].float()], 1)
         weight = None
         if self.corruption.mask_loss_weight:
-            painted = torch.from_numpy(np.stack([p.mask for p in pairs]))[:, None].float()
-            weight = 1.0 + self.corruption.mask_loss_weight * painted
+            region = [p.mask if p.given_mask is None else p.mask | p.given_mask for p in pairs]
+            weight = 1.0 + self.corruption.mask_loss_weight * torch.from_numpy(np.stack(region))[:, None].float()
         return DiffusionBatch(target=_stack([p.target for p in pairs]), labels=None, cond_image=cond, weight=weight)
 
     def tell(self, pair: TrainingPair, rng: np.random.Generator) -> TrainingPair:
