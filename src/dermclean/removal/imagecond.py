@@ -275,8 +275,9 @@ def check_imagecond(model: torch.nn.Module, where: str = "model") -> None:
     config = getattr(model, "config", None)
     if not isinstance(config, UNetConfig) or not config.cond_image_channels or config.num_classes or \
             config.cond_image_channels != condition_channels(config.channels, config.mask_condition):
-        raise ValueError(f"{where}: expected the image-conditioned UNet (cond_image_channels=3, e.g. "
-                         f"models/imagecond); got {config}")
+        raise ValueError(f"{where}: expected an image-conditioned UNet (no classes; cond_image_channels 3, "
+                         f"or more with a mask_condition: the image(s) and the mask), e.g. models/imagecond; "
+                         f"got {config}")
 
 
 def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_config: UNetConfig,
