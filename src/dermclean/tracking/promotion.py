@@ -81,14 +81,13 @@ class Decision:
     @property
     def reason(self) -> str:
         """``passed gates: <every gate>``, or ``failed gates: <the failing ones>; passed: <the rest>``."""
-        if self.passed:
-            head, body = "passed gates", "; ".join(g.message for g in self.gates)
+        head = "passed gates" if self.passed else "failed gates"
+        failed = [g.message for g in self.gates if not g.passed]
+        kept = [g.message for g in self.gates if g.passed]
+        if self.passed or not failed:
+            body = "; ".join(g.message for g in self.gates)
         else:
-            failed = [g.message for g in self.gates if not g.passed]
-            kept = [g.message for g in self.gates if g.passed]
-            head = "failed gates"
-            body = "; ".join(failed or [g.message for g in self.gates]) + (f"; passed: {'; '.join(kept)}"
-                                                                           if failed and kept else "")
+            body = "; ".join(failed) + (f"; passed: {'; '.join(kept)}" if kept else "")
         return f"{head}: {body}" + (f" ({self.note})" if self.note else "") if body else f"{head} ({self.note})"
 
 
