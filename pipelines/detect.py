@@ -6,7 +6,8 @@ the image-conditioned model folder) and ``params["detection"]`` (profile applied
 ``<out-model>_imagecond`` (when ``--imagecond`` is given), ``--out`` (maps/ masks/ scores.csv
 run.json over every manifest image, keyed by image_id, from the bundle ``detection.pipeline_detector``
 names: ``guided`` or ``imagecond``) and ``--metrics``; logs an MLflow run in ``dermclean-detector``
-with both bundles.
+with both bundles. With ``detection.image_score: fitted`` the ``val_*`` image AUROCs are in-sample
+(the image score was fitted on those labels); the ``test_*`` ones are not.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.detection import DetectionConfig, build_detector, save_detector
 from dermclean.detection.contract import detect_to_folder, run_info
-from dermclean.detection.evaluate import fit_threshold
+from dermclean.detection.evaluate import fit_on_validation
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
@@ -87,10 +88,13 @@ def main() -> None:
 
     metrics: dict[str, float | int | str] = {}
     for name, (detector, out) in bundles.items():
-        detector.threshold = fit_threshold(detector, args.manifest, split="val", seed=seed)
+        detector.threshold, detector.image_scorer = fit_on_validation(detector, args.manifest, split="val", seed=seed)
         save_detector(detector, out, meta={"profile": params.get("profile"), "seed": seed,
                                            "manifest": str(args.manifest)})
         metrics[f"{name}_threshold"] = detector.threshold.value
+        if detector.image_scorer is not None:
+            w_classifier, w_map = detector.image_scorer.weights
+            metrics.update({f"{name}_image_score_w_classifier": w_classifier, f"{name}_image_score_w_map": w_map})
         log.info("%s detector saved to %s (threshold %.4f)", name, out, detector.threshold.value)
 
     manifest = read_manifest(args.manifest)
@@ -101,7 +105,8 @@ def main() -> None:
     info = run_info(detector, model=str(bundle_dir), device=detector.device, seconds=0.0, n_images=len(paths))
     scores, seconds = detect_to_folder(detector, items, args.out, n_total=len(paths), extra_columns=("image_id",),
                                        info=info)
-    metrics.update(pipeline_detector=chosen, n_images=len(scores), seconds_per_image=seconds / max(len(scores), 1))
+    metrics.update(pipeline_detector=chosen, image_score=detector.image_score_kind, n_images=len(scores),
+                   seconds_per_image=seconds / max(len(scores), 1))
     metrics["mean_mask_area"] = float(np.mean([(np.load(args.out / "maps" / f"{i}.npy") > detector.threshold.value).mean()
                                                for i in scores["image_id"]]))
     metrics.update(_split_aurocs(scores, manifest))

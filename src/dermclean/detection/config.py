@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GUIDANCE_KINDS = ("cfg", "classifier", "none")
-IMAGE_SCORES = ("auto", "classifier", "map")
+IMAGE_SCORES = ("auto", "classifier", "map", "fitted")
 
 
 @dataclass
@@ -27,7 +27,9 @@ class DetectionConfig:
     - ``fpr_budget``: pixel false-positive rate on clean validation images that fixes the threshold.
     - ``image_score``: ``classifier`` = 1 - prod_k(1 - p_k) from the noisy classifier at t = 0,
       ``map`` = the ``score_quantile`` quantile of the anomaly map, ``auto`` = classifier when the
-      bundle has one, else map. ``score_tta``: average the noisy classifier's t = 0 probabilities over
+      bundle has one, else map, ``fitted`` = the classifier's any-artifact logit and the map's peak
+      combined by weights fitted on validation labels
+      (:class:`~dermclean.detection.image_score.ImageScore`). ``score_tta``: average the noisy classifier's t = 0 probabilities over
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
     - ``eval_max_images``: cap on images per group in evaluation (None = all).

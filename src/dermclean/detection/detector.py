@@ -9,11 +9,14 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
                          or the image-conditioned model (imagecond, Baugh et al. 2024)
       noisy_classifier/  optional modelio folder: classifier guidance and per-type scores
       threshold.json     :class:`~dermclean.detection.threshold.Threshold` fitted on validation data
+      image_score.json   with ``image_score: fitted`` only: the
+                         :class:`~dermclean.detection.image_score.ImageScore` fitted on validation labels
 
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
 as a "diffusion classifier" (:func:`~dermclean.detection.anomaly.diffusion_class_scores`) and an
-imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.config.DetectionConfig`.
+imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.config.DetectionConfig`;
+:attr:`Detector.image_score_kind` says which one a detector actually uses.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch import nn
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
+from dermclean.detection.image_score import ImageScore
 from dermclean.detection.threshold import Threshold
 from dermclean.diffusion.noisy_classifier import class_probabilities
 from dermclean.env import cpu_bf16, pick_device
@@ -49,13 +53,15 @@ class NotADetectorError(ValueError):
 
 @dataclass
 class Detection:
-    """One image's result: ``anomaly_map`` float32 ``H x W`` and ``mask`` bool ``H x W`` at the input size."""
+    """One image's result: ``anomaly_map`` float32 ``H x W`` and ``mask`` bool ``H x W`` at the input size;
+    ``map_peak`` the map's maximum at the model's resolution (what the fitted image score reads)."""
 
     image_name: str
     anomaly_map: np.ndarray
     score: float
     type_scores: dict[str, float]
     mask: np.ndarray
+    map_peak: float = float("nan")
 
 
 @dataclass
@@ -70,10 +76,12 @@ class Detector:
 
     def __init__(self, *, detector_kind: str, config: DetectionConfig, unet: _Component,
                  classifier: _Component | None = None, threshold: Threshold | None = None,
-                 device: str | torch.device | None = None, source: str = "", meta: dict | None = None) -> None:
+                 image_scorer: ImageScore | None = None, device: str | torch.device | None = None,
+                 source: str = "", meta: dict | None = None) -> None:
         if detector_kind not in DETECTOR_KINDS:
             raise ValueError(f"detector_kind {detector_kind!r}; expected one of {DETECTOR_KINDS}")
         self.detector_kind, self.config, self.threshold = detector_kind, config, threshold
+        self.image_scorer = image_scorer
         self.device = pick_device(str(device) if device is not None else None)
         self.unet = _Component(unet.module.to(self.device).eval(), unet.kind, unet.meta)
         self.classifier = (None if classifier is None else
@@ -87,12 +95,14 @@ class Detector:
         return self.config.guidance if self.config.guidance_scale > 0 else "none"
 
     def with_config(self, **overrides: Any) -> "Detector":
-        """Same models, ``config.replace(**overrides)``; the threshold is dropped when the maps change."""
+        """Same models, ``config.replace(**overrides)``; the threshold and the fitted image score are
+        dropped when the maps change (both were fitted on the old maps)."""
         config = self.config.replace(**overrides)
         same_maps = all(getattr(config, k) == getattr(self.config, k) for k in MAP_KEYS)
         return Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
-                        threshold=self.threshold if same_maps else None, device=self.device, source=self.source,
-                        meta=self.meta)
+                        threshold=self.threshold if same_maps else None,
+                        image_scorer=self.image_scorer if same_maps else None, device=self.device,
+                        source=self.source, meta=self.meta)
 
     @torch.no_grad()
     def anomaly_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,15 +144,33 @@ class Detector:
             return diffusion_class_scores(self.unet.module, x, t=max(1, self.config.noise_level // 2)).cpu()
         return torch.full((x.shape[0], len(OUTLIER_CLASSES)), float("nan"))
 
+    @property
+    def image_score_kind(self) -> str:
+        """The image score this detector computes: ``fitted``, ``classifier`` or ``map``.
+
+        ``fitted`` needs its :class:`ImageScore` (fitted on validation by
+        :func:`~dermclean.detection.evaluate.fit_on_validation`); until then, or after
+        :meth:`with_config` changed the maps, a ``fitted`` detector scores as ``auto`` does.
+        """
+        wanted = self.config.image_score
+        if wanted == "fitted" and self.image_scorer is not None:
+            return "fitted"
+        if wanted == "classifier" or (wanted in ("auto", "fitted") and self.classifier is not None):
+            return "classifier"
+        return "map"
+
     def image_scores(self, maps: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         """Image-level scores ``(B,)`` from maps ``(B,S,S)`` and type scores ``(B,3)``."""
-        use_classifier = self.config.image_score == "classifier" or (
-            self.config.image_score == "auto" and self.classifier is not None)
-        if use_classifier:
-            if self.classifier is None:
-                raise ValueError("detection.image_score 'classifier' needs a noisy classifier in the bundle")
-            return 1.0 - torch.prod(1.0 - types, dim=1)
-        return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
+        kind = self.image_score_kind
+        if kind == "map":
+            return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
+        if self.classifier is None:
+            raise ValueError(f"detection.image_score {self.config.image_score!r} needs a noisy classifier in the bundle")
+        p_any = 1.0 - torch.prod(1.0 - types, dim=1)
+        if kind == "classifier":
+            return p_any
+        peaks = maps.flatten(1).amax(dim=1)
+        return torch.from_numpy(self.image_scorer.apply(p_any.double().numpy(), peaks.double().numpy())).float()
 
     def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
                batch_size: int | None = None, progress: bool = False) -> list[Detection]:
@@ -166,12 +194,13 @@ class Detector:
                 [to_tensor(np.asarray(img), self.score_size) for img in chunk])
             types = self.type_scores(x_scores)
             scores = self.image_scores(maps, types)
+            peaks = maps.flatten(1).amax(dim=1)
             for i, img in enumerate(chunk):
                 full = resize_map(maps[i].numpy(), tuple(np.asarray(img).shape[:2])).astype(np.float32)
                 mask = self.threshold.apply(full) if self.threshold else np.zeros(full.shape, dtype=bool)
                 out.append(Detection(image_name=names[start + i], anomaly_map=full, score=float(scores[i]),
                                      type_scores={c: float(types[i, k]) for k, c in enumerate(OUTLIER_CLASSES)},
-                                     mask=mask))
+                                     mask=mask, map_peak=float(peaks[i])))
             bar.update(len(chunk))
         bar.close()
         return out
@@ -215,6 +244,8 @@ def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dic
                 save_model_dir(tmp / name, kind=part.kind, config=part.module.config, module=part.module,
                                meta=part.meta)
         write_json(tmp / "threshold.json", detector.threshold.to_dict())
+        if detector.image_scorer is not None:
+            write_json(tmp / "image_score.json", detector.image_scorer.to_dict())
     return path
 
 
@@ -242,11 +273,14 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
         raise NotADetectorError(f"{folder}: threshold.json is missing; the bundle is incomplete")
     dev = pick_device(str(device) if device is not None else None)
     classifier_dir = folder / "noisy_classifier"
+    score_file = folder / "image_score.json"
     return Detector(detector_kind=record["detector_kind"],
                     config=DetectionConfig.from_dict(record["config"], where=f"{folder}/config.json"),
                     unet=_load_component(folder / "unet", dev),
                     classifier=_load_component(classifier_dir, dev) if classifier_dir.is_dir() else None,
-                    threshold=Threshold.from_dict(read_json(threshold_file)), device=dev, source=text,
+                    threshold=Threshold.from_dict(read_json(threshold_file)),
+                    image_scorer=ImageScore.from_dict(read_json(score_file)) if score_file.is_file() else None,
+                    device=dev, source=text,
                     meta=record.get("meta", {}))
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
+from dermclean.detection.image_score import ImageScore
 from dermclean.detection.threshold import Threshold
 
 
@@ -98,6 +99,38 @@ def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split
     dets = detector.detect(_load(clean), list(clean["image_id"]))
     return Threshold.fit([d.anomaly_map for d in dets], fpr_budget=_fpr_budget(detector),
                          fitted_on=f"{split} clean images of {Path(manifest_path).name}")
+
+
+def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
+                      seed: int = 0) -> tuple[Threshold, ImageScore | None]:
+    """The pixel threshold and, with ``detection.image_score: fitted``, the :class:`ImageScore`.
+
+    Without a fitted image score this is :func:`fit_threshold`. With one, a single detection pass over
+    the images of ``split`` whose labels are complete gives both: the threshold from the clean ones
+    (the same images :func:`fit_threshold` uses), the image score from all of them (any of ruler / ink /
+    patches against none).
+    """
+    if detector.config.image_score != "fitted":
+        return fit_threshold(detector, manifest_path, split=split, seed=seed), None
+    if detector.classifier is None:
+        raise ValueError("detection.image_score 'fitted' needs a noisy classifier in the bundle "
+                         "(diffusion.noisy_classifier); use auto or map without one")
+    from dermclean.data.manifest import clean_mask
+
+    manifest_path = Path(manifest_path)
+    df = _split_rows(manifest_path, split)
+    labels = df[list(OUTLIER_CLASSES)]
+    rows = df[labels.notna().all(axis=1).to_numpy()]
+    has_artifact = labels.loc[rows.index].sum(axis=1).to_numpy() > 0
+    clean = clean_mask(rows).to_numpy()
+    dets = detector.detect(_load(rows), list(rows["image_id"]))
+    where = f"{split} images of {manifest_path.name}"
+    threshold = Threshold.fit([d.anomaly_map for d, c in zip(dets, clean) if c], fpr_budget=_fpr_budget(detector),
+                              fitted_on=f"{split} clean images of {manifest_path.name}")
+    p_any = np.array([1.0 - np.prod([1.0 - d.type_scores[k] for k in OUTLIER_CLASSES]) for d in dets])
+    scorer = ImageScore.fit(p_any, np.array([d.map_peak for d in dets]), has_artifact,
+                            fitted_on=f"{where} with complete labels")
+    return threshold, scorer
 
 
 def _heldout_style(kind: str, rng: np.random.Generator) -> str | None:
@@ -195,6 +228,7 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
     kinds = [p.kind for p in painted]
     preds = [threshold.apply(m) for m in maps]
     metrics: dict[str, Any] = {"detector": getattr(det, "name", type(det).__name__), "split": split,
+                               "image_score": getattr(det, "image_score_kind", "classical"),
                                "threshold": threshold.value, "threshold_fitted_on": fitted_on,
                                "n_clean": len(clean_df), "n_painted": len(painted), "n_artifact_images": len(art_df)}
     metrics.update(_pixel_block("", maps, gts, kinds, preds))
