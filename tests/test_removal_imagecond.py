@@ -187,3 +187,19 @@ def test_sample_prediction_trains_on_x0(tmp_path):
     assert torch.equal(regression_target(model, x0, eps), x0)
     with pytest.raises(ValueError, match="prediction_type"):
         imagecond_unet_config(sample_size=SIZE, block_out_channels=[8, 16], prediction_type="v")
+
+
+@pytest.mark.parametrize("noise_level", [None, 250])
+def test_restore_of_an_image_does_not_depend_on_its_batch(noise_level):
+    """The detector's maps and the remover's fills must not change with --batch-size or batch order."""
+    from dermclean.removal.imagecond import imagecond_restore
+
+    torch.manual_seed(0)  # x0 output, as the profiles' model (an eps model's x0 at t = T magnifies float noise ~100x)
+    model = DermUNet(imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")).eval()
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        batch = imagecond_restore(model, x, steps=2, noise_level=noise_level)
+        alone = imagecond_restore(model, x[2:], steps=2, noise_level=noise_level)
+        reordered = imagecond_restore(model, x.flip(0), steps=2, noise_level=noise_level)
+    assert torch.allclose(batch[2:], alone, atol=1e-5)
+    assert torch.allclose(batch, reordered.flip(0), atol=1e-5)

@@ -343,7 +343,9 @@ def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int,
     Deterministic DDIM (eta = 0) conditioned on ``x_corrupted``: from pure noise (``noise_level=None``,
     Baugh et al.) or from ``x_corrupted`` noised to ``noise_level``; the result is the last step's x0
     estimate (DDIM's final step would add back ``sqrt(1 - abar_0)`` of its eps). The initial noise comes from
-    ``generator`` (default: seeded with 0, so the result is reproducible). A mask-conditioned model is
+    ``generator`` (default: seeded with 0, so the result is reproducible): one draw, shared by every image
+    of the batch, so an image's result does not depend on its place in the batch or on the batch size
+    (``dermclean detect --batch-size``). A mask-conditioned model is
     told ``mask`` (B,S,S) in {0, 1}, or nothing (an empty mask) when it is ``None``; ``x_corrupted`` is
     then already its condition image (:func:`prefill`: (B,6,S,S) for ``"telea_image"``).
     """
@@ -354,7 +356,7 @@ def imagecond_restore(model: DermUNet, x_corrupted: torch.Tensor, *, steps: int,
     scheduler, timesteps = _sampling_plan(model.config, steps, noise_level)
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
-    noise = torch.randn(image.shape, generator=generator, device=device)
+    noise = torch.randn((1, *image.shape[1:]), generator=generator, device=device).expand_as(image)
     if noise_level is None:
         x = noise
     else:
