@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
-from dermclean.config import from_dict, load_params
+from dermclean.config import from_dict, load_params, params_parser
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
 from dermclean.detection.metrics import labelled_image_aurocs
@@ -112,10 +112,7 @@ def _setup(args: argparse.Namespace) -> tuple[dict, NoisyClassifierConfig, Noisy
 
 def main(argv: list[str] | None = None) -> int:
     disable_telemetry()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--profile", default=None, help="params profile (default: params.yaml's `profile`)")
-    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    parser = params_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("noisy", "supervised"), default="noisy")
     parser.add_argument("--arch", choices=ARCHS, default=None, help="noisy classifier layout (default: profile's)")
     parser.add_argument("--width", type=int, default=None, help="noisy classifier base width (supervised: 64)")

@@ -24,7 +24,6 @@ Run from the repository root after ``dvc repro train_imagecond`` on the real set
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import defaultdict
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dermclean.config import from_dict, load_params
+from dermclean.config import from_dict, load_params, params_parser
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
@@ -48,10 +47,7 @@ from dermclean.removal.telea import telea_inpaint
 
 def main(argv: list[str] | None = None) -> int:
     disable_telemetry()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--profile", default=None, help="params profile (default: params.yaml's `profile`)")
-    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    parser = params_parser(__doc__.splitlines()[0])
     parser.add_argument("--imagecond", type=Path, default=Path("models/imagecond"))
     parser.add_argument("--split", choices=("val", "test"), default="val")
     parser.add_argument("--images", type=int, default=None, help="clean images painted (default: removal.eval_images)")

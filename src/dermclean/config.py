@@ -8,6 +8,7 @@ selected profile is ``profile:`` in params.yaml (``dvc exp run -S profile=cpu``)
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import os
@@ -66,3 +67,13 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+def params_parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's argument parser with ``--params``, ``--profile`` and ``--manifest`` (the prepared
+    manifest), which every benchmark reading the pipeline's data and params takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default=None, help="params profile (default: params.yaml's `profile`)")
+    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    return parser
