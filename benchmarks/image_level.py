@@ -39,6 +39,7 @@ from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
 from dermclean.config import from_dict, load_params, params_parser
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
+from dermclean.detection.image_score import any_artifact_probability
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.diffusion.augment import random_dihedral
 from dermclean.diffusion.noisy_classifier import (
@@ -55,7 +56,7 @@ SUPERVISED_SIZE = 128  # the reference's resolution in RESEARCH.md
 
 def aurocs(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float | int]:
     """The ``detect`` stage's figures from per-type probabilities (N, K) and labels (N, K, NaN unknown)."""
-    any_score = 1 - torch.prod(1 - probs, dim=1)
+    any_score = any_artifact_probability(probs)
     return labelled_image_aurocs(any_score.numpy(), probs.numpy(), labels.numpy())
 
 

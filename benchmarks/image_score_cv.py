@@ -23,7 +23,7 @@ import pandas as pd
 from dermclean.config import params_parser
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.manifest import read_manifest
-from dermclean.detection.image_score import ImageScore
+from dermclean.detection.image_score import ImageScore, any_artifact_probability
 from dermclean.detection.metrics import image_auroc
 from dermclean.io import write_json
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if df.empty:
         parser.error(f"{args.detections / 'scores.csv'}: no validation images with complete labels")
     y = (df[list(OUTLIER_CLASSES)].sum(axis=1) > 0).to_numpy(int)
-    p_any = 1.0 - np.prod(1.0 - df[[f"{k}_score" for k in OUTLIER_CLASSES]].to_numpy(float), axis=1)
+    p_any = any_artifact_probability(df[[f"{k}_score" for k in OUTLIER_CLASSES]].to_numpy(float))
     maps = [np.load(args.detections / "maps" / f"{i}.npy") for i in df["image_id"]]
     print(f"{len(y)} validation images, {y.sum()} with an artifact; classifier alone: AUROC {image_auroc(p_any, y):.4f}")
     print(f"{'second feature':22s} {'in-sample':>9s} {'mean CV gain':>12s} {'sd':>6s} {'folds > 0':>9s}  weights (classifier, map)")

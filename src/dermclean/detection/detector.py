@@ -35,7 +35,7 @@ from torch import nn
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
-from dermclean.detection.image_score import ImageScore
+from dermclean.detection.image_score import ImageScore, any_artifact_probability
 from dermclean.detection.threshold import Threshold
 from dermclean.diffusion.noisy_classifier import class_probabilities
 from dermclean.env import cpu_bf16, pick_device
@@ -166,7 +166,7 @@ class Detector:
             return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
         if self.classifier is None:
             raise ValueError(f"detection.image_score {self.config.image_score!r} needs a noisy classifier in the bundle")
-        p_any = 1.0 - torch.prod(1.0 - types, dim=1)
+        p_any = any_artifact_probability(types)
         if kind == "classifier":
             return p_any
         peaks = maps.flatten(1).amax(dim=1)

@@ -31,7 +31,7 @@ import pandas as pd
 from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
-from dermclean.detection.image_score import ImageScore
+from dermclean.detection.image_score import ImageScore, any_artifact_probability
 from dermclean.detection.threshold import Threshold
 
 
@@ -97,7 +97,12 @@ def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split
     df = _split_rows(Path(manifest_path), split)
     clean = _cap(df[clean_mask(df).to_numpy()], n_max, seed)
     dets = detector.detect(_load(clean), list(clean["image_id"]))
-    return Threshold.fit([d.anomaly_map for d in dets], fpr_budget=_fpr_budget(detector),
+    return _threshold_of(detector, dets, manifest_path, split)
+
+
+def _threshold_of(detector: Any, clean_dets: list[Detection], manifest_path: str | os.PathLike[str],
+                  split: str) -> Threshold:
+    return Threshold.fit([d.anomaly_map for d in clean_dets], fpr_budget=_fpr_budget(detector),
                          fitted_on=f"{split} clean images of {Path(manifest_path).name}")
 
 
@@ -124,12 +129,10 @@ def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, s
     has_artifact = labels.loc[rows.index].sum(axis=1).to_numpy() > 0
     clean = clean_mask(rows).to_numpy()
     dets = detector.detect(_load(rows), list(rows["image_id"]))
-    where = f"{split} images of {manifest_path.name}"
-    threshold = Threshold.fit([d.anomaly_map for d, c in zip(dets, clean) if c], fpr_budget=_fpr_budget(detector),
-                              fitted_on=f"{split} clean images of {manifest_path.name}")
-    p_any = np.array([1.0 - np.prod([1.0 - d.type_scores[k] for k in OUTLIER_CLASSES]) for d in dets])
+    threshold = _threshold_of(detector, [d for d, c in zip(dets, clean) if c], manifest_path, split)
+    p_any = any_artifact_probability(np.array([[d.type_scores[k] for k in OUTLIER_CLASSES] for d in dets]))
     scorer = ImageScore.fit(p_any, np.array([d.map_peak for d in dets]), has_artifact,
-                            fitted_on=f"{where} with complete labels")
+                            fitted_on=f"{split} images of {manifest_path.name} with complete labels")
     return threshold, scorer
 
 
@@ -215,8 +218,7 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
     fitted_on = (threshold.fitted_on or "detector bundle (validation)") if threshold is not None else ""
     if threshold is None:
         if split == "val":
-            threshold = Threshold.fit([d.anomaly_map for d in clean_dets], fpr_budget=_fpr_budget(det),
-                                      fitted_on=f"val clean images of {manifest_path.name}")
+            threshold = _threshold_of(det, clean_dets, manifest_path, split)
         else:
             threshold = fit_threshold(det, manifest_path, split="val", n_max=n_max, seed=seed)
         fitted_on = threshold.fitted_on

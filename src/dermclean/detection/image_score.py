@@ -27,6 +27,12 @@ EPS = 1e-6
 """Floor of the map peak and clip of the probabilities before the logs."""
 
 
+def any_artifact_probability(type_probs):
+    """``1 - prod_k(1 - p_k)`` over the last axis of per-type probabilities (numpy array or torch tensor):
+    the classifier's image score, and the first feature of the fitted one."""
+    return 1.0 - (1.0 - type_probs).prod(-1)
+
+
 def _features(p_any: np.ndarray, peak: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p_any, dtype=np.float64), EPS, 1.0 - EPS)
     return np.stack([np.log(p / (1.0 - p)), np.log(np.maximum(np.asarray(peak, dtype=np.float64), 0.0) + EPS)], 1)
