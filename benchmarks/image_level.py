@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
@@ -49,7 +50,7 @@ from dermclean.diffusion.noisy_classifier import (
 from dermclean.diffusion.train import DiffusionBatch, batches_from_dataset, endless, ordered_batches
 from dermclean.diffusion.unet import UNetConfig
 from dermclean.env import disable_telemetry, pick_device
-from dermclean.io import write_json
+from dermclean.io import atomic_path, write_json
 
 SUPERVISED_SIZE = 128  # the reference's resolution in RESEARCH.md
 
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA when available)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("--probs-out", type=Path, default=None,
+                        help="write each validation and test image's per-type probabilities here (CSV)")
     args = parser.parse_args(argv)
     if args.model == "supervised" and args.input_size is None:
         args.input_size = SUPERVISED_SIZE
@@ -172,10 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "profile": params["profile"],
               "classifier": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
               "train_seconds": round(seconds), "parameters": sum(p.numel() for p in model.parameters()),
-              "curve": curve, "val": aurocs(*probs(val)), "test": aurocs(*probs(test))}
+              "curve": curve}
+    rows = []
+    for name, dataset in (("val", val), ("test", test)):
+        p, labels = probs(dataset)
+        result[name] = aurocs(p, labels)
+        rows += [{"image_id": i, "split": name, **dict(zip(OUTLIER_CLASSES, map(float, row)))}
+                 for i, row in zip(dataset.ids, p)]
     print(json.dumps({k: result[k] for k in ("train_seconds", "parameters", "val", "test")}, indent=1))
     if args.out is not None:
         write_json(args.out, result)
+    if args.probs_out is not None:
+        with atomic_path(args.probs_out) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
     return 0
 
 

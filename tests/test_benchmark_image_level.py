@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 from PIL import Image
 
 from dermclean.data.manifest import write_manifest
@@ -48,10 +49,12 @@ def _bench():
                                   ["--model", "noisy", "--arch", "preact", "--width", "8"],
                                   ["--model", "supervised"]])
 def test_image_level_benchmark_runs_and_reports_both_splits(tmp_path, argv):
-    out = tmp_path / "result.json"
+    out, probs_out = tmp_path / "result.json", tmp_path / "probs.csv"
+    manifest = _manifest(tmp_path)
     assert _bench().main(["--params", str(REPO / "params.yaml"), "--profile", "quick",
-                          "--manifest", str(_manifest(tmp_path)), *argv, "--input-size", "64", "--steps", "2",
-                          "--eval-every", "1", "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+                          "--manifest", str(manifest), *argv, "--input-size", "64", "--steps", "2",
+                          "--eval-every", "1", "--threads", "1", "--device", "cpu", "--out", str(out),
+                          "--probs-out", str(probs_out)]) == 0
     result = json.loads(out.read_text())
     assert [row["step"] for row in result["curve"]] == [1]
     assert result["profile"] == "quick" and result["recipe"]["steps"] == 2
@@ -64,6 +67,14 @@ def test_image_level_benchmark_runs_and_reports_both_splits(tmp_path, argv):
         assert figures["images"] == 8
         for key in ("any", "ruler", "ink", "patches"):
             assert 0.0 <= figures[key] <= 1.0 and not math.isnan(figures[key])
+    # the per-image probabilities reproduce the reported figures, image by image from the manifest's labels
+    probs = pd.read_csv(probs_out).merge(pd.read_csv(manifest), on=["image_id", "split"], suffixes=("", "_label"))
+    for split in ("val", "test"):
+        rows = probs[probs["split"] == split]
+        assert sorted(rows["image_id"]) == sorted(pd.read_csv(manifest).query("split == @split")["image_id"])
+        p_any = 1 - np.prod(1 - rows[["ruler", "ink", "patches"]].to_numpy(), axis=1)
+        has = rows[["ruler_label", "ink_label", "patches_label"]].to_numpy().any(axis=1)
+        assert roc_auc_score(has, p_any) == pytest.approx(result[split]["any"], abs=1e-6)
 
 
 def test_image_level_benchmark_refuses_a_bad_input_size_or_layout(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GUIDANCE_KINDS = ("cfg", "classifier", "none")
-IMAGE_SCORES = ("auto", "classifier", "map", "fitted")
+IMAGE_SCORES = ("auto", "classifier", "map", "fitted", "stacked")
 
 
 @dataclass
@@ -29,7 +29,10 @@ class DetectionConfig:
       ``map`` = the ``score_quantile`` quantile of the anomaly map, ``auto`` = classifier when the
       bundle has one, else map, ``fitted`` = the classifier's any-artifact logit and the map's peak
       combined by weights fitted on validation labels
-      (:class:`~dermclean.detection.image_score.ImageScore`). ``score_tta``: average the noisy classifier's t = 0 probabilities over
+      (:class:`~dermclean.detection.image_score.ImageScore`), ``stacked`` = the same with the peak
+      replaced by a small model of the map's shape trained on the training split's labels
+      (:class:`~dermclean.detection.image_score.MapModel`; ``map_model_images`` caps its training images,
+      None = all with complete labels). ``score_tta``: average the noisy classifier's t = 0 probabilities over
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
@@ -51,6 +54,7 @@ class DetectionConfig:
     image_score: str = "auto"
     score_quantile: float = 0.99
     score_tta: bool = False
+    map_model_images: int | None = None
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None
     cpu_bf16: bool = False

@@ -9,8 +9,9 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
                          or the image-conditioned model (imagecond, Baugh et al. 2024)
       noisy_classifier/  optional modelio folder: classifier guidance and per-type scores
       threshold.json     :class:`~dermclean.detection.threshold.Threshold` fitted on validation data
-      image_score.json   with ``image_score: fitted`` only: the
+      image_score.json   with ``image_score: fitted`` or ``stacked`` only: the
                          :class:`~dermclean.detection.image_score.ImageScore` fitted on validation labels
+                         (stacked: with its map model, trained on the training split's labels)
 
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
@@ -35,7 +36,7 @@ from torch import nn
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
-from dermclean.detection.image_score import ImageScore, any_artifact_probability
+from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.threshold import Threshold
 from dermclean.diffusion.noisy_classifier import class_probabilities
 from dermclean.env import cpu_bf16, pick_device
@@ -54,7 +55,8 @@ class NotADetectorError(ValueError):
 @dataclass
 class Detection:
     """One image's result: ``anomaly_map`` float32 ``H x W`` and ``mask`` bool ``H x W`` at the input size;
-    ``map_peak`` the map's maximum at the model's resolution (what the fitted image score reads)."""
+    ``map_peak`` the map's maximum at the model's resolution (what the fitted image score reads) and
+    ``map_features`` its :func:`~dermclean.detection.image_score.map_features` (what the stacked one reads)."""
 
     image_name: str
     anomaly_map: np.ndarray
@@ -62,6 +64,7 @@ class Detection:
     type_scores: dict[str, float]
     mask: np.ndarray
     map_peak: float = float("nan")
+    map_features: np.ndarray | None = None
 
 
 @dataclass
@@ -146,21 +149,22 @@ class Detector:
 
     @property
     def image_score_kind(self) -> str:
-        """The image score this detector computes: ``fitted``, ``classifier`` or ``map``.
+        """The image score this detector computes: ``fitted``, ``stacked``, ``classifier`` or ``map``.
 
-        ``fitted`` needs its :class:`ImageScore` (fitted on validation by
+        ``fitted`` and ``stacked`` need their :class:`ImageScore` (fitted by
         :func:`~dermclean.detection.evaluate.fit_on_validation`); until then, or after
-        :meth:`with_config` changed the maps, a ``fitted`` detector scores as ``auto`` does.
+        :meth:`with_config` changed the maps, such a detector scores as ``auto`` does.
         """
         wanted = self.config.image_score
-        if wanted == "fitted" and self.image_scorer is not None:
-            return "fitted"
-        if wanted == "classifier" or (wanted in ("auto", "fitted") and self.classifier is not None):
+        if wanted in ("fitted", "stacked") and self.image_scorer is not None:
+            return self.image_scorer.kind
+        if wanted == "classifier" or (wanted in ("auto", "fitted", "stacked") and self.classifier is not None):
             return "classifier"
         return "map"
 
-    def image_scores(self, maps: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
-        """Image-level scores ``(B,)`` from maps ``(B,S,S)`` and type scores ``(B,3)``."""
+    def image_scores(self, maps: torch.Tensor, types: torch.Tensor, features: np.ndarray | None = None) -> torch.Tensor:
+        """Image-level scores ``(B,)`` from maps ``(B,S,S)`` and type scores ``(B,3)``; a stacked score also
+        reads the maps' ``features`` ``(B, F)`` (computed here when not given)."""
         kind = self.image_score_kind
         if kind == "map":
             return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
@@ -170,7 +174,10 @@ class Detector:
         if kind == "classifier":
             return p_any
         peaks = maps.flatten(1).amax(dim=1)
-        return torch.from_numpy(self.image_scorer.apply(p_any.double().numpy(), peaks.double().numpy())).float()
+        if kind == "stacked" and features is None:
+            features = np.stack([map_features(m) for m in maps.numpy()])
+        return torch.from_numpy(self.image_scorer.apply(p_any.double().numpy(), peaks.double().numpy(),
+                                                        features)).float()
 
     def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
                batch_size: int | None = None, progress: bool = False) -> list[Detection]:
@@ -193,14 +200,15 @@ class Detector:
             x_scores = x if self.score_size == size else torch.stack(
                 [to_tensor(np.asarray(img), self.score_size) for img in chunk])
             types = self.type_scores(x_scores)
-            scores = self.image_scores(maps, types)
+            features = np.stack([map_features(m) for m in maps.numpy()])
+            scores = self.image_scores(maps, types, features)
             peaks = maps.flatten(1).amax(dim=1)
             for i, img in enumerate(chunk):
                 full = resize_map(maps[i].numpy(), tuple(np.asarray(img).shape[:2])).astype(np.float32)
                 mask = self.threshold.apply(full) if self.threshold else np.zeros(full.shape, dtype=bool)
                 out.append(Detection(image_name=names[start + i], anomaly_map=full, score=float(scores[i]),
                                      type_scores={c: float(types[i, k]) for k, c in enumerate(OUTLIER_CLASSES)},
-                                     mask=mask, map_peak=float(peaks[i])))
+                                     mask=mask, map_peak=float(peaks[i]), map_features=features[i]))
             bar.update(len(chunk))
         bar.close()
         return out

@@ -31,7 +31,7 @@ import pandas as pd
 from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
-from dermclean.detection.image_score import ImageScore, any_artifact_probability
+from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
 from dermclean.detection.threshold import Threshold
 
 
@@ -106,32 +106,55 @@ def _threshold_of(detector: Any, clean_dets: list[Detection], manifest_path: str
                          fitted_on=f"{split} clean images of {Path(manifest_path).name}")
 
 
+def _labelled(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows whose ruler / ink / patches labels are all known, and whether each has any of them."""
+    labels = df[list(OUTLIER_CLASSES)]
+    rows = df[labels.notna().all(axis=1).to_numpy()]
+    return rows, labels.loc[rows.index].sum(axis=1).to_numpy() > 0
+
+
+def fit_map_model(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "train",
+                  n_max: int | None = None, seed: int = 0) -> MapModel:
+    """The stacked image score's :class:`MapModel`, trained on the detector's maps of the ``split`` images
+    whose labels are complete (at most ``n_max``, a seeded draw)."""
+    manifest_path = Path(manifest_path)
+    rows, has_artifact = _labelled(_split_rows(manifest_path, split))
+    if n_max is not None and len(rows) > n_max:
+        pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=n_max, replace=False))
+        rows, has_artifact = rows.iloc[pick], has_artifact[pick]
+    dets = detector.detect(_load(rows), list(rows["image_id"]))
+    return MapModel.fit(np.stack([d.map_features for d in dets]), has_artifact,
+                        fitted_on=f"{split} images of {manifest_path.name} with complete labels")
+
+
 def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
                       seed: int = 0) -> tuple[Threshold, ImageScore | None]:
-    """The pixel threshold and, with ``detection.image_score: fitted``, the :class:`ImageScore`.
+    """The pixel threshold and, with ``detection.image_score: fitted`` or ``stacked``, the :class:`ImageScore`.
 
     Without a fitted image score this is :func:`fit_threshold`. With one, a single detection pass over
     the images of ``split`` whose labels are complete gives both: the threshold from the clean ones
     (the same images :func:`fit_threshold` uses), the image score from all of them (any of ruler / ink /
-    patches against none).
+    patches against none). ``stacked`` first trains its map model on the ``train`` split
+    (:func:`fit_map_model`, ``detection.map_model_images`` of them at most).
     """
-    if detector.config.image_score != "fitted":
+    kind = detector.config.image_score
+    if kind not in ("fitted", "stacked"):
         return fit_threshold(detector, manifest_path, split=split, seed=seed), None
     if detector.classifier is None:
-        raise ValueError("detection.image_score 'fitted' needs a noisy classifier in the bundle "
+        raise ValueError(f"detection.image_score {kind!r} needs a noisy classifier in the bundle "
                          "(diffusion.noisy_classifier); use auto or map without one")
     from dermclean.data.manifest import clean_mask
 
     manifest_path = Path(manifest_path)
-    df = _split_rows(manifest_path, split)
-    labels = df[list(OUTLIER_CLASSES)]
-    rows = df[labels.notna().all(axis=1).to_numpy()]
-    has_artifact = labels.loc[rows.index].sum(axis=1).to_numpy() > 0
+    map_model = (fit_map_model(detector, manifest_path, n_max=detector.config.map_model_images, seed=seed)
+                 if kind == "stacked" else None)
+    rows, has_artifact = _labelled(_split_rows(manifest_path, split))
     clean = clean_mask(rows).to_numpy()
     dets = detector.detect(_load(rows), list(rows["image_id"]))
     threshold = _threshold_of(detector, [d for d, c in zip(dets, clean) if c], manifest_path, split)
     p_any = any_artifact_probability(np.array([[d.type_scores[k] for k in OUTLIER_CLASSES] for d in dets]))
-    scorer = ImageScore.fit(p_any, np.array([d.map_peak for d in dets]), has_artifact,
+    scorer = ImageScore.fit(p_any, np.array([d.map_peak for d in dets]), has_artifact, map_model=map_model,
+                            features=np.stack([d.map_features for d in dets]),
                             fitted_on=f"{split} images of {manifest_path.name} with complete labels")
     return threshold, scorer
 
