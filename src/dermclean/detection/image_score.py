@@ -62,11 +62,11 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
-def map_features(anomaly_map: np.ndarray) -> np.ndarray:
+def map_features(anomaly_map: np.ndarray, level: float = MAP_LEVEL) -> np.ndarray:
     """The shape of one anomaly map ``(S, S)`` (the detector's, at the model's resolution) as the
     :data:`MAP_FEATURES` vector (float64): log quantiles and peak; log peak and 99th percentile of the
     border band (an eighth of the side: rulers lie along the edge) and log peak inside it; and, for the
-    regions where the map exceeds :data:`MAP_LEVEL` of its peak, the log of their area fraction, of
+    regions where the map exceeds ``level`` (:data:`MAP_LEVEL`) of its peak, the log of their area fraction, of
     their count + 1, of the largest one's area fraction and of its elongation (bounding extent squared
     over area: about 1 for a blob, large for a line)."""
     from scipy import ndimage
@@ -80,7 +80,7 @@ def map_features(anomaly_map: np.ndarray) -> np.ndarray:
     quantiles = np.quantile(m, [0.5, 0.9, 0.99, 0.999])
     peak = m.max()
     centre = m[~border] if (~border).any() else m.ravel()
-    regions = m > MAP_LEVEL * peak if peak > 0 else np.zeros(m.shape, dtype=bool)
+    regions = m > level * peak if peak > 0 else np.zeros(m.shape, dtype=bool)
     labels, count = ndimage.label(regions)
     largest, elongation = 0.0, 1.0
     if count:
