@@ -6,8 +6,9 @@ the image-conditioned model folder) and ``params["detection"]`` (profile applied
 ``<out-model>_imagecond`` (when ``--imagecond`` is given), ``--out`` (maps/ masks/ scores.csv
 run.json over every manifest image, keyed by image_id, from the bundle ``detection.pipeline_detector``
 names: ``guided`` or ``imagecond``) and ``--metrics``; logs an MLflow run in ``dermclean-detector``
-with both bundles. With ``detection.image_score: fitted`` the ``val_*`` image AUROCs are in-sample
-(the image score was fitted on those labels); the ``test_*`` ones are not.
+with both bundles. With ``detection.image_score: fitted`` or ``stacked`` the ``val_*`` image AUROCs are
+in-sample (the image score was fitted on those labels; a stacked score's map model on the train
+split's); the ``test_*`` ones are not.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def main() -> None:
         if detector.image_scorer is not None:
             w_classifier, w_map = detector.image_scorer.weights
             metrics.update({f"{name}_image_score_w_classifier": w_classifier, f"{name}_image_score_w_map": w_map})
+            if detector.image_scorer.map_model is not None:
+                metrics[f"{name}_map_model_n_train"] = detector.image_scorer.map_model.n_images
         log.info("%s detector saved to %s (threshold %.4f)", name, out, detector.threshold.value)
 
     manifest = read_manifest(args.manifest)

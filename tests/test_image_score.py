@@ -179,3 +179,9 @@ def test_stacked_score_trains_on_train_and_combines_on_validation(manifest, tmp_
     assert np.allclose(loaded.image_scores(maps, types).numpy(), expected, atol=1e-9)
     dets = loaded.detect([np.asarray(i) for i in (x.permute(0, 2, 3, 1).numpy() * 127.5 + 127.5).astype(np.uint8)])
     assert all(d.map_features.shape == (len(MAP_FEATURES),) for d in dets)
+    from dermclean.detection.contract import run_info
+
+    info = run_info(loaded, model=str(tmp_path / "bundle"), device="cpu", seconds=1.0, n_images=3)
+    assert info["image_score"] == "stacked" and info["image_score_fit"]["weights"] == list(scorer.weights)
+    assert info["image_score_fit"]["map_model"]["n_images"] == 7            # provenance, not the networks
+    assert "members" not in info["image_score_fit"]["map_model"]

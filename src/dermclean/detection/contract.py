@@ -60,7 +60,8 @@ def run_info(detector: Detector, *, model: str, device: Any, seconds: float, n_i
         "steps": cfg.steps, "inversion_iters": cfg.inversion_iters, "smoothing_sigma": cfg.smoothing_sigma,
         "image_size": cfg.image_size, "batch_size": cfg.batch_size, "image_score": detector.image_score_kind,
         "threshold": detector.threshold.to_dict() if detector.threshold else None,
-        "image_score_fit": detector.image_scorer.to_dict() if detector.image_score_kind == "fitted" else None,
+        "image_score_fit": (detector.image_scorer.summary() if detector.image_score_kind in ("fitted", "stacked")
+                            else None),
         "device": str(device), "n_images": n_images, "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(n_images, 1), 4),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle_meta": detector.meta,

@@ -243,6 +243,13 @@ class ImageScore:
         z = self._design(self.map_model, p_any, peak, features) @ np.asarray(self.weights) + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
+    def summary(self) -> dict:
+        """:meth:`to_dict` with the map model's provenance in place of its networks (for ``run.json``)."""
+        out = self.to_dict()
+        if self.map_model is not None:
+            out["map_model"] = {k: v for k, v in out["map_model"].items() if k not in ("members", "mean", "scale")}
+        return out
+
     def to_dict(self) -> dict:
         out = {**asdict(self), "weights": list(self.weights)}
         if self.map_model is None:
