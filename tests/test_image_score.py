@@ -139,6 +139,8 @@ def test_map_model_learns_the_shape_deterministically_and_round_trips():
         MapModel.fit(feats, np.ones_like(y))
     with pytest.raises(ValueError, match=r"expected \(N, 12\)"):
         MapModel.fit(feats[:, :5], y)
+    with pytest.raises(ValueError, match="seeds >= 1"):
+        MapModel.fit(feats, y, seeds=0)
     with pytest.raises(ValueError, match="refit it"):
         MapModel.from_dict({**model.to_dict(), "features": ["q50"]})
 

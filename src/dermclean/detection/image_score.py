@@ -121,6 +121,9 @@ class MapModel:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
 
+        if seeds < 1 or hidden < 1 or alpha < 0:
+            raise ValueError(f"MapModel.fit: expected seeds >= 1, hidden >= 1 and alpha >= 0; got seeds={seeds}, "
+                             f"hidden={hidden}, alpha={alpha}")
         x = np.asarray(features, dtype=np.float64)
         y = np.asarray(has_artifact).astype(int)
         if x.ndim != 2 or x.shape[1] != len(MAP_FEATURES) or x.shape[0] != y.shape[0]:
