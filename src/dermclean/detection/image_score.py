@@ -88,9 +88,8 @@ def map_features(anomaly_map: np.ndarray, level: float = MAP_LEVEL) -> np.ndarra
         ys, xs = np.nonzero(labels == int(np.argmax(sizes)) + 1)
         largest = float(sizes.max())
         elongation = float(max(np.ptp(ys), np.ptp(xs)) + 1) ** 2 / largest
-    log = lambda v: float(np.log(v + MAP_EPS))  # noqa: E731
-    return np.array([*(log(q) for q in quantiles), log(peak), log(m[border].max()),
-                     log(np.quantile(m[border], 0.99)), log(centre.max()),
+    values = [*quantiles, peak, m[border].max(), np.quantile(m[border], 0.99), centre.max()]
+    return np.array([*(np.log(v + MAP_EPS) for v in values),
                      np.log(regions.mean() + 1e-5), np.log1p(count), np.log(largest / m.size + 1e-5),
                      np.log(elongation)], dtype=np.float64)
 
