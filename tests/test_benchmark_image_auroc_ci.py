@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,15 +10,11 @@ import pytest
 
 from dermclean.detection.metrics import image_auroc
 from test_benchmark_image_score_cv import _detect_output
-
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_module import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("image_auroc_ci", REPO / "benchmarks" / "image_auroc_ci.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("image_auroc_ci")
 
 
 def test_interval_and_paired_gains(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from PIL import Image
 
 from dermclean.data.manifest import write_manifest
+from benchmark_module import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,10 +38,7 @@ def _manifest(tmp_path: Path) -> Path:
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("image_level", REPO / "benchmarks" / "image_level.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("image_level")
 
 
 # quick's classifier (depth 4, 2 blocks, BatchNorm) admits both layouts; 64 px and 2 steps keep it fast.

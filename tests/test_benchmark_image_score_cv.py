@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import pandas as pd
 import pytest
 
 from dermclean.data.manifest import write_manifest
-
-REPO = Path(__file__).resolve().parents[1]
+from benchmark_module import load_benchmark
 
 
 def _detect_output(tmp_path: Path, *, map_signal: bool) -> tuple[Path, Path]:
@@ -39,10 +37,7 @@ def _detect_output(tmp_path: Path, *, map_signal: bool) -> tuple[Path, Path]:
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("image_score_cv", REPO / "benchmarks" / "image_score_cv.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("image_score_cv")
 
 
 @pytest.mark.parametrize("map_signal", [True, False])

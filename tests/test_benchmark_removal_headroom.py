@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,15 +19,13 @@ from dermclean.removal.engine import RemovalConfig
 from dermclean.removal.evaluate import evaluate_removal
 from dermclean.removal.imagecond import imagecond_unet_config
 from test_removal_imagecond import skin_images
+from benchmark_module import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("removal_headroom", REPO / "benchmarks" / "removal_headroom.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("removal_headroom")
 
 
 def test_headroom_rows_agree_with_the_removal_evaluation(tmp_path):
