@@ -22,7 +22,7 @@ import pandas as pd
 
 from dermclean.config import params_parser
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.manifest import read_manifest
+from dermclean.data.manifest import labelled_rows, read_manifest
 from dermclean.detection.image_score import any_artifact_probability
 from dermclean.detection.metrics import image_auroc
 from dermclean.io import write_json
@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     manifest = read_manifest(args.manifest)
     df = manifest.merge(pd.read_csv(args.scores), on="image_id", suffixes=("", "_score"))
-    df = df[(df["split"] == args.split).to_numpy() & df[list(OUTLIER_CLASSES)].notna().all(axis=1).to_numpy()]
+    df, has_artifact = labelled_rows(df)
+    in_split = (df["split"] == args.split).to_numpy()
+    df, y = df[in_split], has_artifact[in_split].astype(int)
     if df.empty:
         parser.error(f"{args.scores}: no {args.split!r} images with complete labels")
-    y = (df[list(OUTLIER_CLASSES)].sum(axis=1) > 0).to_numpy(int)
     scores = {"score": df["score"].to_numpy(float),
               "classifier alone": any_artifact_probability(df[[f"{k}_score" for k in OUTLIER_CLASSES]].to_numpy(float))}
     if args.against is not None:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from dermclean.config import params_parser
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.manifest import read_manifest
+from dermclean.data.manifest import labelled_rows, read_manifest
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability, map_features
 from dermclean.detection.metrics import image_auroc
 from dermclean.io import write_json
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(args.manifest)
     scores = pd.read_csv(args.detections / "scores.csv")
     df = manifest.merge(scores, on="image_id", suffixes=("", "_score"))
-    labels = df[list(OUTLIER_CLASSES)]
-    df = df[labels.notna().all(axis=1).to_numpy()]
-    train, df = df[(df["split"] == "train").to_numpy()], df[(df["split"] == "val").to_numpy()]
+    df, has_artifact = labelled_rows(df)
+    in_train, in_val = (df["split"] == "train").to_numpy(), (df["split"] == "val").to_numpy()
+    train, y_train = df[in_train], has_artifact[in_train].astype(int)
+    df, y = df[in_val], has_artifact[in_val].astype(int)
     if df.empty:
         parser.error(f"{args.detections / 'scores.csv'}: no validation images with complete labels")
-    y = (df[list(OUTLIER_CLASSES)].sum(axis=1) > 0).to_numpy(int)
     p_any = any_artifact_probability(df[[f"{k}_score" for k in OUTLIER_CLASSES]].to_numpy(float))
     maps = [np.load(args.detections / "maps" / f"{i}.npy") for i in df["image_id"]]
     print(f"{len(y)} validation images, {y.sum()} with an artifact; classifier alone: AUROC {image_auroc(p_any, y):.4f}")
@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.levels and train.empty:
         print("stacked rows skipped: no training-split images with complete labels in the detect output")
     elif args.levels:
-        y_train = (train[list(OUTLIER_CLASSES)].sum(axis=1) > 0).to_numpy(int)
         train_maps = [np.load(args.detections / "maps" / f"{i}.npy") for i in train["image_id"]]
         for level in args.levels:
             model = MapModel.fit(np.stack([map_features(m, level) for m in train_maps]), y_train)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -187,3 +188,12 @@ def test_stacked_score_trains_on_train_and_combines_on_validation(manifest, tmp_
     assert info["image_score"] == "stacked" and info["image_score_fit"]["weights"] == list(scorer.weights)
     assert info["image_score_fit"]["map_model"]["n_images"] == 7            # provenance, not the networks
     assert "members" not in info["image_score_fit"]["map_model"]
+
+
+def test_labelled_rows_keeps_complete_labels_only():
+    from dermclean.data.manifest import labelled_rows
+
+    df = pd.DataFrame({"image_id": list("abcd"), "ruler": pd.array([0, 1, None, 0], dtype="Int8"),
+                       "ink": pd.array([0, 0, 0, 0], dtype="Int8"), "patches": pd.array([0, 0, 1, 1], dtype="Int8")})
+    rows, has_artifact = labelled_rows(df)
+    assert list(rows["image_id"]) == ["a", "b", "d"] and has_artifact.tolist() == [False, True, True]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dermclean.constants import ARTIFACT_FLAGS
@@ -97,6 +98,13 @@ def outlier_labels(df: pd.DataFrame) -> "pd.DataFrame":
     from dermclean.constants import OUTLIER_CLASSES
 
     return df[list(OUTLIER_CLASSES)]
+
+
+def labelled_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows whose ruler/ink/patches labels are all known, and whether each carries any of them (bool)."""
+    labels = outlier_labels(df)
+    rows = df[labels.notna().all(axis=1).to_numpy()]
+    return rows, labels.loc[rows.index].sum(axis=1).to_numpy() > 0
 
 
 def clean_mask(df: pd.DataFrame) -> pd.Series:

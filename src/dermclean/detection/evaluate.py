@@ -106,19 +106,14 @@ def _threshold_of(detector: Any, clean_dets: list[Detection], manifest_path: str
                          fitted_on=f"{split} clean images of {Path(manifest_path).name}")
 
 
-def _labelled(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows whose ruler / ink / patches labels are all known, and whether each has any of them."""
-    labels = df[list(OUTLIER_CLASSES)]
-    rows = df[labels.notna().all(axis=1).to_numpy()]
-    return rows, labels.loc[rows.index].sum(axis=1).to_numpy() > 0
-
-
 def fit_map_model(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "train",
                   n_max: int | None = None, seed: int = 0) -> MapModel:
     """The stacked image score's :class:`MapModel`, trained on the detector's maps of the ``split`` images
     whose labels are complete (at most ``n_max``, a seeded draw)."""
+    from dermclean.data.manifest import labelled_rows
+
     manifest_path = Path(manifest_path)
-    rows, has_artifact = _labelled(_split_rows(manifest_path, split))
+    rows, has_artifact = labelled_rows(_split_rows(manifest_path, split))
     if n_max is not None and len(rows) > n_max:
         pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=n_max, replace=False))
         rows, has_artifact = rows.iloc[pick], has_artifact[pick]
@@ -143,12 +138,12 @@ def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, s
     if detector.classifier is None:
         raise ValueError(f"detection.image_score {kind!r} needs a noisy classifier in the bundle "
                          "(diffusion.noisy_classifier); use auto or map without one")
-    from dermclean.data.manifest import clean_mask
+    from dermclean.data.manifest import clean_mask, labelled_rows
 
     manifest_path = Path(manifest_path)
     map_model = (fit_map_model(detector, manifest_path, n_max=detector.config.map_model_images, seed=seed)
                  if kind == "stacked" else None)
-    rows, has_artifact = _labelled(_split_rows(manifest_path, split))
+    rows, has_artifact = labelled_rows(_split_rows(manifest_path, split))
     clean = clean_mask(rows).to_numpy()
     dets = detector.detect(_load(rows), list(rows["image_id"]))
     threshold = _threshold_of(detector, [d for d, c in zip(dets, clean) if c], manifest_path, split)
