@@ -55,6 +55,11 @@ def load_params(path: str | os.PathLike[str] = "params.yaml", *, profile: str | 
     return params
 
 
+def params_seed(params: dict[str, Any]) -> int:
+    """The top-level ``seed`` of the effective params (0 when absent): the one seed every stage reads."""
+    return int(params.get("seed", 0))
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, refusing unknown keys with a message naming them."""
     data = dict(data or {})

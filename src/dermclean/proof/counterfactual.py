@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dermclean.classifier.train import predict_proba
+from dermclean.data.images import resize_map, to_tensor
 from dermclean.proof.painting import Painter
 from dermclean.proof.stats import Statistic, mean_of, ratio_of
 
@@ -86,8 +88,6 @@ class InsertionSet:
 def build_insertion_set(images: list[np.ndarray], melanoma: np.ndarray, *, artifact: str, painter: Painter,
                         size: int, seed: int) -> InsertionSet:
     """Paint ``artifact`` into each uint8 image at its own resolution, build its control, resize to ``size``."""
-    from dermclean.data.images import resize_map, to_tensor
-
     if len(images) != len(melanoma) or not images:
         raise ValueError(f"{len(images)} images and {len(melanoma)} labels: expected equal, non-zero counts")
     rng = np.random.default_rng(seed)
@@ -160,8 +160,6 @@ class InsertionPredictions:
 def predict_insertions(model: torch.nn.Module, insertion: InsertionSet, *, batch_size: int = 64,
                        device: str | torch.device | None = None) -> InsertionPredictions:
     """Run ``model`` on the original, painted and control images of ``insertion``."""
-    from dermclean.classifier.train import predict_proba
-
     return InsertionPredictions(
         original=predict_proba(model, insertion.original, batch_size=batch_size, device=device),
         painted=predict_proba(model, insertion.painted, batch_size=batch_size, device=device),

@@ -21,13 +21,19 @@ import pandas as pd
 import torch
 
 from dermclean.classifier.metrics import OperatingThreshold, auroc
+from dermclean.classifier.train import predict_proba
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.images import load_rgb, to_tensor
+from dermclean.data.manifest import image_paths, read_manifest
+from dermclean.io import read_json
 from dermclean.proof.attribution import AttributionShare, attribution_share
 from dermclean.proof.counterfactual import (InsertionPredictions, InsertionSet, build_insertion_set, flip_arrays,
                                             predict_insertions)
 from dermclean.proof.painting import Painter, heldout_painter
 from dermclean.proof.stats import Interval, bootstrap_indices, mean_of, seed_interval
 from dermclean.proof.subgroups import auroc_stat, flag_values, gap_stat
+from dermclean.proof.trap import MANIFEST, TRAP
+from dermclean.values import finite_or_none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,9 +49,6 @@ class ImageTable:
 
 
 def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int) -> ImageTable:
-    from dermclean.data.images import load_rgb, to_tensor
-    from dermclean.data.manifest import image_paths
-
     df = df.sort_values("image_id").reset_index(drop=True)
     if df.empty:
         raise ValueError(f"{manifest_path}: no rows to evaluate on")
@@ -69,11 +72,6 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
                          seed: int, trap_dir: str | os.PathLike[str] | None = None,
                          max_insertions: int | None = None, painters: dict[str, Painter] | None = None) -> EvaluationData:
     """Load the raw test split, build insertion sets for ``artifacts`` and read the trap set if given."""
-    from dermclean.data.images import load_rgb
-    from dermclean.data.manifest import image_paths, read_manifest
-    from dermclean.io import read_json
-    from dermclean.proof.trap import MANIFEST, TRAP
-
     manifest = read_manifest(manifest_path)
     test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
     data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))
@@ -119,8 +117,6 @@ def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | 
                         family: str, variant: str, seed: int, batch_size: int = 64,
                         device: str | torch.device | None = None, attribution: bool = True) -> ClassifierEvaluation:
     """Predict every evaluation set with ``model``; Grad-CAM shares on the painted insertion images."""
-    from dermclean.classifier.train import predict_proba
-
     t = float(threshold.threshold if isinstance(threshold, OperatingThreshold) else threshold)
     out = ClassifierEvaluation(family=family, variant=variant, seed=seed, threshold=t,
                                p_test=predict_proba(model, data.test.images, batch_size=batch_size, device=device))
@@ -231,8 +227,7 @@ def as_nested(values: dict[str, Interval]) -> dict[str, Any]:
         *parents, leaf = key.split("/")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                      for k, v in interval.as_dict().items()}
+        node[leaf] = {k: finite_or_none(v) for k, v in interval.as_dict().items()}
     return out
 
 

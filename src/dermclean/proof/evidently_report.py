@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from dermclean.io import atomic_path
+from dermclean.values import json_ready
 
 DEFAULT_DEFINITION = Path(__file__).resolve().parents[3] / "monitoring" / "evidently" / "shortcut_report.yaml"
 CLASSIFICATION_PRESETS = {"ClassificationPreset"}
@@ -170,13 +170,4 @@ def subgroup_report(predictions: pd.DataFrame, html_path: str | os.PathLike[str]
     out = Path(html_path)
     with atomic_path(out) as tmp:
         tmp.write_text(page)
-    return SubgroupReport(html_path=out, numbers=_finite(numbers))
-
-
-def _finite(value: Any) -> Any:
-    """JSON-ready copy: NaN/inf become ``None``."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return SubgroupReport(html_path=out, numbers=json_ready(numbers))

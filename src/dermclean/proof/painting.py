@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from dermclean.data.artifacts import HELDOUT_STYLES, STYLES, paint_artifact
+
 Painter = Callable[[np.ndarray, np.random.Generator], Any]
 
 
 def heldout_style(kind: str) -> str | None:
     """The held-out renderer style of artifact ``kind`` (``None`` when the renderer holds none out)."""
-    from dermclean.data.artifacts import HELDOUT_STYLES, STYLES
-
     held: Any = HELDOUT_STYLES
     if isinstance(held, dict):
         value = held.get(kind)
@@ -41,8 +41,6 @@ def heldout_style(kind: str) -> str | None:
 
 def heldout_painter(kind: str, *, style: str | None = None) -> Painter:
     """A :data:`Painter` for ``kind`` with ``style`` (default: :func:`heldout_style` of ``kind``)."""
-    from dermclean.data.artifacts import paint_artifact
-
     chosen = style if style is not None else heldout_style(kind)
 
     def paint(image: np.ndarray, rng: np.random.Generator) -> Any:

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from dermclean.constants import OUTLIER_CLASSES, SPLITS
+from dermclean.data.images import load_rgb, save_png, to_tensor, to_uint8
+from dermclean.data.manifest import coerce, image_paths
 from dermclean.io import atomic_path, write_json
 from dermclean.proof.painting import Painter, heldout_painter
 
@@ -105,9 +107,6 @@ def make_trap_split(manifest_df: pd.DataFrame, *, manifest_path: str | os.PathLi
     overrides the renderer altogether. Raises ``ValueError`` on an unknown artifact, a strength
     outside [0, 1], or a split with no eligible image of one class.
     """
-    from dermclean.data.images import load_rgb, save_png
-    from dermclean.data.manifest import coerce, image_paths
-
     if artifact not in OUTLIER_CLASSES:
         raise ValueError(f"proof.trap_artifact {artifact!r}; expected one of {OUTLIER_CLASSES}")
     if not 0.0 <= float(strength) <= 1.0:
@@ -174,6 +173,4 @@ def _resized(image: np.ndarray, size: int | None) -> np.ndarray:
     """``image`` resized to ``size x size`` when a side is longer than ``size``; otherwise as it is."""
     if size is None or max(image.shape[:2]) <= size:
         return image
-    from dermclean.data.images import to_tensor, to_uint8
-
     return to_uint8(to_tensor(image, size))

@@ -9,7 +9,7 @@ by hand; this searches them on validation pixel AP).
 - :mod:`~dermclean.sweep.cluster`: joining a cluster / starting Ray, shipping the package;
 - :mod:`~dermclean.sweep.mlflow_log`: child runs; :mod:`~dermclean.sweep.plots`: the (L, s) figure;
 - :mod:`~dermclean.sweep.results`: records, overhead, ``sweep_best.yaml``;
-- :mod:`~dermclean.sweep.run`: :func:`run_sweep`, the entry point of the CLI and the pipeline script.
+- :mod:`~dermclean.sweep.run`: :func:`run_sweep`, behind the ``dermclean sweep`` command.
 """
 
 from dermclean.sweep.results import SweepResult, TrialRecord, Timing, measure_overhead, write_best_params

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dermclean
 from dermclean.env import TELEMETRY_OFF
 
 
@@ -52,8 +53,6 @@ def resolve_address(explicit: str | None, configured: str | None) -> str | None:
 
 def package_runtime_env() -> dict:
     """``runtime_env`` that ships the driver's ``dermclean`` package and turns telemetry off on workers."""
-    import dermclean
-
     package_dir = Path(dermclean.__file__).resolve().parent
     env_vars = {k: os.environ.get(k, v) for k, v in TELEMETRY_OFF.items()}
     return {"py_modules": [str(package_dir)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}

@@ -15,7 +15,6 @@ never holds half-logged trials. A trial re-run after an interruption replaces it
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from ray.tune import Callback
 
 from dermclean.sweep.space import SWEPT_KEYS
 from dermclean.sweep.trial import REPORTED_METRICS
+from dermclean.values import is_finite
 
 TRIAL_METRICS: tuple[str, ...] = (*REPORTED_METRICS, "duration_s", "effective_noise_level", "effective_steps")
 """The numbers a trial reports that become child-run metrics (when present and finite)."""
@@ -77,14 +77,14 @@ class ChildRunLogger(Callback):
             client.delete_run(old.info.run_id)
         now_ms = int(time.time() * 1000)
         duration = result.get("duration_s")
-        start_ms = now_ms - int(1000 * duration) if _finite(duration) else now_ms
+        start_ms = now_ms - int(1000 * duration) if is_finite(duration) else now_ms
         tags = {**self.tags, "mlflow.parentRunId": self.parent_run_id, "ray_trial_id": trial_id,
                 "sweep": self.sweep_name, "trial_status": "error" if failed else "ok"}
         run = client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
                                 run_name=trial_run_name(trial_id, config))
         params = [Param(key, str(config[key])) for key in SWEPT_KEYS if key in config]
         metrics = [Metric(key, float(result[key]), now_ms, 0) for key in TRIAL_METRICS
-                   if _finite(result.get(key))]
+                   if is_finite(result.get(key))]
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
         client.set_terminated(run.info.run_id, status="FAILED" if failed else "FINISHED", end_time=now_ms)
         return run.info.run_id
@@ -99,10 +99,3 @@ def trial_run_name(trial_id: str, config: dict[str, Any]) -> str:
         parts.append(f"s{float(config['guidance_scale']):.3g}")
     parts += [str(config[k]) for k in ("guidance", "steps") if k in config]
     return "-".join(parts)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

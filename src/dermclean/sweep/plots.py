@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dermclean.io import atomic_path
+from dermclean.values import is_finite
 
 _MARKERS = {"cfg": "o", "classifier": "s", "none": "^"}
 
@@ -32,9 +35,8 @@ def plot_ap_surface(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    done = [r for r in rows if _finite(r.get(metric))]
+    done = [r for r in rows if is_finite(r.get(metric))]
     if not done:
         raise ValueError(f"no trial has a finite {metric!r}; nothing to plot")
     values = np.array([float(r[metric]) for r in done])
@@ -98,10 +100,3 @@ def plot_ap_surface(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return out
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False

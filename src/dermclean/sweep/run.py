@@ -24,18 +24,29 @@ resume_errored=True)`` and reopens the same MLflow parent run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import re
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dermclean import tracking
+from dermclean.config import load_params, params_seed
+from dermclean.detection import load_detector
+from dermclean.detection.evaluate import fit_threshold
 from dermclean.io import read_json, write_json
+from dermclean.sweep.cluster import ray_session, resolve_address
+from dermclean.sweep.plots import plot_ap_surface
 from dermclean.sweep.resume import MARKER, SweepError, find_resumable, fingerprint_inputs
 from dermclean.sweep.results import SweepResult, TrialRecord, measure_overhead, write_best_params
 from dermclean.sweep.space import SWEPT_KEYS, SweepConfig, default_point, sweep_config_from_params
+from dermclean.sweep.trial import TrialContext, tune_trial
+from dermclean.values import is_finite
 
 EXPERIMENT = "dermclean-detector"
 log = logging.getLogger(__name__)
@@ -76,10 +87,7 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
     name = name or f"sweep-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     experiment_path = storage / name
 
-    from dermclean.sweep.cluster import ray_session, resolve_address
-    from dermclean.tracking import configure_tracking
-
-    tracking_uri = configure_tracking(root)
+    tracking_uri = tracking.configure_tracking(root)
     session_start = time.time()
     with ray_session(resolve_address(address, cfg.address), num_cpus=cfg.num_cpus) as session, \
             _parent_run(params, name=name, experiment_path=experiment_path, resumed=resumed,
@@ -130,15 +138,13 @@ def sweep_from_files(*, params_path: str | os.PathLike[str] = "params.yaml",
                      best_path: str | os.PathLike[str] = "sweep_best.yaml", address: str | None = None,
                      resume: bool = False, fresh: bool = False, profile: str | None = None,
                      storage_path: str | os.PathLike[str] | None = None, device: str | None = None) -> SweepResult:
-    """:func:`run_sweep` from files, for the CLI and ``pipelines/sweep.py``.
+    """:func:`run_sweep` from files, for the ``dermclean sweep`` command.
 
     Params come from ``params_path`` (profile applied, *without* ``sweep_best.yaml``: the sweep starts
     from params.yaml's own detection values); the repository root is ``params_path``'s folder.
     ``resume=True`` insists on resuming, ``fresh=True`` always starts a new sweep; neither resumes a
     matching unfinished sweep when there is one.
     """
-    from dermclean.config import load_params
-
     if resume and fresh:
         raise SweepError("--resume and --fresh exclude each other")
     params_path = Path(params_path).resolve()
@@ -153,15 +159,11 @@ def sweep_from_files(*, params_path: str | os.PathLike[str] = "params.yaml",
 def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Path, experiment_path: Path,
            detector_dir: Path, manifest_path: Path, device: str | None, resumed: bool, tracking_uri: str,
            parent: Any):
-    import warnings
-
     import optuna
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from dermclean.sweep.mlflow_log import ChildRunLogger
-    from dermclean.sweep.trial import TrialContext, tune_trial
-    from dermclean.tracking.runs import ensure_experiment
+    from dermclean.sweep.mlflow_log import ChildRunLogger  # a Ray Tune callback: imports Ray
 
     context = TrialContext(detector_dir=str(detector_dir), manifest_path=str(manifest_path), split=cfg.split,
                            max_images=cfg.max_images, seed=int(cfg.seed), device=device,
@@ -178,7 +180,7 @@ def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Pat
         log.warning("params' detection values %s lie outside sweep.space; the sweep has no default trial to "
                     "compare with", default)
     search = OptunaSearch(space=cfg.space, metric=cfg.metric, mode="max", sampler=sampler, points_to_evaluate=points)
-    logger = ChildRunLogger(tracking_uri=tracking_uri, experiment_id=ensure_experiment(EXPERIMENT),
+    logger = ChildRunLogger(tracking_uri=tracking_uri, experiment_id=tracking.ensure_experiment(EXPERIMENT),
                             parent_run_id=parent.info.run_id, sweep_name=name,
                             tags={k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")})
     return tune.Tuner(
@@ -209,11 +211,11 @@ def _records(grid: Any, default: dict[str, Any]) -> list[TrialRecord]:
             guidance=str(swept["guidance"]), noise_level=int(swept["noise_level"]),
             guidance_scale=float(swept["guidance_scale"]), steps=int(swept["steps"]),
             **{k: float(metrics[k]) for k in ("pixel_ap", "image_auroc", "dice", "seconds_per_image", "duration_s")
-               if _finite(metrics.get(k))},
-            n_images=int(metrics["n_images"]) if _finite(metrics.get("n_images")) else 0,
+               if is_finite(metrics.get(k))},
+            n_images=int(metrics["n_images"]) if is_finite(metrics.get("n_images")) else 0,
             effective_noise_level=_int_or_none(metrics.get("effective_noise_level")),
             effective_steps=_int_or_none(metrics.get("effective_steps")),
-            finished_at=float(metrics["timestamp"]) if _finite(metrics.get("timestamp")) else None,
+            finished_at=float(metrics["timestamp"]) if is_finite(metrics.get("timestamp")) else None,
             is_default=_same_point(swept, default), error=_error_line(result.error)))
     rows.sort(key=lambda r: r.index)
     return rows
@@ -226,12 +228,8 @@ def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord]
     """Fit the best configuration's threshold, write and log sweep_best.yaml, summary, threshold, figure."""
     import mlflow
 
-    from dermclean.detection import load_detector
-    from dermclean.detection.evaluate import fit_threshold
-    from dermclean.sweep.plots import plot_ap_surface
-
     detector = load_detector(detector_dir, device=device).with_config(**best.detection)
-    threshold = fit_threshold(detector, manifest_path, split="val", seed=int(params.get("seed", 0))).to_dict()
+    threshold = fit_threshold(detector, manifest_path, split="val", seed=params_seed(params)).to_dict()
     write_json(out_dir / "threshold.json", threshold)
     write_best_params(out_params, best.detection)
     figure = plot_ap_surface([r.to_dict() for r in rows if r.status == "ok"], out_dir / "sweep_ap.png",
@@ -255,7 +253,7 @@ def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord]
                         "overhead_fraction": timing.overhead_fraction, "n_trials": len(rows),
                         "drain_idle_s": timing.drain_idle_s,
                         **{k: v for k in ("overhead_vs_trial_time", "orchestration_vs_trial_time")
-                           if (v := getattr(timing, k)) is not None and math.isfinite(v)}})
+                           if is_finite(v := getattr(timing, k))}})
     mlflow.log_params({f"best.{k}": v for k, v in best.detection.items()})
     for path in (out_params, figure, result.summary_path, out_dir / "threshold.json"):
         mlflow.log_artifact(str(path), artifact_path="sweep")
@@ -266,20 +264,16 @@ def _parent_run(params: dict[str, Any], *, name: str, experiment_path: Path, res
     """The sweep's MLflow parent run: a new one, or the resumed sweep's own (from its marker)."""
     import mlflow
 
-    from dermclean.tracking import start_run
-
     if resumed:
         return mlflow.start_run(run_id=read_json(experiment_path / MARKER)["parent_run_id"])
     logged = {"profile": params.get("profile"), "sweep": params.get("sweep") or {},
               "detection": params.get("detection") or {}}
-    return start_run(EXPERIMENT, name, params=logged, data_paths=data_paths,
+    return tracking.start_run(EXPERIMENT, name, params=logged, data_paths=data_paths,
                      tags={"sweep": name, "ray_experiment_path": str(experiment_path), "run_kind": "sweep"})
 
 
 def _drop_unusable_guidance(cfg: SweepConfig, detector_dir: Path) -> SweepConfig:
     """Classifier guidance needs the bundle's noisy classifier; without one it leaves the space (logged)."""
-    import dataclasses
-
     if "classifier" in cfg.space.guidance and not (detector_dir / "noisy_classifier").is_dir():
         kinds = tuple(k for k in cfg.space.guidance if k != "classifier")
         if not kinds:
@@ -291,8 +285,6 @@ def _drop_unusable_guidance(cfg: SweepConfig, detector_dir: Path) -> SweepConfig
 
 
 def _space_dict(cfg: SweepConfig) -> dict[str, Any]:
-    import dataclasses
-
     return dataclasses.asdict(cfg.space)
 
 
@@ -304,16 +296,12 @@ def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _trial_index(path: str) -> int:
     """The trial's number in the sweep (1, 2, ...), from Tune's folder name ``<trainable>_<id>_<n>_<config>``."""
-    import re
-
     found = re.match(r"^.+?_[0-9a-f]{5,}_(\d+)(?:_|$)", Path(path).name)
     return int(found.group(1)) if found else 10**9
 
 
 def _error_line(error: Any) -> str | None:
     """The last line of a trial's error (the exception and its message), without terminal colours."""
-    import re
-
     if not error:
         return None
     lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
@@ -325,12 +313,5 @@ def _abs(path: str | os.PathLike[str], root: Path) -> Path:
     return (path if path.is_absolute() else root / path).resolve()
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if _finite(value) else None
+    return int(value) if is_finite(value) else None

@@ -24,6 +24,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from dermclean.config import params_seed
+from dermclean.detection.config import GUIDANCE_KINDS
+
 SWEPT_KEYS: tuple[str, ...] = ("noise_level", "guidance_scale", "guidance", "steps")
 """The detection keys a trial overrides (and ``sweep_best.yaml`` writes)."""
 
@@ -138,8 +141,6 @@ def build_search_space(raw: dict[str, Any] | None) -> SearchSpace:
     if not 0 < scale.low <= scale.high:
         raise SweepConfigError(f"sweep.space.guidance_scale is {raw['guidance_scale']}; expected 0 < low <= high "
                                "(sampled log-uniformly)")
-    from dermclean.detection.config import GUIDANCE_KINDS  # the detection package's own list
-
     kinds = tuple(str(k) for k in _as_list(raw["guidance"], "sweep.space.guidance"))
     bad = [k for k in kinds if k not in GUIDANCE_KINDS]
     if bad or not kinds:
@@ -160,7 +161,7 @@ def sweep_config_from_params(params: dict[str, Any]) -> SweepConfig:
     if unknown:
         raise SweepConfigError(f"sweep: unknown keys {unknown}; expected a subset of {sorted(names)}")
     if raw.get("seed") is None:
-        raw["seed"] = int(params.get("seed", 0))
+        raw["seed"] = params_seed(params)
     resources = {str(k): float(v) for k, v in (raw.pop("resources", None) or {"cpu": 1}).items()}
     config = SweepConfig(space=space, resources=resources, **raw)
     if int(config.num_samples) < 1 or int(config.max_concurrent) < 1:

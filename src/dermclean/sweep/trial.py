@@ -19,6 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from dermclean.detection import load_detector
+from dermclean.detection.anomaly import ddim_grid
+from dermclean.detection.evaluate import evaluate_detector
 from dermclean.sweep.space import SWEPT_KEYS
 
 REPORTED_METRICS: dict[str, str] = {
@@ -61,11 +66,6 @@ def evaluate_config(config: dict[str, Any], context: TrialContext) -> dict[str, 
     the imports, which a reused worker pays once) and, for a
     guided bundle, the ``effective_noise_level`` / ``effective_steps`` of the DDIM grid.
     """
-    import torch
-
-    from dermclean.detection import load_detector
-    from dermclean.detection.evaluate import evaluate_detector
-
     missing = [k for k in SWEPT_KEYS if k not in config]
     if missing:
         raise ValueError(f"trial config {config} lacks {missing}; expected the keys {list(SWEPT_KEYS)}")
@@ -80,8 +80,6 @@ def evaluate_config(config: dict[str, Any], context: TrialContext) -> dict[str, 
     out: dict[str, Any] = {name: _number(metrics.get(key)) for name, key in REPORTED_METRICS.items()}
     out["duration_s"] = duration
     if detector.detector_kind == "guided":
-        from dermclean.detection.anomaly import ddim_grid
-
         grid = ddim_grid(detector.unet.module.config.num_train_timesteps, int(config["noise_level"]),
                          int(config["steps"]))
         out["effective_noise_level"], out["effective_steps"] = grid.noise_level, grid.steps
