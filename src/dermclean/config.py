@@ -3,7 +3,8 @@
 ``params.yaml`` holds every section (``data``, ``diffusion``, ``detection`` ...) at the size of
 the ``tiny`` profile, and ``profiles.<name>`` holds overrides for ``cpu`` and ``gpu``. The
 selected profile is ``profile:`` in params.yaml (``dvc exp run -S profile=cpu``). A
-``sweep_best.yaml`` written by ``dermclean sweep`` overrides ``detection`` last (see README).
+``sweep_best.yaml`` written by ``dermclean sweep`` overrides ``detection`` last (docs/method.md,
+"Precedence of detection parameters").
 """
 
 from __future__ import annotations

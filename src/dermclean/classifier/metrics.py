@@ -2,7 +2,7 @@
 
 :func:`auroc` is the Mann-Whitney form (ties count one half), fast enough to run thousands of
 times inside a bootstrap. :func:`fit_operating_threshold` chooses the operating point on
-*validation* data only (RESEARCH.md, "Measuring honestly").
+*validation* data only (docs/method.md, "Measuring honestly").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``detect`` contract (issue 3): a folder of images in, maps / masks / scores / provenance out.
+"""The ``detect`` contract: a folder of images in, maps / masks / scores / provenance out.
 
 ``run_detect_dir(images_dir, out_dir, *, model, device, batch_size, overwrite)`` writes::
 

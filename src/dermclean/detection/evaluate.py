@@ -1,4 +1,4 @@
-"""Evaluate a detector on a manifest split, honestly (issue 3, RESEARCH.md "Measuring honestly").
+"""Evaluate a detector on a manifest split, honestly (docs/method.md, "Measuring honestly").
 
 (a) **Painted artifacts, exact masks**: images of the split whose labels say they carry none of
     ruler/ink/patches get one artifact each (kinds in turn) painted by the insertion renderers in

@@ -26,7 +26,7 @@ training-split outputs are overconfident; the two are therefore combined on vali
 ``fitted``. Both are plain numbers in ``image_score.json`` (no pickled objects).
 
 Why: the classifier looks at the whole image, the map at where something does not belong; on the real
-set's validation split the map adds what the classifier misses (README, "image-level detector"), and
+set's validation split the map adds what the classifier misses (docs/experiments.md, "Image-level score"), and
 its shape (a long line along the border is a ruler) more than its peak alone.
 """
 
@@ -45,7 +45,7 @@ MAP_FEATURES: tuple[str, ...] = ("q50", "q90", "q99", "q999", "peak", "border_pe
 """What :func:`map_features` returns, in order."""
 
 MAP_LEVEL = 0.3
-"""Regions of a map are where it exceeds this fraction of its own peak (chosen on validation, README)."""
+"""Regions of a map are where it exceeds this fraction of its own peak (chosen on validation, docs/experiments.md)."""
 
 MAP_EPS = 1e-4
 """Floor of the map values before their logs in :func:`map_features`."""

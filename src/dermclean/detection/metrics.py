@@ -1,4 +1,4 @@
-"""Detection metrics (torchmetrics where it fits), reported the honest way (see RESEARCH.md):
+"""Detection metrics (torchmetrics where it fits), reported the honest way (docs/method.md, "Measuring honestly"):
 pixel average precision first, pixel AUROC (inflated by the large background), Dice at the fitted
 threshold, false-positive area on clean images, image-level AUROC.
 

@@ -178,7 +178,7 @@ class NoisyClassifier(nn.Module):
     strided downsampling; the timestep embedding is added, per channel, after the stem and after each
     stage, and its ``fc`` is replaced by a linear head on global average pooling. BatchNorm only. On
     the real set it scores higher than ``preact`` on validation at the same budget, not on the test
-    split (README, "the image-level detector against the supervised reference").
+    split (docs/experiments.md, "Image-level detector against the supervised reference").
     """
 
     def __init__(self, config: NoisyClassifierConfig) -> None:

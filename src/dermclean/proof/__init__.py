@@ -1,4 +1,4 @@
-"""Evidence of shortcut learning, and of its reduction by cleaning (issue 5).
+"""Evidence of shortcut learning, and of its reduction by cleaning (docs/method.md, "Measuring honestly").
 
 - :mod:`.trap`: Bissoto et al. trap sets (painted with a held-out renderer style);
 - :mod:`.counterfactual`: Winkler et al. / Nauta et al. insertion with a same-shape skin control;

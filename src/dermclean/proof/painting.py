@@ -2,7 +2,7 @@
 
 The trap sets and the counterfactual insertions paint with :func:`dermclean.data.artifacts.paint_artifact`
 using a style in ``HELDOUT_STYLES`` -- a style the removal models never saw in training -- so that
-cleaning is not judged on the style it was trained to remove (issue 5). A :data:`Painter` is any
+cleaning is not judged on the style it was trained to remove. A :data:`Painter` is any
 callable ``(image uint8 HxWx3, rng) -> record with image, mask (bool HxW), style``; tests may pass
 their own renderer.
 """

@@ -1,6 +1,6 @@
 """Confidence intervals: a paired bootstrap over test images, combined across training seeds.
 
-Method (stated in the README's results table):
+Method (stated with the proof tables in docs/results/):
 
 1. One set of ``B`` bootstrap resamples of the test images is drawn once
    (:func:`bootstrap_indices`, seeded), and the *same* resamples are used for every classifier --

@@ -1,4 +1,4 @@
-"""Promotion gates (issue 5, "Registry"): pure functions over plain numbers.
+"""Promotion gates of the MLflow registry: pure functions over plain numbers.
 
 Detectors (Wolleb et al. 2022 guided maps, Baugh et al. 2024 image-conditioned maps) are promoted
 when their *validation* pixel AP and image AUROC are not below the current champion's (minus
