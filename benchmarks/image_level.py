@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
-from dermclean.config import from_dict, load_params, params_parser
+from dermclean.config import from_dict, load_params, params_parser, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
 from dermclean.detection.image_score import any_artifact_probability
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    seed = int(params.get("seed", 0))
+    seed = params_seed(params)
     train = load_split(args.manifest, "train", config.input_size)
     val = load_split(args.manifest, "val", config.input_size)
     test = load_split(args.manifest, "test", config.input_size)

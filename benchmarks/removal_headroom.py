@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dermclean.config import from_dict, load_params, params_parser
+from dermclean.config import from_dict, load_params, params_parser, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     params = load_params(args.params, profile=args.profile)
-    seed = int(params.get("seed", 0))
+    seed = params_seed(params)
     config = from_dict(RemovalConfig, {"seed": seed, **params["removal"], "methods": ["imagecond", "telea"]},
                        where=f"{args.params}: removal")  # as the clean stage builds it
     df = read_manifest(args.manifest)

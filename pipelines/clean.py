@@ -20,13 +20,13 @@ from pathlib import Path
 
 import mlflow
 
-from dermclean.config import from_dict, load_params
+from dermclean.config import from_dict, load_params, params_seed
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
 from dermclean.removal import build_cleaned_dataset, evaluate_removal
 from dermclean.removal.engine import RemovalConfig
-from dermclean.removal.evaluate import flat_metrics
 from dermclean.tracking import configure_tracking, start_run
+from dermclean.values import flat_metrics
 
 EXPERIMENT = "dermclean-removal"
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    seed = int(params["seed"])
+    seed = params_seed(params)
     config = from_dict(RemovalConfig, {"seed": seed, **params["removal"]}, where=f"{args.params}: removal")
     device = str(pick_device(args.device))
     models = {"inpaint": args.diffusion / "unet", "imagecond": args.imagecond, "telea": None}

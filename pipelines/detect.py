@@ -17,10 +17,11 @@ import argparse
 import logging
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 
-from dermclean.config import load_params
+from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
@@ -30,6 +31,8 @@ from dermclean.detection.evaluate import fit_on_validation
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
+from dermclean.tracking import log_model_folder, start_run
+from dermclean.values import flat_metrics, json_ready
 
 log = logging.getLogger("detect")
 
@@ -66,10 +69,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parse()
     params = load_params(args.params, overrides=[args.params.parent / "sweep_best.yaml"])
-    seed = int(params.get("seed", 0))
+    seed = params_seed(params)
     section = dict(params["detection"])
     chosen = section.pop("pipeline_detector", "guided")
-    config = DetectionConfig.from_dict(section, where=f"{args.params}: detection")
+    config = from_dict(DetectionConfig, section, where=f"{args.params}: detection")
     classifier_dir = args.diffusion / "noisy_classifier"
     classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
 
@@ -114,17 +117,13 @@ def main() -> None:
                                                for i in scores["image_id"]]))
     metrics.update(_split_aurocs(scores, manifest))
     _track(params, args, bundles, metrics)
-    write_json(args.metrics, {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()})
+    write_json(args.metrics, json_ready(metrics))
 
 
 def _track(params: dict, args: argparse.Namespace, bundles: dict, metrics: dict) -> None:
-    import mlflow
-
-    from dermclean.tracking import log_model_folder, start_run
-
     with start_run("dermclean-detector", "detect", params=params, data_paths=[args.manifest.parent],
                    tags={"stage": "detect"}) as run:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v == v})
+        mlflow.log_metrics(flat_metrics(metrics))
         for name, (_, out) in bundles.items():
             uri = log_model_folder(out, name="model" if name == "guided" else f"model_{name}")
             write_json(out / "mlflow_run.json", {"run_id": run.info.run_id, "model_uri": uri,

@@ -14,13 +14,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from dermclean.config import load_params
+import mlflow
+
+from dermclean.config import load_params, params_seed
 from dermclean.detection import load_detector
 from dermclean.detection.classical import ClassicalConfig, ClassicalDetector
 from dermclean.detection.evaluate import EvaluationResult, evaluate_detector_full, fit_threshold
 from dermclean.detection.figures import save_grid, save_pr_curves
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
+from dermclean.tracking import start_run
+from dermclean.values import flat_metrics, json_ready
 
 log = logging.getLogger("evaluate_detection")
 
@@ -63,7 +67,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parse()
     params = load_params(args.params, overrides=[args.params.parent / "sweep_best.yaml"])
-    seed = int(params.get("seed", 0))
+    seed = params_seed(params)
     found = variants(args, seed)
     results: dict[str, EvaluationResult] = {}
     for name, detector in found["detectors"].items():
@@ -79,9 +83,9 @@ def main() -> None:
            for kind, d in gated.items() if d is not None}
     out = {"configured": found["configured"], **summary, "detectors": {n: r.metrics for n, r in results.items()},
            "val": val}
-    write_json(args.plots / "detection_eval.json", _json_safe(out))
+    write_json(args.plots / "detection_eval.json", json_ready(out))
     _track(params, args, results, [f for f in figures if f is not None], summary)
-    write_json(args.out_metrics, _json_safe(out))
+    write_json(args.out_metrics, json_ready(out))
 
 
 def _summary(results: dict[str, EvaluationResult], configured: str) -> dict:
@@ -92,25 +96,11 @@ def _summary(results: dict[str, EvaluationResult], configured: str) -> dict:
             "guided_beats_baselines": bool(baselines) and all(best_guided > b for b in baselines)}
 
 
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
 def _track(params: dict, args: argparse.Namespace, results: dict, figures: list[Path], summary: dict) -> None:
-    import mlflow
-
-    from dermclean.tracking import start_run
-
     with start_run("dermclean-detector", "evaluate_detection", params=params, data_paths=[args.manifest.parent],
                    tags={"stage": "evaluate_detection"}):
-        for name, result in results.items():
-            mlflow.log_metrics({f"{name}.{k}": float(v) for k, v in result.metrics.items()
-                                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v})
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and v == v})
+        mlflow.log_metrics(flat_metrics({name: result.metrics for name, result in results.items()}))
+        mlflow.log_metrics(flat_metrics(summary))
         for figure in figures:
             mlflow.log_artifact(str(figure), artifact_path="figures")
 

@@ -31,13 +31,17 @@ from typing import Any
 
 import numpy as np
 
+from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
-from dermclean.config import load_params
+from dermclean.config import load_params, params_seed
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, read_json, write_json
+from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
                                       paired_difference, prediction_table, summarize_group, val_trap_gap)
 from dermclean.proof.evidently_report import load_report_definition, subgroup_report
+from dermclean.tracking import configure_tracking
+from dermclean.values import is_finite, json_ready
 
 METHOD = ("95 % percentile bootstrap over test images ({n_boot} resamples shared by every classifier, so "
           "differences are paired); each replicate is the mean over seeds {seeds}; point = mean over seeds of "
@@ -73,14 +77,11 @@ def log_to_run(model_dir: Path, html: Path, figures: dict[str, float]) -> None:
     client = MlflowClient()
     client.log_artifact(run_id, str(html), artifact_path="shortcut_report")
     for key, value in figures.items():
-        if value is not None and np.isfinite(value):
+        if is_finite(value):
             client.log_metric(run_id, key, float(value))
 
 
 def headline(evaluation, data, trap_artifact: str | None) -> dict[str, float]:
-    from dermclean.classifier.metrics import auroc
-    from dermclean.proof.counterfactual import flip_arrays
-
     out = {"shortcut/id_auroc": auroc(data.test.y, evaluation.p_test)}
     if trap_artifact in evaluation.insertions:
         ins = evaluation.insertions[trap_artifact]
@@ -104,12 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
-
-    from dermclean.tracking import configure_tracking
-
     params = load_params(args.params)
     proof = params["proof"]
-    seed, n_boot = int(params["seed"]), int(proof.get("bootstrap", 1000))
+    seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
     device = pick_device(args.device)
     configure_tracking()
     definition = load_report_definition(args.definition)
@@ -174,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if m["family"] == "natural":
             val_aurocs.setdefault(m["variant"], []).append(float(loaded[m["dir"]].meta.get("val_auroc", np.nan)))
     metrics.update(choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs))
-    write_json(args.metrics, _clean(metrics))
+    write_json(args.metrics, json_ready(metrics))
     print(f"reports in {args.out}; metrics in {args.metrics}")
     return 0
 
@@ -212,20 +210,6 @@ def choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs:
                 "trap_gap_intervals_disjoint": not best_i["trap/test/gap"].overlaps(raw_i["trap/test/gap"])})
     out["bar"] = bar
     return out
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 if __name__ == "__main__":

@@ -39,11 +39,15 @@ from dermclean.classifier.metrics import fit_operating_threshold
 from dermclean.classifier.model import ClassifierConfig
 from dermclean.classifier.predict import save_classifier
 from dermclean.classifier.train import predict_proba, train_classifier
-from dermclean.config import load_params
+from dermclean.config import from_dict, load_params, params_seed
 from dermclean.data.dataset import ManifestDataset
 from dermclean.data.manifest import read_manifest, write_manifest
+from dermclean.detection.contract import run_detect_dir
 from dermclean.env import pick_device
 from dermclean.io import write_json
+from dermclean.proof.trap import TRAIN_IMAGES, make_trap_split
+from dermclean.removal.clean_dir import run_clean_dir
+from dermclean.removal.engine import RemovalConfig
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 
 EXPERIMENT = "dermclean-classifier"
@@ -69,17 +73,11 @@ def variants(manifest: Path, cleaned: Path) -> dict[str, Path]:
 def build_trap_sets(params: dict, manifest: Path, methods: list[str], args: argparse.Namespace) -> dict[str, Path]:
     """Paint the raw trap set, detect on its train+val images once, then clean them with each method
     inside those masks; variant -> manifest."""
-    from dermclean.config import from_dict
-    from dermclean.detection.contract import run_detect_dir
-    from dermclean.proof.trap import TRAIN_IMAGES, make_trap_split
-    from dermclean.removal.clean_dir import run_clean_dir
-    from dermclean.removal.engine import RemovalConfig
-
     proof = params["proof"]
     raw_dir = args.trap_out / "raw"
     trap = make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=raw_dir,
                            artifact=proof["trap_artifact"], strength=float(proof["trap_strength"]),
-                           seed=int(params["seed"]), heldout_style=proof.get("trap_style"),
+                           seed=params_seed(params), heldout_style=proof.get("trap_style"),
                            artifact_with=proof.get("trap_with", "melanoma"), size=proof.get("trap_size"))
     out = {"raw": trap.manifest_path}
     removal = from_dict(RemovalConfig, params.get("removal"), where=f"{args.params}: removal")

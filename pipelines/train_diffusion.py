@@ -26,7 +26,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from dermclean.config import from_dict, load_params
+from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
 from dermclean.diffusion.noisy_classifier import (
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    diff, seed, size = params["diffusion"], int(params["seed"]), int(params["data"]["image_size"])
+    diff, seed, size = params["diffusion"], params_seed(params), int(params["data"]["image_size"])
     device = pick_device(args.device)
     progress = not args.no_progress
     unet_cfg = from_dict(UNetConfig, {**diff["unet"], "sample_size": size, "num_classes": len(OUTLIER_CLASSES)},

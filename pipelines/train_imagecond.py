@@ -22,17 +22,18 @@ from pathlib import Path
 
 import mlflow
 
-from dermclean.config import from_dict, load_params
+from dermclean.config import from_dict, load_params, params_seed
 from dermclean.diffusion.train import TrainConfig, checkpoint_key
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
 from dermclean.modelio import save_model_dir
 from dermclean.removal.engine import RemovalConfig
-from dermclean.removal.evaluate import evaluate_removal, flat_metrics
+from dermclean.removal.evaluate import evaluate_removal
 from dermclean.removal.imagecond import (
     CorruptionConfig, heldout_styles, imagecond_unet_config, load_clean_images, train_imagecond,
 )
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
+from dermclean.values import flat_metrics
 
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    ic, seed, size = dict(params["imagecond"]), int(params["seed"]), int(params["data"]["image_size"])
+    ic, seed, size = dict(params["imagecond"]), params_seed(params), int(params["data"]["image_size"])
     device = pick_device(args.device)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train_cfg = from_dict(TrainConfig, {"seed": seed, **ic["train"]}, where=f"{args.params}: imagecond.train")

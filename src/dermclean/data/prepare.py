@@ -23,10 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-from dermclean.config import from_dict
+from dermclean.config import from_dict, params_seed
 from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.data.download import DownloadConfig, download_isic
 from dermclean.data.manifest import coerce, relative_to_manifest, write_manifest
+from dermclean.data.readers import read_folder, read_isic_metadata
 from dermclean.data.splits import assign_splits, split_counts
+from dermclean.data.synthetic import SyntheticConfig, generate_dataset
 from dermclean.io import atomic_path
 
 SOURCES: tuple[str, ...] = ("synthetic", "folder", "isic")
@@ -55,19 +58,12 @@ def _read_source(params: dict[str, Any], *, repo_root: Path, build: Path) -> pd.
     data = params["data"]
     source = data.get("source")
     if source == "synthetic":
-        from dermclean.data.synthetic import SyntheticConfig, generate_dataset
-
-        config = from_dict(SyntheticConfig, {"seed": params.get("seed", 0), **(data.get("synthetic") or {})},
+        config = from_dict(SyntheticConfig, {"seed": params_seed(params), **(data.get("synthetic") or {})},
                            where="data.synthetic")
         return generate_dataset(build, config)
     if source == "folder":
-        from dermclean.data.readers import read_folder
-
         return read_folder(repo_root / str(data.get("folder", "")))
     if source == "isic":
-        from dermclean.data.download import DownloadConfig, download_isic
-        from dermclean.data.readers import read_isic_metadata
-
         config = from_dict(DownloadConfig, data.get("download"), where="data.download")
         out_dir = repo_root / config.out_dir
         metadata = out_dir / "metadata.csv"
@@ -96,7 +92,7 @@ def prepare_dataset(params: dict[str, Any], *, repo_root: Path, out_dir: Path) -
         df = _relative(coerce(df, where=f"data.source={data['source']}"), built_in=build,
                        manifest_path=out_dir / "manifest.csv")
         df = assign_splits(df, val=float(splits.get("val", 0.2)), test=float(splits.get("test", 0.2)),
-                           seed=int(params.get("seed", 0)))
+                           seed=params_seed(params))
         write_manifest(df, build / "manifest.csv")
     return coerce(df)
 

@@ -27,12 +27,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
+from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
+from dermclean.data.images import load_rgb, resize_map
+from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read_manifest
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
 from dermclean.detection.threshold import Threshold
+from dermclean.values import plain
 
 
 @dataclass
@@ -63,8 +68,6 @@ def _as_detector(detector_like: Any, device: str | None):
 
 
 def _split_rows(manifest_path: Path, split: str) -> pd.DataFrame:
-    from dermclean.data.manifest import image_paths, read_manifest
-
     df = read_manifest(manifest_path)
     df = df[df["split"] == split].reset_index(drop=True)
     if df.empty:
@@ -80,8 +83,6 @@ def _cap(df: pd.DataFrame, n_max: int | None, seed: int) -> pd.DataFrame:
 
 
 def _load(df: pd.DataFrame) -> list[np.ndarray]:
-    from dermclean.data.images import load_rgb
-
     return [load_rgb(p) for p in df["abs_path"]]
 
 
@@ -92,8 +93,6 @@ def _fpr_budget(detector: Any) -> float:
 def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
                   n_max: int | None = None, seed: int = 0) -> Threshold:
     """Fit the detector's pixel threshold on the clean images of ``split`` (validation only)."""
-    from dermclean.data.manifest import clean_mask
-
     df = _split_rows(Path(manifest_path), split)
     clean = _cap(df[clean_mask(df).to_numpy()], n_max, seed)
     dets = detector.detect(_load(clean), list(clean["image_id"]))
@@ -110,8 +109,6 @@ def fit_map_model(detector: Any, manifest_path: str | os.PathLike[str], *, split
                   n_max: int | None = None, seed: int = 0) -> MapModel:
     """The stacked image score's :class:`MapModel`, trained on the detector's maps of the ``split`` images
     whose labels are complete (at most ``n_max``, a seeded draw)."""
-    from dermclean.data.manifest import labelled_rows
-
     manifest_path = Path(manifest_path)
     rows, has_artifact = labelled_rows(_split_rows(manifest_path, split))
     if n_max is not None and len(rows) > n_max:
@@ -138,8 +135,6 @@ def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, s
     if detector.classifier is None:
         raise ValueError(f"detection.image_score {kind!r} needs a noisy classifier in the bundle "
                          "(diffusion.noisy_classifier); use auto or map without one")
-    from dermclean.data.manifest import clean_mask, labelled_rows
-
     manifest_path = Path(manifest_path)
     map_model = (fit_map_model(detector, manifest_path, n_max=detector.config.map_model_images, seed=seed)
                  if kind == "stacked" else None)
@@ -156,8 +151,6 @@ def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, s
 
 def _heldout_style(kind: str, rng: np.random.Generator) -> str | None:
     """A held-out renderer style for ``kind`` (None when the renderer holds none out for it)."""
-    from dermclean.data.artifacts import HELDOUT_STYLES
-
     if isinstance(HELDOUT_STYLES, dict):
         styles = list(HELDOUT_STYLES.get(kind, ()))
     else:
@@ -168,8 +161,6 @@ def _heldout_style(kind: str, rng: np.random.Generator) -> str | None:
 
 def paint_heldout(images: list[np.ndarray], *, seed: int) -> list[Any]:
     """One artifact per image (ruler, ink, patches in turn), held-out styles, exact masks (``Painted``)."""
-    from dermclean.data.artifacts import paint_artifact
-
     rng = np.random.default_rng(seed)
     out = []
     for i, image in enumerate(images):
@@ -180,8 +171,6 @@ def paint_heldout(images: list[np.ndarray], *, seed: int) -> list[Any]:
 
 def _synthetic_masks(df: pd.DataFrame, manifest_path: Path) -> list[np.ndarray] | None:
     """Union of the ruler/ink/patches bits of ``masks/<image_id>.png`` per row, or None if absent."""
-    from PIL import Image
-
     folder = manifest_path.parent / "masks"
     files = [folder / f"{i}.png" for i in df["image_id"]]
     if df.empty or not all(f.is_file() for f in files):
@@ -205,8 +194,6 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
                            seed: int = 0, n_max: int | None = None, overrides: dict[str, Any] | None = None,
                            device: str | None = None, n_examples: int = 6) -> EvaluationResult:
     """:func:`evaluate_detector` plus examples for the figure grid and per-type PR curves."""
-    from dermclean.data.manifest import clean_mask
-
     manifest_path = Path(manifest_path)
     det = _as_detector(detector_like, device)
     if overrides:
@@ -284,17 +271,12 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
         curve = M.pixel_pr_curve([maps[i] for i in idx], [gts[i] for i in idx])
         if curve is not None:
             curves[kind] = curve
-    return EvaluationResult(metrics=_clean_floats(metrics), examples=examples, curves=curves, threshold=threshold)
+    return EvaluationResult(metrics={k: plain(v) for k, v in metrics.items()}, examples=examples, curves=curves,
+                            threshold=threshold)
 
 
 def _resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    from dermclean.data.images import resize_map
-
     return resize_map(mask, tuple(shape[:2]))
-
-
-def _clean_floats(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in metrics.items()}
 
 
 def evaluate_detector(detector_like: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
+from dermclean.data.images import load_rgb
+from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+from dermclean.io import atomic_path
 from dermclean.removal.engine import RemovalConfig, make_remover
 from dermclean.removal.masks import dilate_mask
 from dermclean.removal.metrics import region_scores
@@ -43,8 +47,6 @@ class Case:
 def paint_cases(images: list[tuple[str, np.ndarray]], *, dilation: int, seed: int,
                 kinds: tuple[str, ...] = OUTLIER_CLASSES) -> list[Case]:
     """Paint one training-style and one held-out-style artifact of each kind onto each image."""
-    from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
-
     cases = []
     for n, (image_id, image) in enumerate(images):
         for k, kind in enumerate(kinds):
@@ -81,18 +83,6 @@ def summarise(scores: list[tuple[Case, dict[str, float]]]) -> dict[str, Any]:
     return out
 
 
-def flat_metrics(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Nested results -> ``{"a.b.c": float}`` keeping finite numbers only (for ``mlflow.log_metrics``)."""
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_metrics(value, prefix=f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-            out[name] = float(value)
-    return out
-
-
 def evaluate_removal(manifest_path: str | os.PathLike[str], *, split: str = "test", methods: list[str],
                      guided_model: str | os.PathLike[str] | None, imagecond_model: str | os.PathLike[str] | None,
                      config: RemovalConfig, device: str | None = None, seed: int = 0,
@@ -103,9 +93,6 @@ def evaluate_removal(manifest_path: str | os.PathLike[str], *, split: str = "tes
     "model_version", "train_styles"|"heldout_styles"|"all": {type|"all": {psnr_in, ssim_in, psnr_out,
     ssim_out, n}}}}, "psnr_in_gain_over_telea": {method: dB}}``. Figures: ``plots_dir/<method>_grid.png``.
     """
-    from dermclean.data.images import load_rgb
-    from dermclean.data.manifest import clean_mask, image_paths, read_manifest
-
     df = read_manifest(manifest_path)
     pick = (df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()
     rows = df[pick]
@@ -144,8 +131,6 @@ def figure_grid(cases: list[Case], cleaned: list[np.ndarray], path: Path, *, tit
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dermclean.io import atomic_path
 
     chosen, seen = [], set()
     for i, c in enumerate(cases):  # one case per (kind, group) first, then the rest

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from dermclean.values import flatten
+
 _CHUNK = 1 << 20
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 
@@ -124,12 +126,8 @@ def data_hash(paths: Iterable[str | os.PathLike[str]], *, root: str | os.PathLik
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}, "c": [1, 2]}`` -> ``{"a.b": "1", "c": "[1, 2]"}`` (values cut to MLflow's limit)."""
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            text = json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
-            flat[name] = text[:MAX_PARAM_CHARS]
-    return flat
+    return {name: _param_text(value)[:MAX_PARAM_CHARS] for name, value in flatten(params, prefix).items()}
+
+
+def _param_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, tuple, bool)) or value is None else str(value)
