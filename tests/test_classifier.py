@@ -134,7 +134,9 @@ def model_dir(tmp_path):
 def test_classify_dir_contract(image_dir, model_dir, tmp_path):
     from dermclean.data.images import load_rgb, to_tensor
 
-    out = run_classify_dir(image_dir, tmp_path / "out" / "p.csv", model=str(model_dir), device="cpu", batch_size=2)
+    out, skipped = run_classify_dir(image_dir, tmp_path / "out" / "p.csv", model=str(model_dir), device="cpu",
+                                    batch_size=2)
+    assert skipped == []
     df = pd.read_csv(out)
     assert list(df.columns) == ["image", "p_malignant"]
     assert list(df["image"]) == ["a.jpg", "b.png", "c.PNG"]

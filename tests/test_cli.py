@@ -1,4 +1,4 @@
-"""The command line: help texts, and user errors reported as one line with exit status 2."""
+"""The command line: help texts, and user errors reported as one line with exit status 2 (usage) or 3 (data)."""
 
 from __future__ import annotations
 
@@ -70,5 +70,5 @@ def test_validate_reports_failing_rows(tmp_path):
     assert runner.invoke(app, ["generate", str(out), "--n-images", "4", "--size", "32"]).exit_code == 0
     (out / "images" / "SYN_000001.png").write_bytes(b"not a png")
     result = runner.invoke(app, ["validate", str(out / "manifest.csv"), "--min-size", "16"])
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # invalid input data
     assert "SYN_000001" in result.output

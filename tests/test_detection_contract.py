@@ -130,7 +130,8 @@ def test_detect_returns_records_at_input_size():
 
 
 def test_run_detect_dir_writes_the_contract(bundle, images_dir, tmp_path):
-    out = run_detect_dir(images_dir, tmp_path / "out", model=bundle, device="cpu")
+    out, skipped = run_detect_dir(images_dir, tmp_path / "out", model=bundle, device="cpu")
+    assert skipped == []
     scores = pd.read_csv(out / "scores.csv")
     assert list(scores.columns) == ["image", "score", "ruler", "ink", "patches"]
     assert sorted(scores["image"]) == sorted(SIZES)
@@ -155,8 +156,14 @@ def test_non_empty_out_is_refused_unless_overwrite(bundle, images_dir, tmp_path)
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_detect_dir(images_dir, out, model=bundle, device="cpu")
     assert (out / "old.txt").is_file()
-    run_detect_dir(images_dir, out, model=bundle, device="cpu", batch_size=1, overwrite=True)
-    assert (out / "scores.csv").is_file() and not (out / "old.txt").exists()
+    with pytest.raises(FileExistsError, match="not written by `dermclean detect`"):  # not ours: never replaced
+        run_detect_dir(images_dir, out, model=bundle, device="cpu", batch_size=1, overwrite=True)
+    assert (out / "old.txt").read_text() == "keep me"
+    ours = tmp_path / "ours"
+    run_detect_dir(images_dir, ours, model=bundle, device="cpu")
+    (ours / "stale.txt").write_text("")
+    run_detect_dir(images_dir, ours, model=bundle, device="cpu", batch_size=1, overwrite=True)
+    assert (ours / "scores.csv").is_file() and not (ours / "stale.txt").exists()
 
 
 def test_duplicate_stems_are_an_error(bundle, images_dir, tmp_path):

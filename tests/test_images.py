@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermclean.data.images import (ImageError, ImageNotFoundError, list_images, load_rgb, read_size, resize_map,
+from dermclean.data.images import (ImageError, ImageNotFoundError, NoImages, list_images, load_rgb, read_size, resize_map,
                                    save_png, to_tensor, to_uint8)
 
 
@@ -181,7 +181,7 @@ def test_list_images_refuses_shared_stems(tmp_path):
 
 def test_list_images_empty_and_missing_folder(tmp_path):
     (tmp_path / "readme.txt").write_text("no images here")
-    with pytest.raises(ImageError, match="no images") as err:
+    with pytest.raises(NoImages, match="no images") as err:
         list_images(tmp_path)
     assert str(tmp_path) in str(err.value)
     with pytest.raises(FileNotFoundError, match="absent"):

@@ -66,9 +66,9 @@ def decoded(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("method", ["inpaint", "imagecond", "telea"])
 def test_contract_with_masks_dir(method, models, images_dir, masks_dir, tmp_path):
     out = run_clean_dir(images_dir, tmp_path / "out", method=method, detector=None, model=models[method],
-                        masks_dir=masks_dir, dilation=2, device="cpu", config=CFG)
+                        masks_dir=masks_dir, dilation=2, device="cpu", config=CFG).out_dir
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["a.png", "b.png", "c.png", "masks", "run.json"]
+    assert names == [".dermclean.json", "a.png", "b.png", "c.png", "masks", "run.json"]
     for src in images_dir.iterdir():
         original = decoded(src)
         cleaned = np.asarray(Image.open(out / f"{src.stem}.png"))
@@ -90,9 +90,17 @@ def test_refuses_non_empty_out_unless_overwrite(models, images_dir, masks_dir, t
         run_clean_dir(images_dir, out, method="telea", detector=None, model=None, masks_dir=masks_dir,
                       dilation=1, config=CFG)
     assert (out / "old.txt").read_text() == "keep"
-    run_clean_dir(images_dir, out, method="telea", detector=None, model=None, masks_dir=masks_dir, dilation=1,
+    with pytest.raises(FileExistsError, match="not written by `dermclean clean`"):  # not ours: never replaced
+        run_clean_dir(images_dir, out, method="telea", detector=None, model=None, masks_dir=masks_dir,
+                      dilation=1, config=CFG, overwrite=True)
+    assert (out / "old.txt").read_text() == "keep"
+    ours = tmp_path / "ours"
+    run_clean_dir(images_dir, ours, method="telea", detector=None, model=None, masks_dir=masks_dir, dilation=1,
+                  config=CFG)
+    (ours / "stale.png").write_bytes(b"")
+    run_clean_dir(images_dir, ours, method="telea", detector=None, model=None, masks_dir=masks_dir, dilation=1,
                   config=CFG, overwrite=True)
-    assert not (out / "old.txt").exists() and (out / "a.png").is_file()
+    assert not (ours / "stale.png").exists() and (ours / "a.png").is_file()
 
 
 def test_refuses_duplicate_stems_and_missing_masks(images_dir, masks_dir, tmp_path):
@@ -123,7 +131,7 @@ def test_detector_path_uses_detector_masks_and_its_unet(models, images_dir, tmp_
     detector.threshold = Threshold(value=float(np.median(probe)), fpr_budget=0.5, n_images=1, n_pixels=probe.size)
     save_detector(detector, tmp_path / "detector")
     out = run_clean_dir(images_dir, tmp_path / "out", method="inpaint", detector=tmp_path / "detector", model=None,
-                        masks_dir=None, dilation=1, device="cpu", config=CFG)
+                        masks_dir=None, dilation=1, device="cpu", config=CFG).out_dir
     run = json.loads((out / "run.json").read_text())
     assert run["detector"] == str(tmp_path / "detector") and run["model"].endswith("(unet)")
     used = np.asarray(Image.open(out / "masks" / "b.png")) > 0

@@ -1,7 +1,9 @@
 """The ``dermclean`` command line: a thin layer over the library (see ``dermclean --help``).
 
 Every command calls the same library function that the DVC stages and Ray Tune trials call.
-User errors (bad input files, missing models) print one clear line and exit with status 2.
+A user's mistake (a :class:`dermclean.errors.DermcleanError`) prints one line and exits with its
+status (2 usage, 3 invalid input data); anything else is a bug and keeps its traceback (status 1).
+Commands import the library inside their body so that ``dermclean --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -9,46 +11,87 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from dermclean import __version__
+from dermclean.errors import EXIT_SKIPPED, DermcleanError
+
+EXIT_CODES = ("Exit status: 0 done; 1 internal error (a bug: traceback printed); 2 usage error (option, path, "
+              "output folder, model); 3 invalid input data (image, mask, labels row); 4 done, but some inputs "
+              "were skipped (--on-error skip, see errors.csv).")
+
 app = typer.Typer(
     name="dermclean",
     help="Find and remove shortcut artifacts (rulers, ink, stickers) in dermoscopic images with "
-    "diffusion models, and measure shortcut learning. Research use only; not for clinical use.",
+    "diffusion models, and measure shortcut learning. Research use only; not for clinical use.\n\n" + EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-bench_app = typer.Typer(help="Benchmarks (speed figures for the README), not tests.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (speed figures for the docs), not tests.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
 
-ImagesDir = Annotated[Path, typer.Argument(help="Folder of *.jpg/*.jpeg/*.png images (not recursive).")]
+
+class Method(str, Enum):
+    telea = "telea"
+    imagecond = "imagecond"
+    inpaint = "inpaint"
+
+
+class OnError(str, Enum):
+    stop = "stop"
+    skip = "skip"
+
+
+ImagesDir = Annotated[Path, typer.Argument(help="Folder of *.jpg/*.jpeg/*.png images (not recursive); only read.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass (default: from the model's config).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the contents of a non-empty output folder.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this same command (never anything else).")]
+OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="stop: the first unusable image ends the run, nothing written. skip: leave it out, list it in errors.csv, exit 4.")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
 
 
 def _user_errors(func):
-    """Turn expected user errors into one red line on stderr and exit status 2 (no traceback)."""
+    """A :class:`DermcleanError` becomes one red line on stderr and its exit status (no traceback)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from dermclean.errors import USER_ERRORS
-
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except DermcleanError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(code=2) from None
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=130) from None
 
     return wrapper
 
 
+def _report_skipped(skipped: list, where: Path) -> None:
+    """Say how many inputs were skipped and exit 4 when any were."""
+    if skipped:
+        typer.secho(f"skipped {len(skipped)} unusable input(s); see {where}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=EXIT_SKIPPED)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dermclean {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -56,55 +99,77 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more
 @_user_errors
 def detect(
     images_dir: ImagesDir,
-    out: Annotated[Path, typer.Option("--out", help="Output folder: maps/, masks/, scores.csv, run.json.")],
+    out: Annotated[Path, typer.Option("--out", help="New output folder: maps/, masks/, scores.csv, run.json [, errors.csv].")],
     model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI or local detector folder (default: models:/dermclean-detector@champion).")] = None,
     device: Device = None,
     batch_size: BatchSize = None,
     overwrite: Overwrite = False,
+    on_error: OnErrorOpt = OnError.stop,
+    no_progress: NoProgress = False,
 ) -> None:
     """Detect and localise rulers, ink and stickers: anomaly maps, masks and scores per image."""
+    from dermclean.batch import ERRORS_FILE
     from dermclean.detection import run_detect_dir
 
-    out_dir = run_detect_dir(images_dir, out, model=model, device=device, batch_size=batch_size, overwrite=overwrite)
+    out_dir, skipped = run_detect_dir(images_dir, out, model=model, device=device, batch_size=batch_size,
+                                      overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
     typer.echo(f"wrote {out_dir}/maps, {out_dir}/masks, {out_dir}/scores.csv, {out_dir}/run.json")
+    _report_skipped(skipped, out_dir / ERRORS_FILE)
 
 
 @app.command()
 @_user_errors
 def clean(
     images_dir: ImagesDir,
-    out: Annotated[Path, typer.Option("--out", help="Output folder: <stem>.png, masks/, run.json.")],
-    method: Annotated[str, typer.Option("--method", help="inpaint | imagecond | telea.")] = "inpaint",
+    out: Annotated[Path, typer.Option("--out", help="New output folder: <stem>.png, masks/, run.json [, errors.csv].")],
+    method: Annotated[Optional[Method], typer.Option("--method", help="Fill method (default: removal.method in params.yaml, else telea, the best in-mask PSNR measured).", show_default=False)] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="Detector URI or folder (default: the champion detector).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Remover: the guided model for inpaint, the image-conditioned model for imagecond.")] = None,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of <stem>.png masks to use instead of detecting.")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of <stem>.png masks (0 keep / 255 remove) to use instead of detecting.")] = None,
     dilation: Annotated[Optional[int], typer.Option("--dilation", min=0, help="Mask dilation radius in pixels (default: params.yaml removal.dilation).")] = None,
     device: Device = None,
     batch_size: BatchSize = None,
     overwrite: Overwrite = False,
+    on_error: OnErrorOpt = OnError.stop,
+    no_progress: NoProgress = False,
 ) -> None:
-    """Remove detected artifacts: inpaint inside the dilated mask, leave every other pixel as it was."""
+    """Remove detected artifacts: fill inside the dilated mask, leave every other pixel as it was.
+
+    A run stopped halfway (killed, Ctrl-C) resumes when the same command is run again.
+    """
+    from dermclean.batch import ERRORS_FILE
     from dermclean.removal import run_clean_dir
 
-    out_dir = run_clean_dir(images_dir, out, method=method, detector=detector, model=model, masks_dir=masks,
-                            dilation=dilation, device=device, batch_size=batch_size, overwrite=overwrite)
-    typer.echo(f"wrote cleaned images, masks/ and run.json to {out_dir}")
+    result = run_clean_dir(images_dir, out, method=method.value if method else None, detector=detector, model=model,
+                           masks_dir=masks, dilation=dilation, device=device, batch_size=batch_size,
+                           overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
+    resumed = f" ({result.n_resumed} from an interrupted run)" if result.n_resumed else ""
+    typer.echo(f"wrote {result.n_images} cleaned images{resumed}, masks/ and run.json to {result.out_dir}")
+    if result.n_large_masks:
+        typer.secho(f"{result.n_large_masks} mask(s) cover more than removal.max_mask_area of their image; "
+                    f"see run.json", fg=typer.colors.YELLOW, err=True)
+    _report_skipped(result.skipped, result.out_dir / ERRORS_FILE)
 
 
 @app.command()
 @_user_errors
 def classify(
     images_dir: ImagesDir,
-    out: Annotated[Path, typer.Option("--out", help="Output CSV with columns image, p_malignant.")],
+    out: Annotated[Path, typer.Option("--out", help="New CSV file with columns image, p_malignant.")],
     model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI or local folder (default: models:/dermclean-classifier-raw@champion).")] = None,
     device: Device = None,
     batch_size: BatchSize = None,
+    overwrite: Overwrite = False,
+    on_error: OnErrorOpt = OnError.stop,
+    no_progress: NoProgress = False,
 ) -> None:
     """Melanoma probability per image."""
-    from dermclean.classifier.predict import run_classify_dir
+    from dermclean.classifier.predict import errors_path, run_classify_dir
 
-    path = run_classify_dir(images_dir, out, model=model, device=device, batch_size=batch_size)
+    path, skipped = run_classify_dir(images_dir, out, model=model, device=device, batch_size=batch_size,
+                                     overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
     typer.echo(f"wrote {path}")
+    _report_skipped(skipped, errors_path(path))
 
 
 @app.command()
@@ -119,7 +184,7 @@ def sweep(
     resume: Annotated[bool, typer.Option("--resume", help="Insist on resuming an interrupted sweep (default: resume a matching unfinished one if any).")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Always start a new sweep, even if an unfinished one matches.")] = False,
 ) -> None:
-    """Sweep noise level L, guidance scale s, guidance kind and DDIM steps with Ray Tune + Optuna."""
+    """Sweep noise level L, guidance scale s, guidance kind and DDIM steps with Ray Tune + Optuna (run in a checkout)."""
     from dermclean.sweep.run import sweep_from_files
 
     result = sweep_from_files(params_path=params, manifest_path=manifest, detector_dir=detector, out_dir=out,
@@ -137,7 +202,7 @@ def bench_detect_cmd(
     n_images: Annotated[int, typer.Option("--n-images", min=1, help="Images to time.")] = 16,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also time the Wolleb reference configuration (L=500/1000, every step, batch 1).")] = True,
     reference_images: Annotated[int, typer.Option("--reference-images", min=1, help="Images for the (slow) reference timing.")] = 1,
-    cpu_bf16: Annotated[Optional[bool], typer.Option("--cpu-bf16/--cpu-fp32", help="bf16 autocast on CPU, or fp32 (default: the bundle's detection.cpu_bf16).")] = None,
+    cpu_bf16: Annotated[Optional[bool], typer.Option("--cpu-bf16/--cpu-fp32", help="bf16 autocast on CPU, or fp32 (default: the bundle's detection.cpu_bf16).", show_default=False)] = None,
 ) -> None:
     """Images per second of the configured detector next to the Wolleb reference configuration."""
     from dermclean.detection.bench import bench_detect_cli
@@ -149,58 +214,53 @@ def bench_detect_cmd(
 @app.command()
 @_user_errors
 def generate(
-    out: Annotated[Path, typer.Argument(help="Output folder: images/, masks/, manifest.csv.")],
+    out: Annotated[Path, typer.Argument(help="New output folder: images/, masks/ (per-type bit codes, not removal masks), manifest.csv.")],
     n_images: Annotated[int, typer.Option("--n-images", min=1)] = 160,
     size: Annotated[int, typer.Option("--size", min=16)] = 64,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     shortcut_artifact: Annotated[Optional[str], typer.Option("--shortcut-artifact", help="Artifact correlated with the label (e.g. patches, ink).")] = "patches",
     shortcut_strength: Annotated[float, typer.Option("--shortcut-strength", min=0.0, max=1.0)] = 0.8,
+    overwrite: Overwrite = False,
 ) -> None:
     """Generate the embedded procedural dermoscopy set (exact artifact masks, deterministic by seed)."""
-    from dermclean.data.manifest import write_manifest
-    from dermclean.data.synthetic import SyntheticConfig, generate_dataset
+    from dermclean.data.synthetic import SyntheticConfig, generate_folder
 
     config = SyntheticConfig(n_images=n_images, size=size, seed=seed, shortcut_artifact=shortcut_artifact,
                              shortcut_strength=shortcut_strength)
-    df = generate_dataset(out, config, progress=True)
-    write_manifest(df, out / "manifest.csv")
+    df = generate_folder(out, config, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {len(df)} images to {out}")
 
 
 @app.command("sample-grid")
 @_user_errors
 def sample_grid(
-    out: Annotated[Path, typer.Argument(help="PNG file to write.")] = Path("docs/sample_grid.png"),
+    out: Annotated[Path, typer.Argument(help="New PNG file to write.")],
     n: Annotated[int, typer.Option("--n", min=1)] = 16,
     size: Annotated[int, typer.Option("--size", min=16)] = 128,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
-    """Write a grid of embedded-default samples (what the README shows)."""
+    """Write a grid of embedded-default samples (the picture in the README)."""
     from dermclean.data.synthetic import make_sample_grid
 
-    typer.echo(f"wrote {make_sample_grid(out, n=n, size=size, seed=seed)}")
+    typer.echo(f"wrote {make_sample_grid(out, n=n, size=size, seed=seed, overwrite=overwrite)}")
 
 
 @app.command()
 @_user_errors
 def validate(
     folder: Annotated[Path, typer.Argument(help="A folder laid out like ISIC (images/ + labels.csv), or a manifest.csv.")],
-    suite: Annotated[Path, typer.Option("--suite", help="GX suite definition.")] = Path("monitoring/expectations/manifest.json"),
-    min_size: Annotated[int, typer.Option("--min-size")] = 32,
-    max_size: Annotated[int, typer.Option("--max-size")] = 8192,
+    suite: Annotated[Optional[Path], typer.Option("--suite", help="GX suite definition (default: the manifest suite shipped with dermclean).", show_default=False)] = None,
+    min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest side in pixels.")] = 32,
+    max_size: Annotated[int, typer.Option("--max-size", min=1, help="Largest side in pixels.")] = 8192,
+    require_split: Annotated[bool, typer.Option("--require-split", help="Every row must name its split (train/val/test); by default a missing split is allowed (the pipeline assigns splits).")] = False,
 ) -> None:
     """Run the Great Expectations gate over a dataset folder or manifest; list failing rows."""
-    from dermclean.data.manifest import read_manifest
-    from dermclean.data.readers import read_folder
-    from dermclean.data.validate import validate_manifest
+    from dermclean.data.validate import validate_path
 
-    if folder.is_dir():
-        df, manifest_path = read_folder(folder), folder / "labels.csv"
-    else:
-        df, manifest_path = read_manifest(folder), folder
-    result = validate_manifest(df, manifest_path, suite_path=suite, min_size=min_size, max_size=max_size)
-    result.raise_for_failures()
-    typer.echo(f"{len(df)} rows passed every expectation in {suite}")
+    n_rows, suite_used = validate_path(folder, suite=suite, min_size=min_size, max_size=max_size,
+                                       require_split=require_split)
+    typer.echo(f"{n_rows} rows passed every expectation in {suite_used}")
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

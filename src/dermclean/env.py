@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 from contextvars import ContextVar
+from pathlib import Path
+
+from dermclean.errors import OptionError
 
 _CPU_BF16: ContextVar[bool] = ContextVar("dermclean_cpu_bf16", default=False)
 
@@ -24,15 +27,26 @@ def disable_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
+def find_repo_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``.dvc`` or ``.git``, else ``start``."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((f for f in (here, *here.parents) if (f / ".dvc").is_dir() or (f / ".git").exists()), here)
+
+
 def pick_device(requested: str | None = None) -> "torch.device":  # noqa: F821
     """Return ``requested`` (e.g. ``"cpu"``, ``"cuda:0"``) or CUDA when available, else CPU."""
     import torch
 
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise OptionError(f"--device {requested!r} is not a device; expected cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise OptionError(f"--device {requested!r}: {device.type} is not supported; expected cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {requested!r} asked for CUDA, but no CUDA device is available; use --device cpu")
+        raise OptionError(f"--device {requested!r} asked for CUDA, but no CUDA device is available; use --device cpu")
     return device
 
 

@@ -20,11 +20,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tqdm.auto import tqdm
+
+from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, load_images, write_errors
 from dermclean.classifier.metrics import OperatingThreshold
 from dermclean.classifier.model import KIND, ClassifierConfig
 from dermclean.classifier.train import predict_proba
+from dermclean.data.images import list_images, load_rgb, to_tensor
 from dermclean.env import pick_device
-from dermclean.io import atomic_path
+from dermclean.errors import OptionError
+from dermclean.io import atomic_path, check_output
+from dermclean.modelio import read_model_config
+from dermclean.tracking.models import resolve_model
 
 DEFAULT_MODEL = "models:/dermclean-classifier-raw@champion"
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
@@ -69,7 +76,7 @@ def _batch_size(batch_size: int | None, device: torch.device) -> int:
     if batch_size is None:
         return DEFAULT_BATCH_SIZE.get(device.type, 32)
     if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size}: expected a positive integer")
+        raise OptionError(f"--batch-size {batch_size}: expected a positive integer")
     return int(batch_size)
 
 
@@ -79,8 +86,6 @@ def predict_paths(model_dir: str | os.PathLike[str], paths: list[str | os.PathLi
 
     Images are decoded batch by batch, so memory stays bounded by ``batch_size``.
     """
-    from dermclean.data.images import load_rgb, to_tensor
-
     dev = pick_device(device)
     clf = load_classifier(model_dir, device=dev)
     bs = _batch_size(batch_size, dev)
@@ -93,28 +98,62 @@ def predict_paths(model_dir: str | os.PathLike[str], paths: list[str | os.PathLi
     return pd.DataFrame({"image": [p.name for p in paths], "p_malignant": p})
 
 
+def _is_classify_csv(path: Path) -> bool:
+    """True when ``path`` starts with the header ``classify`` writes (an earlier output of it)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().strip() == ",".join(COLUMNS)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def errors_path(out_csv: str | os.PathLike[str]) -> Path:
+    """Where ``classify --on-error skip`` lists refused images: ``<out>.errors.csv`` beside the CSV."""
+    out = Path(out_csv)
+    return out.with_name(f"{out.name}.{ERRORS_FILE}")
+
+
 def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathLike[str], *,
                      model: str | os.PathLike[str] | None = None, device: str | None = None,
-                     batch_size: int | None = None) -> Path:
+                     batch_size: int | None = None, overwrite: bool = False, on_error: str = "stop",
+                     progress: bool = True) -> tuple[Path, list[Skipped]]:
     """Classify every image in ``images_dir``; write ``out_csv`` (``image``, ``p_malignant``) atomically.
 
     ``model``: MLflow model URI or local model folder (default ``models:/dermclean-classifier-raw@champion``).
-    Raises ``ModelNotFound`` (a ``FileNotFoundError``) saying to run the pipeline or pass ``--model``
-    when the model cannot be resolved, ``ValueError`` when it is not a classifier, and the image
-    errors of ``list_images``/``load_rgb`` naming the file. Nothing is written on error.
+    Raises ``ModelNotFound`` saying to run the pipeline or pass ``--model`` when the model cannot be
+    resolved, ``OptionError`` when it is not a classifier, and the image errors of
+    ``list_images``/``load_rgb`` naming the file (``on_error="skip"``: those images are left out and
+    listed in :func:`errors_path`). An existing ``out_csv`` is replaced only with ``overwrite`` and
+    only when ``classify`` wrote it. Images stream in batches. Returns the CSV and the skipped inputs.
     """
-    from dermclean.data.images import list_images
-    from dermclean.modelio import read_model_config
-    from dermclean.tracking import resolve_model
-
+    images_dir, out = Path(images_dir), Path(out_csv)
+    on_error = check_on_error(on_error)
+    check_output(out, command="classify", overwrite=overwrite, folder=False, is_own_file=_is_classify_csv,
+                 inputs={"IMAGES_DIR": images_dir, "--model": model})
+    check_output(errors_path(out), command="classify", overwrite=True, folder=False, option="the error list",
+                 is_own_file=lambda p: p.read_text(errors="replace").startswith("file,reason"))
     paths = list_images(images_dir)
     model_dir = resolve_model(model or DEFAULT_MODEL)
     kind = read_model_config(model_dir).get("kind")
     if kind != KIND:
-        raise ValueError(f"--model {model or DEFAULT_MODEL} resolves to {model_dir}, a {kind!r} model; "
-                         f"expected a {KIND!r} model such as models:/dermclean-classifier-raw@champion")
-    frame = predict_paths(model_dir, paths, device=device, batch_size=batch_size)
-    out = Path(out_csv)
+        raise OptionError(f"--model {model or DEFAULT_MODEL} resolves to {model_dir}, a {kind!r} model; "
+                          f"expected a {KIND!r} model such as models:/dermclean-classifier-raw@champion")
+    dev = pick_device(device)
+    clf = load_classifier(model_dir, device=dev)
+    bs = _batch_size(batch_size, dev)
+    names, probs, skipped = [], [], []
+    bar = tqdm(total=len(paths), disable=not progress or len(paths) < 2, desc="classify", unit="img")
+    for batch in chunks(paths, bs):
+        loaded = load_images(batch, on_error=on_error, skipped=skipped)
+        if loaded:
+            x = torch.stack([to_tensor(im, clf.config.image_size) for _, im in loaded])
+            probs.append(predict_proba(clf.module, x, batch_size=bs, device=dev))
+            names += [p.name for p, _ in loaded]
+        bar.update(len(batch))
+    bar.close()
+    frame = pd.DataFrame({"image": names, "p_malignant": np.concatenate(probs) if probs else np.zeros(0)})
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False, columns=list(COLUMNS), float_format="%.6f")
-    return out
+    if skipped:
+        write_errors(errors_path(out), skipped)
+    return out, skipped

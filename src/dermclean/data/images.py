@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from dermclean.constants import IMAGE_SUFFIXES
+from dermclean.errors import DataError, InputError, NotAFolder, PathNotFound, UsageError
 from dermclean.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,15 @@ _HIGH_DEPTH = {"I": "32-bit integer", "F": "32-bit float", "I;16": "16-bit", "I;
                "I;16L": "16-bit", "I;16N": "16-bit"}
 
 
-class ImageError(ValueError):
+class ImageError(DataError):
     """An image that cannot be used; the message names the file and what was expected."""
 
 
-class ImageNotFoundError(FileNotFoundError):
+class NoImages(UsageError, ValueError):
+    """An image folder with no JPEG/PNG file in it (the wrong folder, most likely)."""
+
+
+class ImageNotFoundError(InputError, FileNotFoundError):
     """A path that does not name an existing file."""
 
 
@@ -136,12 +141,12 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     """
     directory = Path(directory)
     if not directory.exists():
-        raise ImageNotFoundError(f"image folder {directory} not found")
+        raise PathNotFound(f"image folder {directory} not found")
     if not directory.is_dir():
-        raise NotADirectoryError(f"{directory} is not a folder; expected a folder of JPEG/PNG images")
+        raise NotAFolder(f"{directory} is not a folder; expected a folder of JPEG/PNG images")
     paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise ImageError(f"{directory}: no images; expected files ending in {', '.join(IMAGE_SUFFIXES)} (any case)")
+        raise NoImages(f"{directory}: no images; expected files ending in {', '.join(IMAGE_SUFFIXES)} (any case)")
     seen: dict[str, Path] = {}
     for p in paths:
         if p.stem in seen:
@@ -151,8 +156,8 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     return paths
 
 
-def save_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """Write ``array`` losslessly as PNG, atomically.
+def save_png(path: str | os.PathLike[str], array: np.ndarray, *, text: dict[str, str] | None = None) -> None:
+    """Write ``array`` losslessly as PNG, atomically (``text``: tEXt chunks, e.g. ``{"Software": ...}``).
 
     ``array``: uint8 ``H x W`` (grey, e.g. a bit-field mask), ``H x W x 3`` (RGB) or ``H x W x 4``;
     a bool ``H x W`` mask is written as 0/255.
@@ -163,8 +168,22 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise ValueError(f"save_png({path}): got {array.dtype} array of shape {array.shape}; "
                          f"expected uint8 HxW, HxWx3 or HxWx4 (or bool HxW)")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
+
+
+def png_text(path: str | os.PathLike[str], key: str) -> str | None:
+    """The tEXt chunk ``key`` of a PNG file (``None`` when absent or not a readable PNG)."""
+    try:
+        with Image.open(path) as image:
+            return image.text.get(key) if hasattr(image, "text") else None
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
 
 
 def to_tensor(image: np.ndarray, size: int | None = None) -> torch.Tensor:

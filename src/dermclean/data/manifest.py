@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path
 
 COLUMNS: dict[str, str] = {
@@ -40,7 +41,7 @@ COLUMNS: dict[str, str] = {
 }
 
 
-class ManifestError(ValueError):
+class ManifestError(DataError):
     """A manifest that does not have the expected columns or types."""
 
 
@@ -70,8 +71,12 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a manifest CSV and type it; ``image_path`` stays as written (see :func:`image_paths`)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found")
-    df = pd.read_csv(path, dtype=str, keep_default_na=True)
+        raise PathNotFound(f"manifest {path} not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot be read as a CSV manifest ({type(exc).__name__}: {exc}); expected "
+                            f"a UTF-8 CSV with columns {', '.join(COLUMNS)}") from None
     return coerce(df, where=str(path))
 
 

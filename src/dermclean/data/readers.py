@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from dermclean.constants import ARTIFACT_FLAGS, DIAGNOSES, IMAGE_SUFFIXES, SPLITS
+from dermclean.errors import DataError, PathNotFound
 from dermclean.data.manifest import coerce
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _BINARY = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 _MAX_LISTED = 10
 
 
-class LabelsError(ValueError):
+class LabelsError(DataError):
     """A labels file with missing columns, duplicate ids or values outside their set."""
 
 
@@ -43,7 +44,7 @@ def _lines(mask: pd.Series) -> str:
 
 def _read_csv(path: Path, *, sep: str = ",") -> pd.DataFrame:
     if not path.is_file():
-        raise FileNotFoundError(f"labels file {path} not found")
+        raise PathNotFound(f"labels file {path} not found")
     try:
         df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -115,11 +116,11 @@ def read_folder(folder: str | os.PathLike[str]) -> pd.DataFrame:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} not found (expected a folder with images/ and labels.csv)")
+        raise PathNotFound(f"data folder {folder} not found (expected a folder with images/ and labels.csv)")
     labels = folder / "labels.csv"
     if not labels.is_file():
         state = "is empty" if not any(folder.iterdir()) else "has no labels.csv"
-        raise FileNotFoundError(f"data folder {folder} {state}; expected labels.csv with columns "
+        raise PathNotFound(f"data folder {folder} {state}; expected labels.csv with columns "
                                 f"{list(FOLDER_COLUMNS)} and the images it names")
     raw = _read_csv(labels)
     require_columns(raw, FOLDER_COLUMNS, labels)

@@ -23,6 +23,7 @@ artifact on benign lesions only.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +33,10 @@ import pandas as pd
 
 from dermclean.constants import ARTIFACT_FLAGS
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
-from dermclean.data.images import save_png
-from dermclean.data.manifest import coerce
+from dermclean.data.images import png_text, save_png
+from dermclean.data.manifest import coerce, write_manifest
+from dermclean.errors import ConfigError
+from dermclean.io import atomic_path, check_output
 
 DEFAULT_RATES: dict[str, float] = {"ruler": 0.3, "ink": 0.2, "patches": 0.15, "hair": 0.3, "dark_corner": 0.2,
                                    "gel_bubble": 0.15, "gel_border": 0.1}
@@ -60,7 +63,7 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.artifact_rates) - set(ARTIFACT_FLAGS))
         if unknown:
-            raise ValueError(f"data.synthetic.artifact_rates: unknown kinds {unknown}; expected keys of {list(ARTIFACT_FLAGS)}")
+            raise ConfigError(f"data.synthetic.artifact_rates: unknown kinds {unknown}; expected keys of {list(ARTIFACT_FLAGS)}")
         self.artifact_rates = {**DEFAULT_RATES, **{k: float(v) for k, v in self.artifact_rates.items()}}
         bad = {k: v for k, v in self.artifact_rates.items() if not 0.0 <= v <= 1.0}
         checks = [(self.n_images >= 1, f"n_images={self.n_images}; expected >= 1"),
@@ -72,7 +75,7 @@ class SyntheticConfig:
                   (0.0 <= self.shortcut_strength <= 1.0, f"shortcut_strength={self.shortcut_strength}; expected in [0, 1]")]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"data.synthetic: {msg}")
+                raise ConfigError(f"data.synthetic: {msg}")
 
     def presence_probability(self, kind: str, melanoma: bool) -> float:
         """P(kind painted | label); see the module docstring for the shortcut formula."""
@@ -217,12 +220,36 @@ _SHORT = {"ruler": "rul", "ink": "ink", "patches": "pat", "hair": "hair", "dark_
           "gel_bubble": "bub", "gel_border": "gb"}
 
 
-def make_sample_grid(out_path: Path, *, n: int = 16, size: int = 128, seed: int = 0) -> Path:
+def generate_folder(out_dir: str | os.PathLike[str], config: SyntheticConfig, *, overwrite: bool = False,
+                    progress: bool = False) -> pd.DataFrame:
+    """``dermclean generate``: ``out_dir/images/``, ``masks/`` and ``manifest.csv``, built aside and renamed
+    into place. ``out_dir`` must be new or empty, or (with ``overwrite``) an earlier ``generate`` output."""
+    out_dir = Path(out_dir)
+    check_output(out_dir, command="generate", overwrite=overwrite, option="OUT")
+    with atomic_path(out_dir, owner="generate") as tmp:
+        df = generate_dataset(tmp, config, progress=progress)
+        write_manifest(df, tmp / "manifest.csv")
+    return df
+
+
+SAMPLE_GRID_SOFTWARE = "dermclean sample-grid"
+"""The PNG ``Software`` text of a sample grid: what lets ``sample-grid --overwrite`` replace it."""
+
+
+def is_sample_grid(path: str | os.PathLike[str]) -> bool:
+    return png_text(path, "Software") == SAMPLE_GRID_SOFTWARE
+
+
+def make_sample_grid(out_path: Path, *, n: int = 16, size: int = 128, seed: int = 0,
+                     overwrite: bool = False) -> Path:
     """Write a PNG grid of ``n`` default-config samples (``size`` px each), captioned with their labels.
 
     Caption: ``MEL``/``nev`` then the painted artifacts (rul, ink, pat, hair, dc = dark corner,
-    bub = gel bubble, gb = gel border).
+    bub = gel bubble, gb = gel border). An existing ``out_path`` is replaced only with ``overwrite``
+    and only when it is an earlier sample grid.
     """
+    check_output(out_path, command="sample-grid", overwrite=overwrite, folder=False, is_own_file=is_sample_grid,
+                 option="OUT")
     config = SyntheticConfig(n_images=n, size=size, seed=seed)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
@@ -238,6 +265,5 @@ def make_sample_grid(out_path: Path, *, n: int = 16, size: int = 128, seed: int 
         cv2.putText(grid, text, (x + 2, y + size + cap - 3), cv2.FONT_HERSHEY_SIMPLEX, cap / 32, (40, 40, 40), 1,
                     cv2.LINE_AA)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(out_path, grid)
+    save_png(out_path, grid, text={"Software": SAMPLE_GRID_SOFTWARE})
     return out_path

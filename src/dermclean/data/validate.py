@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from typing import Any
 import pandas as pd
 
 from dermclean.data.images import ImageError, load_rgb, read_size
-from dermclean.data.manifest import COLUMNS
+from dermclean.data.manifest import COLUMNS, read_manifest
+from dermclean.data.readers import read_folder
+from dermclean.errors import ConfigError, DataError, OptionError, PathNotFound
 
 _SHOWN = 20
 
@@ -42,7 +45,7 @@ class RowFailure:
     message: str
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(DataError):
     """The manifest failed the gate; the message lists the failing rows and why."""
 
     def __init__(self, message: str, failures: list[RowFailure]) -> None:
@@ -75,19 +78,36 @@ class ValidationResult:
                 "failures": [asdict(f) for f in self.failures]}
 
 
-def load_suite(suite_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The expectation list of a suite file; ``ValueError`` naming the file when malformed."""
+DEFAULT_SUITE = "manifest.json"
+"""The manifest suite shipped in the package (``dermclean/data/suites/``; ``monitoring/expectations``
+links to it)."""
+
+
+def default_suite() -> Path:
+    """Path of the packaged manifest suite (works from a checkout and from an installed wheel)."""
+    return Path(str(resources.files("dermclean.data").joinpath("suites", DEFAULT_SUITE)))
+
+
+def load_suite(suite_path: str | os.PathLike[str], *, require_split: bool = True) -> list[dict[str, Any]]:
+    """The expectation list of a suite file; ``ConfigError`` naming the file when malformed.
+
+    ``require_split=False`` drops the suite's not-null check on ``split`` (for data whose splits
+    are assigned later, by the prepare stage); a split that is given must still be valid.
+    """
     suite_path = Path(suite_path)
     if not suite_path.is_file():
-        raise FileNotFoundError(f"expectation suite {suite_path} not found")
+        raise PathNotFound(f"expectation suite {suite_path} not found")
     try:
         specs = json.loads(suite_path.read_text())["expectations"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{suite_path}: expected JSON with an 'expectations' list ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{suite_path}: expected JSON with an 'expectations' list ({exc})") from exc
     for i, spec in enumerate(specs):
         if not (isinstance(spec, dict) and str(spec.get("type", "")).startswith("expect_")
                 and isinstance(spec.get("kwargs"), dict)):
-            raise ValueError(f"{suite_path}: expectation {i} is {spec!r}; expected {{'type': 'expect_...', 'kwargs': {{}}}}")
+            raise ConfigError(f"{suite_path}: expectation {i} is {spec!r}; expected {{'type': 'expect_...', 'kwargs': {{}}}}")
+    if not require_split:
+        specs = [s for s in specs if not (s["type"] == "expect_column_values_to_not_be_null"
+                                          and s["kwargs"].get("column") == "split")]
     return specs
 
 
@@ -187,13 +207,15 @@ def _exception(result: Any) -> str | None:
 
 
 def validate_manifest(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *,
-                      suite_path: str | os.PathLike[str], min_size: int, max_size: int) -> ValidationResult:
+                      suite_path: str | os.PathLike[str] | None = None, min_size: int, max_size: int,
+                      require_split: bool = True) -> ValidationResult:
     """Run the GX suite at ``suite_path`` over ``df`` plus the image checks (see the module docstring).
 
     ``manifest_path`` is where ``df`` lives (relative ``image_path`` values resolve against its
-    folder). Failures are ordered by row. Call ``raise_for_failures()`` to stop on a bad manifest.
+    folder). ``suite_path`` defaults to :func:`default_suite`; ``require_split`` see :func:`load_suite`.
+    Failures are ordered by row. Call ``raise_for_failures()`` to stop on a bad manifest.
     """
-    specs = load_suite(suite_path)
+    specs = load_suite(suite_path or default_suite(), require_split=require_split)
     work = _text_view(df)
     checks = image_checks(work, manifest_path, min_size=min_size, max_size=max_size)
     work = pd.concat([work, checks.drop(columns=["resolved"])], axis=1)
@@ -223,3 +245,25 @@ def validate_manifest(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *
     stats.update(n_rows=len(work), n_failures=len(failures),
                  n_failed_rows=len({f.row for f in failures if f.row is not None}))
     return ValidationResult(success=bool(result.success), failures=failures, statistics=stats)
+
+
+def validate_path(path: str | os.PathLike[str], *, suite: str | os.PathLike[str] | None = None, min_size: int,
+                  max_size: int, require_split: bool = False) -> tuple[int, Path]:
+    """``dermclean validate``: gate a dataset folder (``images/`` + ``labels.csv``) or a manifest CSV.
+
+    Raises :class:`ValidationFailed` listing the failing rows; returns the row count and the suite used.
+    """
+    path = Path(path)
+    if min_size < 1 or max_size < min_size:
+        raise OptionError(f"--min-size {min_size} / --max-size {max_size}: expected 1 <= min-size <= max-size")
+    if path.is_dir():
+        df, manifest_path = read_folder(path), path / "labels.csv"
+    elif path.is_file():
+        df, manifest_path = read_manifest(path), path
+    else:
+        raise PathNotFound(f"{path} not found; expected a dataset folder (images/ + labels.csv) or a manifest CSV")
+    suite_path = Path(suite) if suite is not None else default_suite()
+    result = validate_manifest(df, manifest_path, suite_path=suite_path, min_size=min_size, max_size=max_size,
+                               require_split=require_split)
+    result.raise_for_failures(where=str(manifest_path))
+    return len(df), suite_path

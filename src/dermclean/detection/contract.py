@@ -5,7 +5,9 @@
     out_dir/maps/<stem>.npy    float32 H x W at the input's size, higher = more likely artifact
     out_dir/masks/<stem>.png   uint8 0/255 H x W at the input's size: the decision at the fitted threshold
     out_dir/scores.csv         image, score, ruler, ink, patches
-    out_dir/run.json           model URI and version, L, s, guidance, steps, threshold, device, time
+    out_dir/run.json           model URI and version, L, s, guidance, steps, threshold, device, time,
+                               n_images, n_skipped
+    out_dir/errors.csv         with --on-error skip and some image refused: file, reason
 
 Everything is built in a temporary sibling folder and renamed into place at the end, so a bad image
 or an interrupted run leaves nothing half-written.
@@ -23,20 +25,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, guarded, write_errors
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.images import list_images, load_rgb
 from dermclean.detection.detector import Detection, Detector, load_detector
-from dermclean.io import atomic_path, write_json
+from dermclean.io import atomic_path, check_output, write_json
 
 DEFAULT_MODEL = "models:/dermclean-detector@champion"
+COMMAND = "detect"
 SCORE_COLUMNS = ["image", "score", *OUTLIER_CLASSES]
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"--out {out_dir} is a file; expected a folder (new, empty, or with --overwrite)")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {out_dir} is not empty; choose a new folder or pass --overwrite "
-                              f"to replace its contents")
 
 
 def write_detection_files(folder: Path, key: str, detection: Detection) -> None:
@@ -106,18 +103,21 @@ def open_detector(model: str | os.PathLike[str] | None, *, device: str | None = 
 
 def detect_to_folder(detector: Detector, items: Iterable[tuple[str, str, np.ndarray]], out_dir: Path, *,
                      n_total: int, extra_columns: Sequence[str] = (), info: dict[str, Any] | None = None,
-                     progress: bool = True) -> tuple[pd.DataFrame, float]:
+                     progress: bool = True, skipped: list[Skipped] | None = None,
+                     owner: str = COMMAND) -> tuple[pd.DataFrame, float]:
     """Detect over ``(key, name, image)`` items in batches and write the whole folder atomically.
 
     Writes ``maps/<key>.npy``, ``masks/<key>.png``, ``scores.csv`` (``image`` = name; with
     ``extra_columns=("image_id",)`` the key too) and ``run.json`` (``info`` plus timing).
+    ``skipped`` is the list the ``items`` generator fills with refused inputs (``--on-error
+    skip``): read after the last item, written as ``errors.csv`` and counted in ``run.json``.
     Returns the scores frame and the seconds spent detecting.
     """
     from tqdm.auto import tqdm
 
     rows, seconds, batch = [], 0.0, []
     bar = tqdm(total=n_total, disable=not progress or n_total < 2, desc="detect", unit="img")
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, owner=owner) as tmp:
         tmp.mkdir()
 
         def flush() -> None:
@@ -143,26 +143,32 @@ def detect_to_folder(detector: Detector, items: Iterable[tuple[str, str, np.ndar
         bar.close()
         scores = pd.DataFrame(rows, columns=[*extra_columns, *SCORE_COLUMNS])
         scores.to_csv(tmp / "scores.csv", index=False)
-        write_json(tmp / "run.json", {**(info or {}), "n_images": len(rows), "seconds": round(seconds, 3),
+        if skipped:
+            write_errors(tmp / ERRORS_FILE, skipped)
+        write_json(tmp / "run.json", {**(info or {}), "n_images": len(rows), "n_skipped": len(skipped or ()),
+                                      "seconds": round(seconds, 3),
                                       "seconds_per_image": round(seconds / max(len(rows), 1), 4)})
     return scores, seconds
 
 
 def run_detect_dir(images_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                    model: str | os.PathLike[str] | None = None, device: str | None = None,
-                   batch_size: int | None = None, overwrite: bool = False) -> Path:
-    """The ``dermclean detect`` contract (see module docstring). Returns ``out_dir``.
+                   batch_size: int | None = None, overwrite: bool = False, on_error: str = "stop",
+                   progress: bool = True) -> tuple[Path, list[Skipped]]:
+    """The ``dermclean detect`` contract (see module docstring). Returns ``out_dir`` and the skipped inputs.
 
-    Raises ``FileExistsError`` for a non-empty ``out_dir`` without ``overwrite``, ``ImageError`` for a
-    bad image or two images sharing a stem (naming them), ``ModelNotFound`` when no model resolves.
+    Raises ``OutputError`` for an output that is, holds or lies inside an input, or a non-empty one
+    that is not an earlier ``detect`` output (or without ``overwrite``); ``ImageError`` for a bad
+    image (``on_error="stop"``) or two images sharing a stem; ``ModelNotFound`` when no model resolves.
     """
-    from dermclean.data.images import list_images, load_rgb
-
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    on_error = check_on_error(on_error)
+    check_output(out_dir, command=COMMAND, overwrite=overwrite, inputs={"IMAGES_DIR": images_dir, "--model": model})
     paths = list_images(images_dir)
     detector, uri = open_detector(model, device=device, batch_size=batch_size)
     info = run_info(detector, model=uri, device=detector.device, seconds=0.0, n_images=len(paths))
-    items = ((p.stem, p.name, load_rgb(p)) for p in paths)
-    detect_to_folder(detector, items, out_dir, n_total=len(paths), info=info)
-    return out_dir
+    skipped: list[Skipped] = []
+    loaded = ((p, guarded(on_error, skipped, p, load_rgb, p)) for p in paths)
+    items = ((p.stem, p.name, image) for p, image in loaded if image is not None)
+    detect_to_folder(detector, items, out_dir, n_total=len(paths), info=info, skipped=skipped, progress=progress)
+    return out_dir, skipped

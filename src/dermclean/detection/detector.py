@@ -40,6 +40,7 @@ from dermclean.detection.image_score import ImageScore, any_artifact_probability
 from dermclean.detection.threshold import Threshold
 from dermclean.diffusion.noisy_classifier import class_probabilities
 from dermclean.env import cpu_bf16, pick_device
+from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 
@@ -48,7 +49,7 @@ MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_ite
 """Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
 
 
-class NotADetectorError(ValueError):
+class NotADetectorError(UsageError, ValueError):
     """A folder that is not a detector bundle."""
 
 

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermclean.env import find_repo_root
+from dermclean.errors import ConfigError, OptionError
 from dermclean.removal.masks import to_model_mask
 from dermclean.removal.telea import telea_inpaint
 
@@ -35,6 +37,8 @@ class RemovalConfig:
     """``params["removal"]``: which methods the clean stage runs and how each samples."""
 
     methods: list[str] = field(default_factory=lambda: list(METHODS))
+    method: str = "telea"         # `dermclean clean`'s default: the best measured in-mask fill
+    max_mask_area: float = 0.5    # `dermclean clean` warns (and counts) masks above this share
     dilation: int = 3             # pixels, at the input's resolution
     steps: int = 8                # DDIM / RePaint steps
     guidance_scale: float = 1.0   # inpaint: CFG scale towards "clean" (1 = conditional only)
@@ -52,28 +56,26 @@ class RemovalConfig:
         self.methods = list(self.methods)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise ValueError(f"removal.methods {unknown} unknown; expected a subset of {list(METHODS)}")
+            raise ConfigError(f"removal.methods {unknown} unknown; expected a subset of {list(METHODS)}")
+        if self.method not in METHODS:
+            raise ConfigError(f"removal.method {self.method!r} unknown; expected one of {list(METHODS)}")
+        if not 0.0 < self.max_mask_area <= 1.0:
+            raise ConfigError(f"removal.max_mask_area must be in (0, 1]; got {self.max_mask_area}")
         if self.imagecond_steps is not None and self.imagecond_steps < 1:
-            raise ValueError(f"removal.imagecond_steps must be null or >= 1; got {self.imagecond_steps}")
+            raise ConfigError(f"removal.imagecond_steps must be null or >= 1; got {self.imagecond_steps}")
         if self.dilation < 0 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"removal: dilation >= 0, steps >= 1 and batch_size >= 1 expected; got {self}")
+            raise ConfigError(f"removal: dilation >= 0, steps >= 1 and batch_size >= 1 expected; got {self}")
 
 
 def check_method(method: str) -> str:
     if method not in METHODS:
-        raise ValueError(f"--method {method!r} unknown; expected one of {', '.join(METHODS)}")
+        raise OptionError(f"--method {method!r} unknown; expected one of {', '.join(METHODS)}")
     return method
-
-
-def repo_root() -> Path:
-    """The nearest folder at or above the working directory holding ``.dvc`` or ``.git`` (else cwd)."""
-    here = Path.cwd().resolve()
-    return next((f for f in (here, *here.parents) if (f / ".dvc").is_dir() or (f / ".git").exists()), here)
 
 
 def default_model_path(method: str, root: Path | None = None) -> Path:
     """Where the pipeline writes the remover of ``method``: ``models/diffusion/unet`` or ``models/imagecond``."""
-    return (root or repo_root()) / ("models/diffusion/unet" if method == "inpaint" else "models/imagecond")
+    return (root or find_repo_root()) / ("models/diffusion/unet" if method == "inpaint" else "models/imagecond")
 
 
 def resolve_remover_dir(model: str | os.PathLike[str] | None, method: str) -> tuple[Path, str]:
@@ -216,10 +218,10 @@ def make_remover(method: str, *, model: str | os.PathLike[str] | nn.Module | Non
         version = model_version(folder, ref)
     cond = module.config.cond_image_channels
     if method == "imagecond" and not cond:
-        raise ValueError(f"--method imagecond needs the image-conditioned model (models/imagecond); {ref} is "
+        raise OptionError(f"--method imagecond needs the image-conditioned model (models/imagecond); {ref} is "
                          f"the class-conditional UNet. Pass --model models/imagecond")
     if method == "inpaint" and (cond or not module.config.num_classes):
-        raise ValueError(f"--method inpaint needs the guided class-conditional model (models/diffusion/unet); "
+        raise OptionError(f"--method inpaint needs the guided class-conditional model (models/diffusion/unet); "
                          f"{ref} is not. Pass --model models/diffusion/unet")
     remover.model, remover.model_ref, remover.version = module.to(dev).eval(), ref, version
     return remover

@@ -1,38 +1,75 @@
 """Masks for removal: reading ``<stem>.png`` masks, Euclidean dilation, and fitting them to an image.
 
 A mask is ``np.ndarray`` bool ``H x W`` (True = artifact, to be replaced). On disk a mask is a
-greyscale (or RGB) PNG where any non-zero pixel is True, so 0/255 masks from ``detect`` and the
-bit-field masks of the synthetic set both read correctly. Written masks are 0/255.
+two-level PNG (greyscale, or RGB with equal channels) of 0 (keep) and 255 (remove), as ``detect``
+and ``clean`` write them; :func:`read_mask` thresholds at 128 and refuses anything else: more than
+two grey levels (an anti-aliased or bit-coded mask, such as ``generate``'s per-type ``masks/``),
+levels other than 0 and 255 (a 0/1 mask would read as empty), a file that is not an image, and a
+decompression bomb.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dermclean.errors import DataError, InputError
+
 ASPECT_TOLERANCE = 0.02
 """A mask whose aspect ratio differs from its image's by more than this is refused, not resized."""
 
 
-class MaskError(ValueError):
+class MaskError(DataError):
     """A mask that cannot be used for an image; the message names the file and what was expected."""
 
 
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a mask PNG as bool ``H x W`` (non-zero = True). Missing file: ``FileNotFoundError``."""
+class MaskNotFound(InputError, FileNotFoundError):
+    """No mask file for an image."""
+
+
+MASK_LEVELS = (0, 255)
+"""The two grey levels of a mask file: 0 = keep, 255 = remove (read with a threshold at 128)."""
+
+
+def read_mask(path: str | os.PathLike[str], *, max_size: int = 8192) -> np.ndarray:
+    """Read a mask PNG as bool ``H x W`` (``>= 128`` = True); see the module docstring for the format.
+
+    Missing file: ``FileNotFoundError`` (:class:`MaskError`'s sibling ``MaskNotFound``); anything
+    else unusable: :class:`MaskError` naming the file and what was expected.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"mask {path} not found; expected a PNG mask named after the image's stem")
+        raise MaskNotFound(f"mask {path} not found; expected a 0/255 PNG mask named after the image's stem")
     try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MaskError(f"{path}: not a readable mask image ({exc}); expected a 0/255 greyscale PNG") from exc
-    return array > 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if max(width, height) > max_size:
+                    raise MaskError(f"{path}: mask of {width}x{height} px is above the size bound; expected at "
+                                    f"most {max_size} px per side (the size of its image)")
+                array = np.asarray(image.convert("RGB") if image.mode not in ("L", "1") else image.convert("L"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MaskError(f"{path}: refused as a decompression bomb ({exc}); expected a 0/255 PNG mask at "
+                        f"its image's size") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MaskError(f"{path}: not a readable mask image ({exc}); expected a 0/255 greyscale PNG") from None
+    if array.ndim == 3:
+        if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
+            raise MaskError(f"{path}: a colour image, not a mask; expected a 0/255 greyscale PNG")
+        array = array[..., 0]
+    levels = np.unique(array)
+    if len(levels) > 2 or not set(levels.tolist()) <= set(MASK_LEVELS):
+        shown = ", ".join(str(v) for v in levels[:6]) + (", ..." if len(levels) > 6 else "")
+        raise MaskError(f"{path}: grey levels {{{shown}}}; expected a two-level mask of 0 (keep) and 255 "
+                        f"(remove). Threshold it first (e.g. value >= 128 -> 255); per-type bit-coded "
+                        f"masks such as `dermclean generate`'s are not removal masks")
+    return array >= 128
 
 
 def fit_mask(mask: np.ndarray, shape: tuple[int, int], *, where: str = "mask") -> np.ndarray:

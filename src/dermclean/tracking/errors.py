@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dermclean.errors import UsageError
 
-class ModelNotFound(FileNotFoundError):
+
+class ModelNotFound(UsageError, FileNotFoundError):
     """No model at the given path or URI; the message says how to get one."""

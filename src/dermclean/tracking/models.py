@@ -16,10 +16,7 @@ import os
 import re
 from pathlib import Path
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
+from dermclean.env import find_repo_root
 from dermclean.io import atomic_path
 from dermclean.modelio import read_model_config
 from dermclean.tracking.errors import ModelNotFound
@@ -49,6 +46,8 @@ def log_model_folder(model_dir: str | os.PathLike[str], *, name: str = "model") 
     :func:`resolve_model` and ``mlflow.pyfunc.load_model`` accept and which
     :func:`dermclean.tracking.register_model_version` registers.
     """
+    import mlflow
+
     model_dir = Path(model_dir)
     kind = read_model_config(model_dir).get("kind")
     if mlflow.active_run() is None:
@@ -85,7 +84,9 @@ def _how_to_get_one(what: str) -> str:
 
 def _cache_key(uri: str) -> str:
     """A key naming exactly the model ``uri`` points to now (aliases resolved to versions)."""
+    import mlflow
     from mlflow.store.artifact.utils.models import get_model_name_and_version
+    from mlflow.tracking import MlflowClient
 
     ident = uri
     if uri.startswith("models:/"):
@@ -99,13 +100,27 @@ def _cache_key(uri: str) -> str:
     return hashlib.sha256(f"{mlflow.get_tracking_uri()}|{ident}".encode()).hexdigest()[:24]
 
 
+def existing_store(uri: str) -> str:
+    """The tracking URI to resolve ``uri`` against: ``MLFLOW_TRACKING_URI`` if set, else the checkout's
+    ``mlruns.db`` when it exists. Creates nothing; raises :class:`ModelNotFound` (fast, before MLflow
+    is imported) saying what to do when there is no store."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = find_repo_root() / "mlruns.db"
+    if store.is_file():
+        return f"sqlite:///{store}"
+    raise ModelNotFound(f"cannot resolve {uri}: no MLflow tracking store (MLFLOW_TRACKING_URI is unset and there "
+                        f"is no {store}). Run `dvc repro` in a dermclean checkout to train and register models, "
+                        f"set MLFLOW_TRACKING_URI to your tracking server, or pass a local model folder "
+                        f"(e.g. --model models/detector)")
+
+
 def _download(uri: str) -> Path:
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+    tracking_uri = existing_store(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
 
-    from dermclean.tracking.runs import configure_tracking
-
-    if not is_tracking_uri_set():
-        configure_tracking()
+    mlflow.set_tracking_uri(tracking_uri)
     try:
         key = _cache_key(uri)
         cache = Path(os.environ.get("DERMCLEAN_MODEL_CACHE", Path.home() / ".cache" / "dermclean" / "models"))

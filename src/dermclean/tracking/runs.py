@@ -20,20 +20,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import dermclean
-from dermclean.env import disable_telemetry
+from dermclean.env import disable_telemetry, find_repo_root
 from dermclean.tracking.lineage import data_hash, flatten_params, git_commit
 
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
 _uri_we_set: str | None = None
-
-
-def find_repo_root(start: str | os.PathLike[str] | None = None) -> Path:
-    """The nearest folder at or above ``start`` (default: cwd) holding ``.dvc`` or ``.git``, else ``start``."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / ".dvc").is_dir() or (folder / ".git").exists():
-            return folder
-    return here
 
 
 def configure_tracking(repo_root: str | os.PathLike[str] | None = None) -> str:

@@ -1,0 +1,81 @@
+"""Folder runs image by image: ``--on-error stop|skip``, ``errors.csv``, batches that stream from disk.
+
+With ``stop`` (the default) the first unusable input ends the run with its one-line error and
+nothing is written. With ``skip`` every unusable input is recorded as a :class:`Skipped` row, the
+run goes on, ``errors.csv`` (``file,reason``) lists them beside the outputs, and the command exits
+with status 4 (:data:`dermclean.errors.EXIT_SKIPPED`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from dermclean.data.images import load_rgb
+from dermclean.errors import InputError, OptionError
+from dermclean.io import atomic_path
+
+ON_ERROR = ("stop", "skip")
+ERRORS_FILE = "errors.csv"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One input left out under ``--on-error skip``: the file as given and why."""
+
+    file: str
+    reason: str
+
+
+def check_on_error(value: str) -> str:
+    if value not in ON_ERROR:
+        raise OptionError(f"--on-error {value!r}; expected one of {', '.join(ON_ERROR)}")
+    return value
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``items`` of at most ``size`` (>= 1) elements."""
+    size = max(1, int(size))
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def guarded(on_error: str, skipped: list[Skipped], file: str | os.PathLike[str], func, *args, **kwargs):
+    """``func(*args, **kwargs)``; an :class:`InputError` is raised (``stop``) or recorded (``skip``, returns None)."""
+    try:
+        return func(*args, **kwargs)
+    except InputError as exc:
+        if on_error == "stop":
+            raise
+        skipped.append(Skipped(file=str(file), reason=str(exc)))
+        return None
+
+
+def load_images(paths: Sequence[Path], *, on_error: str, skipped: list[Skipped]) -> list[tuple[Path, np.ndarray]]:
+    """``(path, uint8 H x W x 3)`` for every usable path, in order (see :func:`guarded`)."""
+    loaded = [(p, guarded(on_error, skipped, p, load_rgb, p)) for p in paths]
+    return [(p, im) for p, im in loaded if im is not None]
+
+
+def write_errors(path: str | os.PathLike[str], skipped: Sequence[Skipped]) -> None:
+    """``errors.csv``: one row per skipped input (``file``, ``reason``), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "reason"])
+        writer.writerows([s.file, s.reason] for s in skipped)
+
+
+def read_errors(path: str | os.PathLike[str]) -> list[Skipped]:
+    """The rows of an ``errors.csv`` written by :func:`write_errors` (empty if there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [Skipped(file=row["file"], reason=row["reason"]) for row in csv.DictReader(handle)]
