@@ -6,6 +6,7 @@ Tiny everything: an untrained DermUNet [8, 16] at 16 px in a detector bundle, a 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from dermclean.config import load_params
+from dermclean.config import from_dict, load_params
 from dermclean.constants import ARTIFACT_FLAGS
 
 VENV_BIN = Path(sys.executable).parent
@@ -101,7 +102,7 @@ def workspace(tmp_path_factory):
     unet_cfg = UNetConfig(sample_size=16, block_out_channels=[8, 16])
     save_model_dir(root / "models" / "unet", kind="unet", config=unet_cfg, module=DermUNet(unet_cfg))
     detector = build_detector(detector_kind="guided", unet_dir=root / "models" / "unet",
-                              config=DetectionConfig.from_dict({**DETECTION, "image_size": 16}), device="cpu")
+                              config=from_dict(DetectionConfig, {**DETECTION, "image_size": 16}), device="cpu")
     detector.threshold = fit_threshold(detector, manifest, split="val", seed=0)
     save_detector(detector, root / "models" / "detector")
     params = {"profile": "tiny", "seed": 0, "detection": DETECTION,
@@ -190,10 +191,12 @@ def test_interrupted_sweep_resumes(ray_head, workspace, tmp_path, monkeypatch):
     params["sweep"].update(num_samples=n_trials, max_concurrent=1)
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, str(Path(__file__).resolve().parents[1] / "pipelines" / "sweep.py"),
-           "--params", str(params_file), "--manifest", str(workspace / "data" / "manifest.csv"),
-           "--detector", str(workspace / "models" / "detector"), "--out", str(tmp_path / "out"),
-           "--best", str(tmp_path / "sweep_best.yaml"), "--storage", str(storage), "--address", ray_head]
+    files = {"params_path": str(params_file), "manifest_path": str(workspace / "data" / "manifest.csv"),
+             "detector_dir": str(workspace / "models" / "detector"), "out_dir": str(tmp_path / "out"),
+             "best_path": str(tmp_path / "sweep_best.yaml"), "storage_path": str(storage), "address": ray_head}
+    # the `dermclean sweep` entry point in a process of its own; SweepInterrupted ends it with status 1
+    cmd = [sys.executable, "-c", "import json, sys; from dermclean.sweep.run import sweep_from_files; "
+           "sweep_from_files(**json.loads(sys.argv[1]))", json.dumps(files)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not list(storage.glob("sweep-*/*/result.json")) or not any(
