@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from dermclean.config import from_dict
+
 GUIDANCE_KINDS = ("cfg", "classifier", "none")
 IMAGE_SCORES = ("auto", "classifier", "map", "fitted", "stacked")
 
@@ -82,19 +84,7 @@ class DetectionConfig:
 
     def replace(self, **overrides: Any) -> "DetectionConfig":
         """A copy with ``overrides`` (unknown keys refused, naming them)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"detection override: unknown keys {unknown}; expected a subset of {sorted(names)}")
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items()})
+        return from_dict(DetectionConfig, {**self.to_dict(), **overrides}, where="detection override")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, *, where: str = "detection") -> "DetectionConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data or {}) - names)
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; expected a subset of {sorted(names)}")
-        return cls(**(data or {}))

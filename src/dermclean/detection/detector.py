@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
@@ -284,7 +285,7 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
     classifier_dir = folder / "noisy_classifier"
     score_file = folder / "image_score.json"
     return Detector(detector_kind=record["detector_kind"],
-                    config=DetectionConfig.from_dict(record["config"], where=f"{folder}/config.json"),
+                    config=from_dict(DetectionConfig, record["config"], where=f"{folder}/config.json"),
                     unet=_load_component(folder / "unet", dev),
                     classifier=_load_component(classifier_dir, dev) if classifier_dir.is_dir() else None,
                     threshold=Threshold.from_dict(read_json(threshold_file)),
