@@ -2,8 +2,8 @@
 
 Reads each trained model's ``mlflow_run.json`` under ``--models`` and the metrics files in
 ``--metrics-dir`` (``detection_eval.json``, ``shortcut.json``; layouts in
-:mod:`dermclean.tracking.promotion_inputs`), applies the gates of ``params.yaml`` ``promote``
-(:mod:`dermclean.tracking.promotion`) and writes the decisions to ``--out`` atomically.
+:mod:`dermclean.tracking.promotion.inputs`), applies the gates of ``params.yaml`` ``promote``
+(:func:`dermclean.tracking.promotion.promote`) and writes the decisions to ``--out`` atomically.
 Rerunning with the same inputs changes nothing in the registry or the report.
 """
 
@@ -16,8 +16,7 @@ from pathlib import Path
 from dermclean.config import load_params
 from dermclean.io import write_json
 from dermclean.tracking import configure_tracking
-from dermclean.tracking.promote import promote
-from dermclean.tracking.promotion_inputs import PromotionInputError
+from dermclean.tracking.promotion import PromotionInputError, promote
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics"))
     parser.add_argument("--out", type=Path, default=Path("reports/promotion.json"))
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    gates = load_params(args.params).get("promote")
     uri = configure_tracking()
     try:
-        report = promote(params=params, models_dir=args.models, metrics_dir=args.metrics_dir)
+        report = promote(gates, models_dir=args.models, metrics_dir=args.metrics_dir)
     except PromotionInputError as exc:
         print(f"promote: {exc}", file=sys.stderr)
         return 1

@@ -17,11 +17,10 @@ from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.io import write_json
 from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
-from dermclean.tracking.promote import promote
 from dermclean.tracking.promotion import (ClassifierGates, ClassifierMetrics, DetectorGates, DetectorMetrics,
-                                          Outcome, choose_aliases, classifier_decision, detector_decision)
-from dermclean.tracking.promotion_inputs import (PromotionInputError, classifier_metrics, detector_metrics,
-                                                 discover_models)
+                                          Outcome, PromotionInputError, choose_aliases, classifier_decision,
+                                          classifier_metrics, detector_decision, detector_metrics, discover_models,
+                                          promote)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GATES = ClassifierGates(max_flip_rate=0.2, max_auroc_drop=0.02)
@@ -186,7 +185,7 @@ def test_promote_registers_gates_and_is_idempotent(store):
         "inpaint": {"seed0": {"id_auroc": 0.84, "trap_auroc": 0.70, "flip_rate": 0.10},     # passes
                     "seed1": {"id_auroc": 0.80, "trap_auroc": 0.75, "flip_rate": 0.05}}}})  # id AUROC drop 0.04
 
-    report = promote(params=PARAMS, models_dir=store / "models", metrics_dir=store / "metrics")
+    report = promote(PARAMS["promote"], models_dir=store / "models", metrics_dir=store / "metrics")
     models = report["registered_models"]
     detector = models["dermclean-detector"]
     rows = {r["kind"]: r for r in detector["versions"]}
@@ -230,7 +229,7 @@ def test_promote_registers_gates_and_is_idempotent(store):
     shortcut = json.loads((store / "metrics" / "shortcut.json").read_text())
     shortcut["classifiers"]["inpaint"]["seed1"] = {"id_auroc": 0.84, "trap_auroc": 0.80, "flip_rate": 0.05}
     write_json(store / "metrics" / "shortcut.json", shortcut)
-    third = promote(params=PARAMS, models_dir=store / "models", metrics_dir=store / "metrics")["registered_models"]
+    third = promote(PARAMS["promote"], models_dir=store / "models", metrics_dir=store / "metrics")["registered_models"]
     new_guided = [r for r in third["dermclean-detector"]["versions"] if r["kind"] == "guided"][0]
     assert new_guided["version"] == 3 and not new_guided["passed"]
     assert "val image_auroc 0.6000 < champion v2 0.7200" in new_guided["reason"]

@@ -8,7 +8,7 @@
   (nothing is unpickled when it loads); :func:`resolve_model` turns ``models:/...``, ``runs:/...``,
   ``m-...`` or a local folder into a local model folder.
 - :mod:`dermclean.tracking.registry`: idempotent version registration and aliases;
-  :mod:`dermclean.tracking.promotion`: the promotion gates (pure functions).
+  :mod:`dermclean.tracking.promotion`: the promotion gates (pure), what they read, and ``promote``.
 """
 
 from dermclean.tracking.errors import ModelNotFound

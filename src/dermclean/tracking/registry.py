@@ -2,7 +2,7 @@
 
 Registered models: ``dermclean-detector`` (versions tagged ``kind=guided|imagecond``) and
 ``dermclean-classifier-<variant>`` (versions tagged ``seed``). Aliases: ``champion`` (passed the
-promotion gates, see :mod:`dermclean.tracking.promotion`) and ``challenger``.
+promotion gates, see :mod:`dermclean.tracking.promotion.gates`) and ``challenger``.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermclean.tracking.promotion import ClassifierMetrics, DetectorMetrics
+from dermclean.tracking.promotion.gates import ClassifierMetrics, DetectorMetrics
 
 DETECTOR_FOLDERS = {"detector": "guided", "detector_imagecond": "imagecond"}
 DETECTOR_MODEL = "dermclean-detector"

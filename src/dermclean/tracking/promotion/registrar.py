@@ -1,8 +1,8 @@
-"""The ``promote`` stage: register trained models and move ``champion`` / ``challenger`` aliases.
+"""The registry side of promotion: register trained models, move ``champion`` / ``challenger`` aliases.
 
-For every model found by :func:`~dermclean.tracking.promotion_inputs.discover_models` it registers
+For every model found by :func:`~dermclean.tracking.promotion.inputs.discover_models` it registers
 a version (idempotent: the same ``model_uri`` reuses its version), gates it
-(:mod:`dermclean.tracking.promotion`) and records on the version:
+(:mod:`dermclean.tracking.promotion.gates`) and records on the version:
 
 - tags ``promotion.passed``, ``promotion.reason`` (each gate with its numbers),
   ``promotion.metrics`` (the figures gated, JSON), ``promotion.role`` and ``promotion.role_reason``;
@@ -17,6 +17,7 @@ first version becomes champion when it has none.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from dermclean.config import from_dict
-from dermclean.tracking.promotion import (
+from dermclean.tracking.promotion.gates import (
     AliasChoice, ClassifierGates, ClassifierMetrics, Decision, DetectorGates, DetectorMetrics, Outcome,
     choose_aliases, classifier_decision, detector_decision)
-from dermclean.tracking.promotion_inputs import (
+from dermclean.tracking.promotion.inputs import (
     RAW_VARIANT, TrainedModel, classifier_metrics, detector_metrics, discover_models, read_metrics_file)
 from dermclean.tracking.registry import get_alias_version, register_model_version, set_alias
 
@@ -63,8 +64,8 @@ def _raw_reference(shortcut: dict[str, Any], seed: int, seeds: list[int]) -> tup
 
 
 class _Promoter:
-    def __init__(self, *, params: dict[str, Any], metrics_dir: Path) -> None:
-        section = params.get("promote") or {}
+    def __init__(self, *, gates: Mapping[str, Any] | None, metrics_dir: Path) -> None:
+        section = gates or {}
         self.detector_gates = from_dict(DetectorGates, section.get("detector"), where="params promote.detector")
         self.classifier_gates = from_dict(ClassifierGates, section.get("classifier"), where="params promote.classifier")
         self.metrics_dir = metrics_dir
@@ -185,13 +186,15 @@ class _Promoter:
                 "challenger": int(challenger.version) if challenger else None, "versions": rows}
 
 
-def promote(*, params: dict[str, Any], models_dir: str | Path, metrics_dir: str | Path) -> dict[str, Any]:
+def promote(gates: Mapping[str, Any] | None, *, models_dir: str | Path, metrics_dir: str | Path) -> dict[str, Any]:
     """Register every trained model under ``models_dir`` and set aliases; return the decisions report.
 
-    Needs MLflow configured (:func:`dermclean.tracking.configure_tracking`). The report maps each
-    registered model name to its champion, challenger and one row per version of this run.
+    ``gates``: params.yaml's ``promote`` section (``detector`` and ``classifier`` gate values; a missing
+    one takes the default of :class:`DetectorGates` / :class:`ClassifierGates`). Needs MLflow configured
+    (:func:`dermclean.tracking.configure_tracking`). The report maps each registered model name to its
+    champion, challenger and one row per version of this run.
     """
-    promoter = _Promoter(params=params, metrics_dir=Path(metrics_dir))
+    promoter = _Promoter(gates=gates, metrics_dir=Path(metrics_dir))
     by_name: dict[str, list[TrainedModel]] = {}
     for model in discover_models(models_dir):
         by_name.setdefault(model.registered_name, []).append(model)
