@@ -49,7 +49,7 @@ class OnError(str, Enum):
     skip = "skip"
 
 
-ImagesDir = Annotated[Path, typer.Argument(help="Folder of *.jpg/*.jpeg/*.png images (not recursive); only read.")]
+ImagesDir = Annotated[Path, typer.Argument(metavar="IMAGES_DIR", help="Folder of *.jpg/*.jpeg/*.png images (not recursive); only read.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass (default: from the model's config).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this same command (never anything else).")]
@@ -214,7 +214,7 @@ def bench_detect_cmd(
 @app.command()
 @_user_errors
 def generate(
-    out: Annotated[Path, typer.Argument(help="New output folder: images/, masks/ (per-type bit codes, not removal masks), manifest.csv.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="New output folder: images/, masks/ (per-type bit codes, not removal masks), manifest.csv.")],
     n_images: Annotated[int, typer.Option("--n-images", min=1)] = 160,
     size: Annotated[int, typer.Option("--size", min=16)] = 64,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -234,7 +234,7 @@ def generate(
 @app.command("sample-grid")
 @_user_errors
 def sample_grid(
-    out: Annotated[Path, typer.Argument(help="New PNG file to write.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="New PNG file to write.")],
     n: Annotated[int, typer.Option("--n", min=1)] = 16,
     size: Annotated[int, typer.Option("--size", min=16)] = 128,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -249,7 +249,7 @@ def sample_grid(
 @app.command()
 @_user_errors
 def validate(
-    folder: Annotated[Path, typer.Argument(help="A folder laid out like ISIC (images/ + labels.csv), or a manifest.csv.")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER_OR_MANIFEST", help="A folder laid out like ISIC (images/ + labels.csv), or a manifest.csv.")],
     suite: Annotated[Optional[Path], typer.Option("--suite", help="GX suite definition (default: the manifest suite shipped with dermclean).", show_default=False)] = None,
     min_size: Annotated[int, typer.Option("--min-size", min=1, help="Smallest side in pixels.")] = 32,
     max_size: Annotated[int, typer.Option("--max-size", min=1, help="Largest side in pixels.")] = 8192,

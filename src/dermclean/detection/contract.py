@@ -93,8 +93,7 @@ def open_detector(model: str | os.PathLike[str] | None, *, device: str | None = 
         detector = load_detector(uri, device=device)
     except FileNotFoundError as exc:
         if model is None:
-            raise type(exc)(f"no default detector: {exc}. Run the pipeline (`make run`, which registers "
-                            f"{DEFAULT_MODEL}) or pass --model PATH_OR_URI (e.g. models/detector)") from exc
+            raise type(exc)(f"no default detector: {exc}") from exc
         raise
     if batch_size:
         detector = detector.with_config(batch_size=int(batch_size))

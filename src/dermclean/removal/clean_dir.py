@@ -80,8 +80,8 @@ class _MaskSource:
             except FileNotFoundError as exc:
                 if detector is not None:
                     raise
-                raise type(exc)(f"clean: no default detector ({DEFAULT_DETECTOR}). Pass --detector PATH_OR_URI "
-                                f"(e.g. models/detector) or --masks DIR with <stem>.png masks") from exc
+                raise type(exc)(f"{exc}. For clean, pass the detector as --detector PATH_OR_URI, or give "
+                                f"--masks DIR with <stem>.png masks") from exc
 
     def describe(self) -> dict:
         return {"masks_dir": str(self.masks_dir)} if self.masks_dir is not None else {"detector": self.ref}

@@ -78,7 +78,7 @@ def _local_model_dir(path: Path) -> Path | None:
 
 
 def _how_to_get_one(what: str) -> str:
-    return (f"{what}. Train and register models with `make run` (or `dvc repro`), which ends with the "
+    return (f"{what}. Train and register models with `dvc repro` in a dermclean checkout, which ends with the "
             f"promote stage setting the 'champion' aliases, or pass --model PATH to a local model folder.")
 
 
