@@ -27,17 +27,17 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from dermclean.classifier.predict import predict_paths as classify_paths
+from dermclean.detection import predict_paths as detect_paths
+from dermclean.modelio import load_model_dir, read_model_config
+
 PREDICTING_KINDS = ("detector", "classifier")
 DEFAULT_MODEL_CONFIG = {"device": "auto", "batch_size": 16}
 
 
 def _predict_fn(kind: str):
-    """The ``predict_paths(model_dir, paths, *, device, batch_size)`` of a predicting kind (lazy import)."""
-    if kind == "detector":
-        from dermclean.detection import predict_paths
-    else:
-        from dermclean.classifier.predict import predict_paths
-    return predict_paths
+    """The ``predict_paths(model_dir, paths, *, device, batch_size)`` of a predicting kind."""
+    return detect_paths if kind == "detector" else classify_paths
 
 
 def input_paths(model_input: Any) -> list[Path]:
@@ -67,8 +67,6 @@ class DermcleanModel(PythonModel):
     """pyfunc over a dermclean model folder; see the module docstring."""
 
     def load_context(self, context) -> None:
-        from dermclean.modelio import load_model_dir, read_model_config
-
         self.model_dir = Path(context.artifacts["model_dir"])
         self.kind = read_model_config(self.model_dir).get("kind")
         self.settings = {**DEFAULT_MODEL_CONFIG, **(context.model_config or {})}

@@ -10,6 +10,7 @@ artifacts go. One experiment per component kind: ``dermclean-diffusion``, ``derm
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
 import dermclean
 from dermclean.env import disable_telemetry, find_repo_root
@@ -73,8 +75,6 @@ def ensure_experiment(name: str) -> str:
 def lineage_tags(params: Mapping[str, Any], data_paths: list[str | os.PathLike[str]], *,
                  root: Path) -> dict[str, str]:
     """The tags every dermclean run carries (see :mod:`dermclean.tracking.lineage`)."""
-    import json
-
     hashed = data_hash(data_paths, root=root)
     tags = {
         "git_commit": git_commit(root),
@@ -105,8 +105,6 @@ def start_run(experiment: str, run_name: str, *, params: Mapping[str, Any],
             mlflow.log_metric("val_auroc", 0.81)
             log_model_folder(model_dir)
     """
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
-
     if not is_tracking_uri_set():
         configure_tracking()
     root = find_repo_root()
