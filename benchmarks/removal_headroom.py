@@ -40,7 +40,7 @@ from dermclean.env import disable_telemetry
 from dermclean.io import write_json
 from dermclean.removal.engine import RemovalConfig, make_remover
 from dermclean.removal.evaluate import paint_cases
-from dermclean.removal.masks import dilate_mask
+from dermclean.data.masks import dilate_mask
 from dermclean.removal.metrics import masked_psnr
 from dermclean.removal.telea import telea_inpaint
 

@@ -12,7 +12,7 @@ from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.removal.engine import RemovalConfig, make_remover, paste
 from dermclean.removal.imagecond import imagecond_anomaly_map, imagecond_restore, imagecond_unet_config
 from dermclean.removal.inpaint import InpaintConfig, repaint
-from dermclean.removal.masks import MaskError, dilate_mask, fit_mask
+from dermclean.data.masks import MaskError, dilate_mask, fit_mask
 from dermclean.removal.metrics import PSNR_CAP, masked_psnr, masked_ssim, region_scores, window_free
 from dermclean.removal.telea import telea_inpaint
 

@@ -14,7 +14,7 @@ from dermclean.removal.imagecond import (
     PREFILL_RADIUS, CorruptionConfig, ImagecondBatches, corrupt, imagecond_restore, imagecond_unet_config,
     prefill, train_imagecond,
 )
-from dermclean.removal.masks import dilate_mask
+from dermclean.data.masks import dilate_mask
 from dermclean.removal.telea import telea_inpaint
 from test_removal_imagecond import skin_images
 

@@ -28,7 +28,6 @@ _EXPORTS = {
     "load_imagecond": "dermclean.removal.imagecond",
     "repaint": "dermclean.removal.inpaint",
     "telea_inpaint": "dermclean.removal.telea",
-    "dilate_mask": "dermclean.removal.masks",
 }
 
 __all__ = sorted(_EXPORTS)

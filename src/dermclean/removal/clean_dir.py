@@ -10,7 +10,7 @@ applied; duplicate stems refused) and writes::
     OUT_DIR/errors.csv        with --on-error skip and some input refused: file, reason
 
 Masks come from ``masks_dir/<stem>.png`` (two-level 0/255 PNGs, see
-:mod:`dermclean.removal.masks`) when given, else from the detector (default: the champion,
+:mod:`dermclean.data.masks`) when given, else from the detector (default: the champion,
 ``models:/dermclean-detector@champion``). Outside the dilated mask every output pixel equals the
 decoded input pixel. Images stream through in batches (memory bounded by the batch size, not the
 folder), into a hidden build folder beside ``OUT_DIR`` that is renamed into place at the end; a run
@@ -38,7 +38,7 @@ from dermclean.env import find_repo_root
 from dermclean.errors import OptionError, PathNotFound
 from dermclean.io import building_dir, check_output, fingerprint, write_json
 from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_remover
-from dermclean.removal.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
+from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
 
 log = logging.getLogger(__name__)
 

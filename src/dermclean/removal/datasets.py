@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from dermclean.removal.engine import RemovalConfig, make_remover
-from dermclean.removal.masks import dilate_mask, fit_mask, read_mask
+from dermclean.data.masks import dilate_mask, fit_mask, read_mask
 
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source_image", "method", "model_version", "mask_area")
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from dermclean.env import find_repo_root
 from dermclean.errors import ConfigError, OptionError
-from dermclean.removal.masks import to_model_mask
+from dermclean.data.masks import to_model_mask
 from dermclean.removal.telea import telea_inpaint
 
 METHODS: tuple[str, ...] = ("inpaint", "imagecond", "telea")

@@ -25,7 +25,7 @@ from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
 from dermclean.io import atomic_path
 from dermclean.removal.engine import RemovalConfig, make_remover
-from dermclean.removal.masks import dilate_mask
+from dermclean.data.masks import dilate_mask
 from dermclean.removal.metrics import region_scores
 
 GROUPS: tuple[str, ...] = ("train_styles", "heldout_styles")

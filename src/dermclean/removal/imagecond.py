@@ -206,7 +206,7 @@ class ImagecondBatches:
         drawing nothing from ``rng``, for a model without a mask condition."""
         if not self.mask_condition:
             return pair
-        from dermclean.removal.masks import dilate_mask
+        from dermclean.data.masks import dilate_mask
 
         given = np.zeros_like(pair.mask)
         if not pair.untouched and rng.random() < self.corruption.mask_fraction:
