@@ -23,6 +23,7 @@ imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.conf
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
@@ -44,6 +47,7 @@ from dermclean.env import cpu_bf16, pick_device
 from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
+from dermclean.tracking.models import resolve_model
 
 DETECTOR_KINDS = ("guided", "imagecond")
 MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma")
@@ -187,8 +191,6 @@ class Detector:
 
         Without a fitted threshold the masks are all False.
         """
-        from dermclean.data.images import resize_map, to_tensor
-
         names = list(names) if names is not None else [f"image_{i}" for i in range(len(images))]
         if len(names) != len(images):
             raise ValueError(f"detect: {len(images)} images but {len(names)} names")
@@ -217,8 +219,6 @@ class Detector:
 
 
 def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, disable=not enabled or total < 2, desc="detect", unit="img")
 
 
@@ -260,8 +260,6 @@ def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dic
 
 
 def _is_uri(text: str) -> bool:
-    import re
-
     return text.startswith(("models:/", "runs:/")) or re.fullmatch(r"m-[0-9a-f]+", text) is not None
 
 
@@ -269,8 +267,6 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
     """Load a bundle from a local folder or an MLflow model URI (``models:/dermclean-detector@champion``)."""
     text = str(path_or_uri)
     if _is_uri(text) or not (Path(text) / "config.json").is_file():
-        from dermclean.tracking import resolve_model
-
         folder = resolve_model(text)
     else:
         folder = Path(text)
@@ -297,8 +293,6 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
 def predict_paths(model_dir: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,
                   device: str | None = None, batch_size: int | None = None) -> pd.DataFrame:
     """Scores of image files: DataFrame ``image`` (file name), ``score``, ``ruler``, ``ink``, ``patches``."""
-    from dermclean.data.images import load_rgb
-
     detector = load_detector(model_dir, device=device)
     if batch_size:
         detector = detector.with_config(batch_size=int(batch_size))
