@@ -20,11 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from dermclean.config import from_dict, load_params
 from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.detection import DetectionConfig, build_detector, save_detector
+from dermclean.detection.evaluate import fit_threshold
+from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.modelio import save_model_dir
+from dermclean.sweep import run_sweep
 
 VENV_BIN = Path(sys.executable).parent
 DETECTION = {"guidance": "cfg", "noise_level": 200, "guidance_scale": 2.0, "steps": 2, "smoothing_sigma": 1.0,
@@ -74,13 +80,6 @@ def ray_head():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A repo-like folder: params.yaml, a tiny manifest (val: 6 clean + 2 ruler images), a detector bundle."""
-    import torch
-
-    from dermclean.detection import DetectionConfig, build_detector, save_detector
-    from dermclean.detection.evaluate import fit_threshold
-    from dermclean.diffusion.unet import DermUNet, UNetConfig
-    from dermclean.modelio import save_model_dir
-
     root = tmp_path_factory.mktemp("sweep_repo")
     rng = np.random.default_rng(0)
     (root / "data" / "images").mkdir(parents=True)
@@ -126,8 +125,6 @@ def _children(uri: str, parent_id: str) -> list:
 
 def test_sweep_on_a_ray_head_by_address(ray_head, workspace, monkeypatch):
     from mlflow.tracking import MlflowClient
-
-    from dermclean.sweep import run_sweep
 
     uri = f"sqlite:///{workspace / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -180,8 +177,6 @@ def test_sweep_on_a_ray_head_by_address(ray_head, workspace, monkeypatch):
 @pytest.mark.slow
 def test_interrupted_sweep_resumes(ray_head, workspace, tmp_path, monkeypatch):
     """Ctrl-C the sweep after its first trial, resume it: every trial runs once, none is logged twice."""
-    from dermclean.sweep import run_sweep
-
     uri = f"sqlite:///{workspace / 'mlruns.db'}"
     storage = tmp_path / "ray_results"
     params_file = tmp_path / "params.yaml"
