@@ -21,52 +21,14 @@ inverts it exactly (see :func:`ddim_encode`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from dermclean.diffusion.schedulers import ddim_inverse_scheduler, ddim_scheduler
+from dermclean.diffusion.schedulers import DDIMGrid, ddim_grid, ddim_inverse_scheduler, ddim_scheduler
 from dermclean.diffusion.unet import UNetConfig
 from dermclean.env import autocast
-
-
-@dataclass
-class DDIMGrid:
-    """The DDIM timesteps used between 0 and L: ``timesteps`` = ``(r, 2r, ..., k r)`` ascending."""
-
-    num_train_timesteps: int
-    num_inference_steps: int
-    ratio: int
-    timesteps: list[int]
-
-    @property
-    def noise_level(self) -> int:
-        return self.timesteps[-1]
-
-    @property
-    def steps(self) -> int:
-        return len(self.timesteps)
-
-
-def ddim_grid(num_train_timesteps: int, noise_level: int, steps: int) -> DDIMGrid:
-    """The grid nearest to L = ``noise_level`` reached in ``steps`` DDIM steps.
-
-    diffusers' DDIM schedulers step by ``r = T // num_inference_steps``; we pick ``r ~ L / steps`` and
-    ``k = round(L / r)`` steps, so L and steps are exact when ``steps`` divides L and ``L / steps``
-    divides T (e.g. L=400, 8 steps: r = 50; the Wolleb reference L=500, 500 steps: r = 1).
-    """
-    t_max = num_train_timesteps - 1
-    if not 1 <= noise_level <= t_max:
-        raise ValueError(f"noise_level {noise_level} must be in [1, {t_max}] (num_train_timesteps {num_train_timesteps})")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}")
-    r0 = max(1, round(noise_level / steps))
-    n = max(1, num_train_timesteps // r0)
-    r = num_train_timesteps // n
-    k = max(1, min(round(noise_level / r), t_max // r))
-    return DDIMGrid(num_train_timesteps, n, r, [r * i for i in range(1, k + 1)])
 
 
 def _unet_config(model: nn.Module) -> UNetConfig:

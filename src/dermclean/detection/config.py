@@ -1,7 +1,7 @@
 """Typed detection configuration (``params["detection"]``), saved in the detector bundle's ``config.json``.
 
 ``noise_level`` (L) and ``steps`` are requested values; DDIM runs on a grid of the training
-timesteps (see :func:`dermclean.detection.anomaly.ddim_grid`) and the effective values are what
+timesteps (see :func:`dermclean.diffusion.schedulers.ddim_grid`) and the effective values are what
 :meth:`DetectionConfig.effective` reports and what ``run.json`` records.
 """
 

@@ -29,6 +29,7 @@ from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, guarded, write
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import list_images, load_rgb
 from dermclean.detection.detector import Detection, Detector, load_detector
+from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.io import atomic_path, check_output, write_json
 
 DEFAULT_MODEL = "models:/dermclean-detector@champion"
@@ -48,8 +49,6 @@ def write_detection_files(folder: Path, key: str, detection: Detection) -> None:
 
 def run_info(detector: Detector, *, model: str, device: Any, seconds: float, n_images: int) -> dict[str, Any]:
     """Provenance for ``run.json``."""
-    from dermclean.detection.anomaly import ddim_grid
-
     cfg = detector.config
     info: dict[str, Any] = {
         "model_uri": model, "model_version": _registry_version(model), "detector_kind": detector.detector_kind,

@@ -45,7 +45,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.diffusion.schedulers import ddim_scheduler, training_scheduler
+from dermclean.diffusion.schedulers import ddim_grid, ddim_scheduler, training_scheduler
 from dermclean.diffusion.train import DiffusionBatch, TrainConfig, train_diffusion
 from dermclean.diffusion.unet import DermUNet, UNetConfig, condition_channels
 from dermclean.env import autocast
@@ -315,7 +315,7 @@ def train_imagecond(dataset_images: np.ndarray | Sequence[np.ndarray], unet_conf
 
 def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> tuple[DDIMScheduler, list[int]]:
     """DDIM scheduler and the timesteps to visit (descending): ``steps`` steps from T-1 (pure noise),
-    or the DDIM grid that reaches ``noise_level`` in ``steps`` steps (:func:`~dermclean.detection.anomaly.ddim_grid`,
+    or the DDIM grid that reaches ``noise_level`` in ``steps`` steps (:func:`~dermclean.diffusion.schedulers.ddim_grid`,
     the grid the guided detector decodes on), one model evaluation per step."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
@@ -327,8 +327,6 @@ def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> t
         return scheduler, [int(t) for t in scheduler.timesteps]
     if not 1 <= noise_level < big_t:
         raise ValueError(f"noise_level must be in [1, {big_t - 1}] or None (pure noise); got {noise_level}")
-    from dermclean.detection.anomaly import ddim_grid
-
     grid = ddim_grid(big_t, noise_level, steps)
     base.set_timesteps(grid.num_inference_steps)
     return base, list(reversed(grid.timesteps))

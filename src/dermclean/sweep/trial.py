@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from dermclean.detection import load_detector
-from dermclean.detection.anomaly import ddim_grid
 from dermclean.detection.evaluate import evaluate_detector
+from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.sweep.space import SWEPT_KEYS
 
 REPORTED_METRICS: dict[str, str] = {
