@@ -22,6 +22,7 @@ import yaml
 
 from dermclean.io import atomic_path
 from dermclean.sweep.space import SWEPT_KEYS
+from dermclean.values import finite_or_none
 
 BEST_HEADER = ("# Written by `dermclean sweep` (Ray Tune + Optuna, maximising validation pixel AP).\n"
                "# Overrides params.yaml's detection values: load_params(..., overrides=[this file]).\n"
@@ -61,8 +62,7 @@ class TrialRecord:
         return {key: getattr(self, key) for key in SWEPT_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {k: finite_or_none(v) for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(kw_only=True)
