@@ -36,13 +36,13 @@ from dermclean.config import from_dict, load_params, params_parser, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+from dermclean.data.masks import dilate_mask
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
+from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.removal.engine import RemovalConfig, make_remover
 from dermclean.removal.evaluate import paint_cases
-from dermclean.data.masks import dilate_mask
 from dermclean.removal.metrics import masked_psnr
-from dermclean.removal.telea import telea_inpaint
 
 
 def main(argv: list[str] | None = None) -> int:

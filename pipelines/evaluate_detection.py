@@ -18,11 +18,12 @@ import mlflow
 
 from dermclean.config import load_params, params_seed
 from dermclean.detection import load_detector
-from dermclean.detection.classical import ClassicalConfig, ClassicalDetector
+from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.evaluate import EvaluationResult, evaluate_detector_full, fit_threshold
 from dermclean.detection.figures import save_grid, save_pr_curves
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
+from dermclean.methods.classical.rules import ClassicalConfig
 from dermclean.tracking import start_run
 from dermclean.values import flat_metrics, json_ready
 

@@ -10,7 +10,8 @@ import pytest
 
 from dermclean.detection import Threshold
 from dermclean.detection import metrics as M
-from dermclean.detection.classical import ClassicalDetector, type_maps
+from dermclean.detection.classical import ClassicalDetector
+from dermclean.methods.classical.rules import type_maps
 
 
 # ------------------------------------------------------------------ threshold

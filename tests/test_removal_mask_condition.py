@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from dermclean.data.masks import dilate_mask
 from dermclean.diffusion.train import TrainConfig
 from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.removal.engine import RemovalConfig, make_remover
 from dermclean.removal.imagecond import (
     PREFILL_RADIUS, CorruptionConfig, ImagecondBatches, corrupt, imagecond_restore, imagecond_unet_config,
     prefill, train_imagecond,
 )
-from dermclean.data.masks import dilate_mask
-from dermclean.removal.telea import telea_inpaint
 from test_removal_imagecond import skin_images
 
 SIZE = 32

@@ -3,7 +3,6 @@
 - :mod:`~dermclean.removal.imagecond`: the image-conditioned model of Baugh et al. 2024 (training
   data from painted artifacts with held-out styles, training, restoration, difference-map detector);
 - :mod:`~dermclean.removal.inpaint`: RePaint (Lugmayr et al. 2022) with the guided model, "clean";
-- :mod:`~dermclean.removal.telea`: OpenCV's Telea inpainting, the baseline;
 - :mod:`~dermclean.removal.engine`: methods at the input's resolution (paste inside the mask only);
 - :func:`run_clean_dir`: the ``clean`` contract; :func:`build_cleaned_dataset`: cleaned datasets;
 - :mod:`~dermclean.removal.metrics` / :func:`evaluate_removal`: masked PSNR/SSIM on painted pairs.
@@ -27,7 +26,6 @@ _EXPORTS = {
     "imagecond_anomaly_map": "dermclean.removal.imagecond",
     "load_imagecond": "dermclean.removal.imagecond",
     "repaint": "dermclean.removal.inpaint",
-    "telea_inpaint": "dermclean.removal.telea",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -34,11 +34,11 @@ from dermclean import __version__
 from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, guarded, load_images, write_errors
 from dermclean.config import from_dict, load_params
 from dermclean.data.images import list_images, save_png
+from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
 from dermclean.env import find_repo_root
 from dermclean.errors import OptionError, PathNotFound
 from dermclean.io import building_dir, check_output, fingerprint, write_json
 from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_remover
-from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from dermclean.removal.engine import RemovalConfig, make_remover
 from dermclean.data.masks import dilate_mask, fit_mask, read_mask
+from dermclean.removal.engine import RemovalConfig, make_remover
 
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source_image", "method", "model_version", "mask_area")
 

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dermclean.data.masks import to_model_mask
 from dermclean.env import find_repo_root
 from dermclean.errors import ConfigError, OptionError
-from dermclean.data.masks import to_model_mask
-from dermclean.removal.telea import telea_inpaint
+from dermclean.methods.classical.telea import telea_inpaint
 
 METHODS: tuple[str, ...] = ("inpaint", "imagecond", "telea")
 

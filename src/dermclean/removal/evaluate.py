@@ -23,9 +23,9 @@ from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+from dermclean.data.masks import dilate_mask
 from dermclean.io import atomic_path
 from dermclean.removal.engine import RemovalConfig, make_remover
-from dermclean.data.masks import dilate_mask
 from dermclean.removal.metrics import region_scores
 
 GROUPS: tuple[str, ...] = ("train_styles", "heldout_styles")

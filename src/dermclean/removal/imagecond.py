@@ -124,7 +124,7 @@ def prefill(image: np.ndarray, mask: np.ndarray, mask_condition: str | None) -> 
     channel axis (H x W x 6) for ``"telea_image"``; else ``image`` itself."""
     filled = image
     if mask_condition in ("telea", "telea_image") and mask.any():
-        from dermclean.removal.telea import telea_inpaint
+        from dermclean.methods.classical.telea import telea_inpaint
 
         filled = telea_inpaint(image, mask, radius=PREFILL_RADIUS)
     if mask_condition == "telea_image":
