@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from dermclean.errors import ConfigError, PathNotFound
+
 T = TypeVar("T")
 
 
@@ -36,17 +38,17 @@ def load_params(path: str | os.PathLike[str] = "params.yaml", *, profile: str | 
                 overrides: list[str | os.PathLike[str]] | None = None) -> dict[str, Any]:
     """Load ``params.yaml``, apply ``profiles[profile]`` and then each existing override file.
 
-    Returns the effective parameters with ``profile`` set to the one applied. Raises ``ValueError``
+    Returns the effective parameters with ``profile`` set to the one applied. Raises ``ConfigError``
     naming the file when the profile does not exist.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"params file {path} not found; run from the repository root or pass --params")
+        raise PathNotFound(f"params file {path} not found; run from the repository root or pass --params")
     raw = yaml.safe_load(path.read_text()) or {}
     profiles = raw.pop("profiles", {}) or {}
     name = profile or raw.get("profile", "tiny")
     if name not in profiles and name != "base":
-        raise ValueError(f"{path}: profile {name!r} not found; expected one of {sorted(profiles)}")
+        raise ConfigError(f"{path}: profile {name!r} not found; expected one of {sorted(profiles)}")
     params = deep_merge(raw, profiles.get(name, {}))
     params["profile"] = name
     for extra in overrides or []:
@@ -67,7 +69,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{where or cls.__name__}: unknown keys {unknown}; expected a subset of {sorted(names)}")
+        raise ConfigError(f"{where or cls.__name__}: unknown keys {unknown}; expected a subset of {sorted(names)}")
     return cls(**data)
 
 

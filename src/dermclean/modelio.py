@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
 
 _BUILDERS: dict[str, tuple[type, Callable[[Any], torch.nn.Module]]] = {}
@@ -48,11 +49,19 @@ def save_model_dir(path: str | os.PathLike[str], *, kind: str, config: Any, modu
     return path
 
 
+class NotAModel(UsageError, FileNotFoundError):
+    """A folder that is not a dermclean model folder (no ``config.json``)."""
+
+
+class WrongModelKind(UsageError, ValueError):
+    """A model folder of another kind than the one the command needs."""
+
+
 def read_model_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        raise FileNotFoundError(f"{path} is not a dermclean model folder: {cfg_file} is missing")
+        raise NotAModel(f"{path} is not a dermclean model folder: {cfg_file} is missing")
     return read_json(cfg_file)
 
 
@@ -64,9 +73,9 @@ def load_model_dir(path: str | os.PathLike[str], *, device: str | torch.device =
     record = read_model_config(path)
     kind = record.get("kind")
     if expect_kind is not None and kind != expect_kind:
-        raise ValueError(f"{path}: model kind is {kind!r}; expected {expect_kind!r}")
+        raise WrongModelKind(f"{path}: model kind is {kind!r}; expected {expect_kind!r}")
     if kind not in _BUILDERS:
-        raise ValueError(f"{path}: unknown model kind {kind!r}; known kinds: {sorted(_BUILDERS)}")
+        raise WrongModelKind(f"{path}: unknown model kind {kind!r}; known kinds: {sorted(_BUILDERS)}")
     config_cls, builder = _BUILDERS[kind]
     config = config_cls(**record["config"])
     module = builder(config)

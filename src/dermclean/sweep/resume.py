@@ -15,13 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dermclean.errors import UsageError
 from dermclean.io import read_json
 from dermclean.sweep.space import SweepConfig
 
 MARKER = "dermclean_sweep.json"
 
 
-class SweepError(ValueError):
+class SweepError(UsageError, ValueError):
     """A sweep that cannot start, resume or finish; the message says what to do (the CLI prints it)."""
 
 

@@ -26,12 +26,13 @@ from typing import Any
 
 from dermclean.config import params_seed
 from dermclean.detection.config import GUIDANCE_KINDS
+from dermclean.errors import ConfigError
 
 SWEPT_KEYS: tuple[str, ...] = ("noise_level", "guidance_scale", "guidance", "steps")
 """The detection keys a trial overrides (and ``sweep_best.yaml`` writes)."""
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(ConfigError):
     """A ``sweep`` section of params.yaml that cannot be used; the message names the key."""
 
 
