@@ -144,7 +144,7 @@ def test_server_run_model_registry_roundtrip(isolated_mlflow, mlflow_server, mon
     module, config, _ = load_model_dir(local)
     assert config.block_out_channels == [4, 8]
 
-    with pytest.raises(ModelNotFound, match="make run"):
+    with pytest.raises(ModelNotFound, match="dvc repro"):
         resolve_model("models:/dermclean-unet-test@missing")
     with pytest.raises(ModelNotFound, match="dvc repro"):
         resolve_model("models:/dermclean-nothing@champion")
