@@ -46,7 +46,7 @@ def test_folder_source_points_at_the_raw_images_without_copying(tmp_path):
     out = tmp_path / "repo" / "data" / "prepared"
     (tmp_path / "repo").mkdir()
     df = prepare_dataset(_params(source="folder", folder="../raw-set"), repo_root=tmp_path / "repo", out_dir=out)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv"]  # nothing copied
+    assert sorted(p.name for p in out.iterdir()) == [".dermclean.json", "manifest.csv"]  # nothing copied
     assert sorted(p.name for p in (raw / "images").iterdir()) == before
     manifest = read_manifest(out / "manifest.csv")
     assert manifest["image_path"][0] == "../../../raw-set/images/ISIC_0.png"
@@ -58,8 +58,14 @@ def test_folder_source_points_at_the_raw_images_without_copying(tmp_path):
 
 def test_out_dir_is_replaced_and_kept_on_failure(tmp_path):
     _raw_folder(tmp_path)
+    foreign = tmp_path / "someone-elses"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="did not write"):  # a folder this tool did not write is never replaced
+        prepare_dataset(_params(source="folder", folder="raw-set"), repo_root=tmp_path, out_dir=foreign)
+    assert (foreign / "notes.txt").read_text() == "keep"
     out = tmp_path / "prepared"
-    out.mkdir()
+    prepare_dataset(_params(source="folder", folder="raw-set"), repo_root=tmp_path, out_dir=out)
     (out / "stale.txt").write_text("old")
     prepare_dataset(_params(source="folder", folder="raw-set"), repo_root=tmp_path, out_dir=out)
     assert not (out / "stale.txt").exists() and (out / "manifest.csv").is_file()
