@@ -4,7 +4,7 @@ Trains, on the manifest's ``train`` split at ``data.image_size``:
 
 1. :class:`~dermclean.diffusion.unet.DermUNet` conditioned on (ruler, ink, patches) with condition
    dropout, for classifier-free guidance (Wolleb et al. 2022; Ho & Salimans 2022);
-2. :class:`~dermclean.diffusion.noisy_classifier.NoisyClassifier` on noised images, for classifier
+2. :class:`~dermclean.methods.guided.noisy_classifier.NoisyClassifier` on noised images, for classifier
    guidance (Wolleb et al. 2022).
 
 Writes ``--out/unet/`` and ``--out/noisy_classifier/`` (model folders, EMA weights for the UNet) and
@@ -29,16 +29,16 @@ import torch
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.dataset import load_split
-from dermclean.diffusion.noisy_classifier import (
-    NoisyClassifier, auroc_per_class, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
-    train_noisy_classifier,
-)
 from dermclean.diffusion.train import (
     TrainConfig, batches_from_dataset, checkpoint_key, evaluate_diffusion_loss, ordered_batches, train_diffusion,
 )
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
+from dermclean.methods.guided.noisy_classifier import (
+    NoisyClassifier, auroc_per_class, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
+    train_noisy_classifier,
+)
 from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from dermclean.detection.anomaly import ddim_decode, ddim_encode, diffusion_class_scores, guided_anomaly_maps
 from dermclean.diffusion.schedulers import ddim_grid, training_scheduler
 from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.methods.guided.anomaly import ddim_decode, ddim_encode, diffusion_class_scores, guided_anomaly_maps
 
 MU, SIGMA = 0.2, 0.3
 

@@ -17,8 +17,8 @@ from dermclean.detection import (
 )
 from dermclean.detection.bench import bench_detect, format_bench
 from dermclean.detection.detector import _Component
-from dermclean.diffusion.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.methods.guided.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 
 SIZES = {"a.png": (40, 50), "b.JPG": (64, 36), "c.jpeg": (33, 33)}
 
@@ -88,7 +88,7 @@ def test_cpu_bf16_runs_the_model_in_bf16_only_when_asked():
 
 
 def test_score_tta_averages_type_scores_over_d4():
-    from dermclean.diffusion.noisy_classifier import class_probabilities
+    from dermclean.methods.guided.noisy_classifier import class_probabilities
 
     det = tiny_detector()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -103,7 +103,7 @@ def test_score_tta_averages_type_scores_over_d4():
 
 def test_classifier_with_more_pixels_scores_images_at_its_input_size():
     from dermclean.data.images import to_tensor
-    from dermclean.diffusion.noisy_classifier import class_probabilities
+    from dermclean.methods.guided.noisy_classifier import class_probabilities
 
     det = tiny_detector()
     torch.manual_seed(1)

@@ -4,11 +4,15 @@ The package is organised by capability:
 
 - ``dermclean.data``: manifest schema, readers, image loading, procedural data, artifact renderers,
   splits and the Great Expectations gate.
-- ``dermclean.diffusion``: the class-conditional UNet, the noise-aware classifier and the shared
-  training machinery (EMA, checkpoints, resume, AMP).
-- ``dermclean.detection``: Wolleb et al. 2022 anomaly maps (DDIM encode to L, guided decode),
-  thresholds fitted on validation data, classical baselines and evaluation.
-- ``dermclean.removal``: Baugh et al. 2024 image-conditioned model, RePaint-style inpainting, Telea.
+- ``dermclean.diffusion``: the shared diffusion machinery: the UNet, schedulers, tiles and training
+  (EMA, checkpoints, resume, AMP).
+- ``dermclean.methods``: one package per method: ``guided`` (Wolleb et al. 2022: noise-aware
+  classifier, DDIM encode to L and guided decode, RePaint fill), ``imagecond`` (Baugh et al. 2024)
+  and ``classical`` (rules, Telea).
+- ``dermclean.detection``: the detector bundle, thresholds fitted on validation data, image scores,
+  the ``detect`` contract and evaluation; it consumes the methods.
+- ``dermclean.removal``: removers at the input's resolution, the ``clean`` contract, cleaned
+  datasets and removal evaluation; it consumes the methods.
 - ``dermclean.classifier`` and ``dermclean.proof``: diagnosis classifiers and shortcut evidence.
 - ``dermclean.tracking``: MLflow runs, pyfunc model-from-code packaging and registry aliases.
 """

@@ -93,7 +93,7 @@ def _ensure_registered() -> None:
     """Import the modules that register builders (kept lazy so importing modelio stays cheap)."""
     import importlib
 
-    for module in ("dermclean.diffusion.unet", "dermclean.diffusion.noisy_classifier",
+    for module in ("dermclean.diffusion.unet", "dermclean.methods.guided.noisy_classifier",
                    "dermclean.removal.imagecond", "dermclean.classifier.model"):
         try:
             importlib.import_module(module)

@@ -1,10 +1,10 @@
 """Detection: find and localise rulers, ink and stickers (Wolleb et al. 2022 guided DDIM anomaly maps).
 
-- :mod:`~dermclean.detection.anomaly`: DDIM encode to L, guided decode, anomaly maps (the maths);
+- the anomaly maps come from :mod:`dermclean.methods` (guided DDIM, the image-conditioned model);
 - :mod:`~dermclean.detection.detector`: the detector bundle (``Detector``, ``load_detector``,
   ``save_detector``, ``predict_paths``); :mod:`~dermclean.detection.threshold`: ``Threshold``;
 - :mod:`~dermclean.detection.contract`: ``run_detect_dir`` (the ``dermclean detect`` contract);
-- :mod:`~dermclean.detection.classical`: the rule-based baseline;
+- :mod:`~dermclean.detection.classical`: the rule-based baseline as a detector;
 - :mod:`~dermclean.detection.metrics`, :mod:`~dermclean.detection.evaluate`: honest evaluation;
 - :mod:`~dermclean.detection.bench`: speed next to the Wolleb reference configuration.
 """

@@ -15,7 +15,7 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
 
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
-as a "diffusion classifier" (:func:`~dermclean.detection.anomaly.diffusion_class_scores`) and an
+as a "diffusion classifier" (:func:`~dermclean.methods.guided.anomaly.diffusion_class_scores`) and an
 imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.config.DetectionConfig`;
 :attr:`Detector.image_score_kind` says which one a detector actually uses.
 """
@@ -38,14 +38,14 @@ from tqdm.auto import tqdm
 from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
-from dermclean.detection.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.threshold import Threshold
-from dermclean.diffusion.noisy_classifier import class_probabilities
 from dermclean.env import cpu_bf16, pick_device
 from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
+from dermclean.methods.guided.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
+from dermclean.methods.guided.noisy_classifier import class_probabilities
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 

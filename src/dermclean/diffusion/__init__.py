@@ -1,1 +1,2 @@
-"""Diffusion models: the conditional UNet, the noise-aware classifier, schedulers and training."""
+"""The diffusion machinery the methods share: the UNet, schedulers (and the DDIM grid), tiles, the
+training loop and the dihedral augmentations."""

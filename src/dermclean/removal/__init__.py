@@ -2,7 +2,6 @@
 
 - :mod:`~dermclean.removal.imagecond`: the image-conditioned model of Baugh et al. 2024 (training
   data from painted artifacts with held-out styles, training, restoration, difference-map detector);
-- :mod:`~dermclean.removal.inpaint`: RePaint (Lugmayr et al. 2022) with the guided model, "clean";
 - :mod:`~dermclean.removal.engine`: methods at the input's resolution (paste inside the mask only);
 - :func:`run_clean_dir`: the ``clean`` contract; :func:`build_cleaned_dataset`: cleaned datasets;
 - :mod:`~dermclean.removal.metrics` / :func:`evaluate_removal`: masked PSNR/SSIM on painted pairs.
@@ -25,7 +24,6 @@ _EXPORTS = {
     "imagecond_restore": "dermclean.removal.imagecond",
     "imagecond_anomaly_map": "dermclean.removal.imagecond",
     "load_imagecond": "dermclean.removal.imagecond",
-    "repaint": "dermclean.removal.inpaint",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,6 +28,7 @@ from dermclean.data.masks import to_model_mask
 from dermclean.env import find_repo_root
 from dermclean.errors import ConfigError, OptionError
 from dermclean.methods.classical.telea import telea_inpaint
+from dermclean.methods.guided.repaint import InpaintConfig, repaint
 
 METHODS: tuple[str, ...] = ("inpaint", "imagecond", "telea")
 
@@ -165,8 +166,6 @@ class Remover:
         small = torch.from_numpy(np.stack([to_model_mask(masks[i], size) for i in todo]))
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         if self.method == "inpaint":
-            from dermclean.removal.inpaint import InpaintConfig, repaint
-
             cfg = InpaintConfig(steps=self.config.steps, guidance_scale=self.config.guidance_scale,
                                 jump_length=self.config.jump_length, jump_n_sample=self.config.jump_n_sample)
             generated = repaint(self.model, x, small[:, None].to(self.device), config=cfg, generator=generator)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
+from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.diffusion.augment import dihedral_mean, random_dihedral
 from dermclean.diffusion.schedulers import training_scheduler
@@ -188,8 +189,6 @@ class NoisyClassifier(nn.Module):
         self.time_proj = Timesteps(w, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(w, emb_dim)
         if config.arch == "resnet":
-            from dermclean.classifier.model import ClassifierConfig, DiagnosisResNet
-
             net = DiagnosisResNet(ClassifierConfig(arch=RESNET_LAYOUTS[config.blocks], width=w,
                                                    image_size=config.input_size, num_classes=config.num_classes))
             self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

@@ -29,6 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from dermclean.diffusion.schedulers import DDIMGrid, ddim_grid, ddim_inverse_scheduler, ddim_scheduler
 from dermclean.diffusion.unet import UNetConfig
 from dermclean.env import autocast
+from dermclean.methods.guided.noisy_classifier import classifier_log_prob_grad
 
 
 def _unet_config(model: nn.Module) -> UNetConfig:
@@ -84,8 +85,6 @@ def guided_eps(model: nn.Module, x: torch.Tensor, t: int, *, guidance: str, scal
         if classifier is None:
             raise ValueError("guidance 'classifier' needs a noisy classifier in the detector bundle "
                              "(noisy_classifier/); use guidance 'cfg' or 'none', or train one")
-        from dermclean.diffusion.noisy_classifier import classifier_log_prob_grad
-
         eps = _eps(model, x, t, None)
         tt = torch.full((b,), t, device=x.device, dtype=torch.long)
         target = torch.zeros(b, classifier.config.num_classes, device=x.device)
