@@ -3,7 +3,7 @@
 Trains :class:`~dermclean.diffusion.unet.DermUNet` (3 condition channels, 4 with a mask condition; no class condition)
 on the manifest's ``train`` images labelled free of ruler/ink/patches, each corrupted with painted
 artifacts (held-out renderer styles excluded, ``imagecond.untouched_fraction`` left untouched), to
-produce the clean original (:func:`dermclean.removal.imagecond.train_imagecond`). Then checks removal
+produce the clean original (:func:`dermclean.methods.imagecond.train.train_imagecond`). Then checks removal
 on the ``val`` split's clean images with training-style and held-out-style artifacts.
 
 Writes ``--out`` (a model folder of kind ``unet`` with EMA weights, plus ``mlflow_run.json``)
@@ -26,12 +26,12 @@ from dermclean.config import from_dict, load_params, params_seed
 from dermclean.diffusion.train import TrainConfig, checkpoint_key
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
+from dermclean.methods.imagecond.model import imagecond_unet_config
+from dermclean.methods.imagecond.pairs import CorruptionConfig, heldout_styles, load_clean_images
+from dermclean.methods.imagecond.train import train_imagecond
 from dermclean.modelio import save_model_dir
 from dermclean.removal.engine import RemovalConfig
 from dermclean.removal.evaluate import evaluate_removal
-from dermclean.removal.imagecond import (
-    CorruptionConfig, heldout_styles, imagecond_unet_config, load_clean_images, train_imagecond,
-)
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
 from dermclean.values import flat_metrics
 

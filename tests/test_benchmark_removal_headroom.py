@@ -14,10 +14,10 @@ from dermclean.constants import ARTIFACT_FLAGS
 from dermclean.data.images import save_png
 from dermclean.data.manifest import write_manifest
 from dermclean.diffusion.unet import DermUNet
+from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.modelio import save_model_dir
 from dermclean.removal.engine import RemovalConfig
 from dermclean.removal.evaluate import evaluate_removal
-from dermclean.removal.imagecond import imagecond_unet_config
 from test_removal_imagecond import skin_images
 from benchmark_module import load_benchmark
 

@@ -14,10 +14,10 @@ from PIL import Image
 from dermclean.data.images import ImageError
 from dermclean.data.masks import dilate_mask
 from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.modelio import save_model_dir
 from dermclean.removal import build_cleaned_dataset, run_clean_dir
 from dermclean.removal.engine import RemovalConfig
-from dermclean.removal.imagecond import imagecond_unet_config
 
 CFG = RemovalConfig(steps=2, jump_length=1, jump_n_sample=1, batch_size=4)
 SIZES = {"a": (40, 56), "b": (48, 48), "c": (36, 33)}  # (H, W), all larger than the 16-px models

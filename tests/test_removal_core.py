@@ -12,8 +12,9 @@ from dermclean.data.masks import MaskError, dilate_mask, fit_mask
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.methods.guided.repaint import InpaintConfig, repaint
+from dermclean.methods.imagecond.model import imagecond_unet_config
+from dermclean.methods.imagecond.sample import imagecond_anomaly_map, imagecond_restore
 from dermclean.removal.engine import RemovalConfig, make_remover, paste
-from dermclean.removal.imagecond import imagecond_anomaly_map, imagecond_restore, imagecond_unet_config
 from dermclean.removal.metrics import PSNR_CAP, masked_psnr, masked_ssim, region_scores, window_free
 
 CFG = RemovalConfig(steps=2, jump_length=1, jump_n_sample=2, batch_size=4)

@@ -12,9 +12,9 @@ import torch
 from dermclean.diffusion.schedulers import training_scheduler
 from dermclean.diffusion.train import TrainConfig
 from dermclean.diffusion.unet import DermUNet
-from dermclean.removal.imagecond import (
-    CorruptionConfig, ImagecondBatches, corrupt, heldout_styles, imagecond_unet_config, train_imagecond,
-)
+from dermclean.methods.imagecond.model import imagecond_unet_config
+from dermclean.methods.imagecond.pairs import CorruptionConfig, ImagecondBatches, corrupt, heldout_styles
+from dermclean.methods.imagecond.train import train_imagecond
 
 SIZE = 32
 
@@ -160,7 +160,7 @@ def test_realdata_removal_keeps_the_rest_of_full_resolution_images(real_data, tm
 def test_sample_prediction_restore_returns_the_x0_estimate_exactly():
     """A sample-prediction model that outputs its condition gives back the condition, bit for bit
     (up to float), whatever the start and steps: the result is the last x0 estimate, not re-noised."""
-    from dermclean.removal.imagecond import imagecond_restore
+    from dermclean.methods.imagecond.sample import imagecond_restore
 
     cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")
 
@@ -192,7 +192,7 @@ def test_sample_prediction_trains_on_x0(tmp_path):
 @pytest.mark.parametrize("noise_level", [None, 250])
 def test_restore_of_an_image_does_not_depend_on_its_batch(noise_level):
     """The detector's maps and the remover's fills must not change with --batch-size or batch order."""
-    from dermclean.removal.imagecond import imagecond_restore
+    from dermclean.methods.imagecond.sample import imagecond_restore
 
     torch.manual_seed(0)  # x0 output, as the profiles' model (an eps model's x0 at t = T magnifies float noise ~100x)
     model = DermUNet(imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")).eval()

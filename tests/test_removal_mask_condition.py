@@ -11,11 +11,11 @@ from dermclean.data.masks import dilate_mask
 from dermclean.diffusion.train import TrainConfig
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.classical.telea import telea_inpaint
+from dermclean.methods.imagecond.model import PREFILL_RADIUS, imagecond_unet_config, prefill
+from dermclean.methods.imagecond.pairs import CorruptionConfig, ImagecondBatches, corrupt
+from dermclean.methods.imagecond.sample import imagecond_restore
+from dermclean.methods.imagecond.train import train_imagecond
 from dermclean.removal.engine import RemovalConfig, make_remover
-from dermclean.removal.imagecond import (
-    PREFILL_RADIUS, CorruptionConfig, ImagecondBatches, corrupt, imagecond_restore, imagecond_unet_config,
-    prefill, train_imagecond,
-)
 from test_removal_imagecond import skin_images
 
 SIZE = 32
@@ -136,7 +136,7 @@ def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask(mask_condit
 
 @pytest.mark.parametrize("mask_condition", ["telea", "telea_image"])
 def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path, mask_condition):
-    from dermclean.removal.imagecond import imagecond_anomaly_map
+    from dermclean.methods.imagecond.sample import imagecond_anomaly_map
 
     cfg = residual_config(mask_condition, work_size=SIZE)
     model = train_imagecond(skin_images(6), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),

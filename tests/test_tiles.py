@@ -8,9 +8,9 @@ import torch
 
 from dermclean.diffusion.tiles import blend_window, tile_starts, tiled
 from dermclean.diffusion.unet import DermUNet, UNetConfig
-from dermclean.removal.imagecond import (
-    CorruptionConfig, ImagecondBatches, imagecond_restore, imagecond_unet_config,
-)
+from dermclean.methods.imagecond.model import imagecond_unet_config
+from dermclean.methods.imagecond.pairs import CorruptionConfig, ImagecondBatches
+from dermclean.methods.imagecond.sample import imagecond_restore
 
 
 def test_tile_starts_cover_the_side_with_the_overlap_asked():

@@ -46,6 +46,7 @@ from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
 from dermclean.methods.guided.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.methods.guided.noisy_classifier import class_probabilities
+from dermclean.methods.imagecond.sample import imagecond_anomaly_map
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
@@ -120,8 +121,6 @@ class Detector:
         x = x.to(self.device).float()
         with cpu_bf16(cfg.cpu_bf16):
             if self.detector_kind == "imagecond":
-                from dermclean.removal.imagecond import imagecond_anomaly_map
-
                 maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps,
                                              noise_level=cfg.imagecond_noise_level)
                 maps = smooth(maps.float(), cfg.smoothing_sigma)

@@ -18,7 +18,7 @@
   pre-filled inside that mask by Telea's inpainting, so a residual model starts from the classical
   fill and learns what to change in it; ``"telea_image"`` gives both, the Telea-filled image (the
   residual's base) and the unfilled one, so the model also sees which pixels inside the (dilated)
-  mask are clean skin it can keep (:mod:`dermclean.removal.imagecond`).
+  mask are clean skin it can keep (:mod:`dermclean.methods.imagecond.model`).
 - Tiles: with ``work_size`` set the model is trained on ``sample_size`` crops of ``work_size`` images
   and :meth:`DermUNet.forward` runs any input larger than ``sample_size`` as overlapping tiles
   (:mod:`dermclean.diffusion.tiles`), so thin artifacts keep their native width.

@@ -1,8 +1,8 @@
 """Removal: take artifacts out inside a (dilated) mask without touching any other pixel.
 
-- :mod:`~dermclean.removal.imagecond`: the image-conditioned model of Baugh et al. 2024 (training
-  data from painted artifacts with held-out styles, training, restoration, difference-map detector);
-- :mod:`~dermclean.removal.engine`: methods at the input's resolution (paste inside the mask only);
+- :mod:`~dermclean.removal.engine`: the fill methods of :mod:`dermclean.methods` (RePaint with the
+  guided model, the image-conditioned model, Telea) at the input's resolution (paste inside the mask
+  only), and :func:`load_imagecond`;
 - :func:`run_clean_dir`: the ``clean`` contract; :func:`build_cleaned_dataset`: cleaned datasets;
 - :mod:`~dermclean.removal.metrics` / :func:`evaluate_removal`: masked PSNR/SSIM on painted pairs.
 
@@ -20,10 +20,7 @@ _EXPORTS = {
     "RemovalConfig": "dermclean.removal.engine",
     "METHODS": "dermclean.removal.engine",
     "make_remover": "dermclean.removal.engine",
-    "train_imagecond": "dermclean.removal.imagecond",
-    "imagecond_restore": "dermclean.removal.imagecond",
-    "imagecond_anomaly_map": "dermclean.removal.imagecond",
-    "load_imagecond": "dermclean.removal.imagecond",
+    "load_imagecond": "dermclean.removal.engine",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,10 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermclean.data.masks import to_model_mask
-from dermclean.env import find_repo_root
+from dermclean.env import find_repo_root, pick_device
 from dermclean.errors import ConfigError, OptionError
 from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.methods.guided.repaint import InpaintConfig, repaint
+from dermclean.methods.imagecond.model import check_imagecond, prefill
+from dermclean.methods.imagecond.sample import imagecond_restore
+from dermclean.modelio import load_model_dir
 
 METHODS: tuple[str, ...] = ("inpaint", "imagecond", "telea")
 
@@ -95,6 +99,15 @@ def resolve_remover_dir(model: str | os.PathLike[str] | None, method: str) -> tu
     return resolve_model(ref), ref
 
 
+def load_imagecond(path_or_uri: str | os.PathLike[str], *, device: torch.device | str = "cpu"
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load an image-conditioned model folder (or MLflow URI): ``(model in eval mode, meta)``."""
+    folder, _ = resolve_remover_dir(path_or_uri, "imagecond")
+    model, _, meta = load_model_dir(folder, device=device, expect_kind="unet")
+    check_imagecond(model, where=str(folder))
+    return model, meta
+
+
 def model_version(folder: Path, ref: str) -> str:
     """``<reference>#<first 12 hex of sha256(weights.pt)>``: names exactly the weights used."""
     digest = hashlib.sha256((Path(folder) / "weights.pt").read_bytes()).hexdigest()[:12]
@@ -157,8 +170,6 @@ class Remover:
             return results
         size, mask_condition = self.model.config.image_size, getattr(self.model.config, "mask_condition", None)
         if self.method == "imagecond" and mask_condition:
-            from dermclean.removal.imagecond import prefill
-
             sources = [prefill(images[i], masks[i], mask_condition) for i in todo]  # at the input's resolution
         else:
             sources = [images[i] for i in todo]
@@ -170,8 +181,6 @@ class Remover:
                                 jump_length=self.config.jump_length, jump_n_sample=self.config.jump_n_sample)
             generated = repaint(self.model, x, small[:, None].to(self.device), config=cfg, generator=generator)
         else:
-            from dermclean.removal.imagecond import imagecond_restore
-
             generated = imagecond_restore(self.model, x, steps=self.config.imagecond_steps or self.config.steps,
                                           noise_level=self.config.noise_level, generator=generator,
                                           mask=small if mask_condition else None)
@@ -198,8 +207,6 @@ def make_remover(method: str, *, model: str | os.PathLike[str] | nn.Module | Non
     """Build the :class:`Remover` of ``method``; ``model`` is a folder/URI (default: the pipeline's
     ``models/diffusion/unet`` or ``models/imagecond``), an already loaded module (``model_ref`` names
     where it came from, for provenance), or ignored for ``telea``."""
-    from dermclean.env import pick_device
-
     check_method(method)
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     remover = Remover(method=method, config=config, device=dev, batch_size=batch_size or config.batch_size)
@@ -210,8 +217,6 @@ def make_remover(method: str, *, model: str | os.PathLike[str] | nn.Module | Non
         module, ref = model, model_ref or type(model).__name__
         version = f"{ref}#{state_digest(model)}"
     else:
-        from dermclean.modelio import load_model_dir
-
         folder, ref = resolve_remover_dir(model, method)
         module, _, _ = load_model_dir(folder, device=dev, expect_kind="unet")
         version = model_version(folder, ref)
