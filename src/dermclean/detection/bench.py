@@ -17,20 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from dermclean.detection.detector import Detector
+from dermclean.data.images import list_images, load_rgb, to_tensor
+from dermclean.data.manifest import image_paths, read_manifest
+from dermclean.detection.detector import Detector, load_detector
 
 
 def _tensors(images: Any, size: int, n_images: int) -> torch.Tensor:
     """``(N,3,S,S)`` from a tensor, a list of uint8 images, a folder, or a manifest CSV (its test split)."""
-    from dermclean.data.images import list_images, load_rgb, to_tensor
-
     if isinstance(images, torch.Tensor):
         return images[:n_images].float()
     if isinstance(images, (str, os.PathLike)):
         path = Path(images)
         if path.is_file() and path.suffix == ".csv":
-            from dermclean.data.manifest import image_paths, read_manifest
-
             df = read_manifest(path)
             df = df[df["split"] == "test"] if (df["split"] == "test").any() else df
             paths = image_paths(df.head(n_images), path)
@@ -75,8 +73,6 @@ def bench_detect(model: str | os.PathLike[str] | Detector, images: Any, *, devic
 
     ``cpu_bf16`` overrides the bundle's ``config.cpu_bf16`` (bf16 autocast on CPU) for both timings.
     """
-    from dermclean.detection.detector import load_detector
-
     detector = model if isinstance(model, Detector) else load_detector(model, device=device)
     overrides = {k: v for k, v in {"batch_size": batch_size, "steps": steps}.items() if v}
     if cpu_bf16 is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.evaluate import EvaluationResult
 from dermclean.io import atomic_path
 
@@ -45,8 +46,6 @@ def save_grid(result: EvaluationResult, path: str | os.PathLike[str], *, title: 
 
 def save_pr_curves(results: dict[str, EvaluationResult], path: str | os.PathLike[str]) -> Path:
     """Per-type pixel precision-recall curves, one panel per type, one line per detector (PNG)."""
-    from dermclean.constants import OUTLIER_CLASSES
-
     plt = _plt()
     fig, axes = plt.subplots(1, len(OUTLIER_CLASSES), figsize=(4 * len(OUTLIER_CLASSES), 3.6), squeeze=False)
     for k, kind in enumerate(OUTLIER_CLASSES):

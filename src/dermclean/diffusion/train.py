@@ -27,7 +27,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
+from dermclean.data.dataset import collate_samples
 from dermclean.diffusion.schedulers import training_scheduler
 from dermclean.diffusion.unet import DermUNet
 from dermclean.env import autocast
@@ -161,10 +163,6 @@ class DatasetBatches:
             epoch, offset = epoch + 1, 0
 
     def _epoch(self, epoch: int, offset: int) -> Iterator[DiffusionBatch]:
-        from torch.utils.data import DataLoader, Subset
-
-        from dermclean.data.dataset import collate_samples
-
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.dataset), generator=gen)[offset * self.batch_size:].tolist()
         loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, shuffle=False,
@@ -183,10 +181,6 @@ def batches_from_dataset(dataset: Any, *, batch_size: int, seed: int, labels: bo
 def ordered_batches(dataset: Any, *, batch_size: int, labels: bool = True,
                     num_workers: int = 0) -> Iterator[DiffusionBatch]:
     """One pass over every sample of ``dataset`` in order (for evaluation), as :class:`DiffusionBatch`."""
-    from torch.utils.data import DataLoader
-
-    from dermclean.data.dataset import collate_samples
-
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_samples)
     for batch in loader:

@@ -19,7 +19,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dermclean.data.images import load_rgb, save_png
+from dermclean.data.manifest import image_paths, read_manifest, relative_to_manifest, write_manifest
 from dermclean.data.masks import dilate_mask, fit_mask, read_mask
+from dermclean.io import atomic_path
 from dermclean.removal.engine import RemovalConfig, make_remover
 
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source_image", "method", "model_version", "mask_area")
@@ -34,10 +37,6 @@ def build_cleaned_dataset(manifest_path: str | os.PathLike[str], detections_dir:
     ``model_dir``: the remover (guided UNet folder for ``inpaint``, image-conditioned folder for
     ``imagecond``; ignored for ``telea``). Returns the written manifest.
     """
-    from dermclean.data.images import load_rgb, save_png
-    from dermclean.data.manifest import image_paths, read_manifest, relative_to_manifest, write_manifest
-    from dermclean.io import atomic_path
-
     manifest_path, out_dir = Path(manifest_path), Path(out_dir)
     masks_dir = Path(detections_dir) / "masks"
     config = config or RemovalConfig()

@@ -33,6 +33,7 @@ from dermclean.methods.guided.repaint import InpaintConfig, repaint
 from dermclean.methods.imagecond.model import check_imagecond, prefill
 from dermclean.methods.imagecond.sample import imagecond_restore
 from dermclean.modelio import load_model_dir
+from dermclean.tracking.models import resolve_model
 
 METHODS: tuple[str, ...] = ("inpaint", "imagecond", "telea")
 
@@ -94,8 +95,6 @@ def resolve_remover_dir(model: str | os.PathLike[str] | None, method: str) -> tu
         return path, ref
     if (path / "unet" / "config.json").is_file():
         return path / "unet", str(path / "unet")
-    from dermclean.tracking import resolve_model  # MLflow URIs (imports mlflow, so only when needed)
-
     return resolve_model(ref), ref
 
 
