@@ -1,96 +1,24 @@
 """DVC stage ``shortcut_report``: shortcut evidence for every classifier, on the same images.
 
-Every classifier under ``--classifiers`` (``<variant>/seed<k>/`` natural, ``<variant>/trap/seed<k>/``
-trap; see ``pipelines/train_classifier.py``) is tested on the SAME raw test images and the SAME
-trap images (``--trap``, default ``<classifiers>/trap_sets/raw``):
-
-- in-distribution AUROC on the raw test split; AUROC with and without each artifact (human labels);
-- counterfactual insertion of each ``proof.counterfactual_artifacts`` (held-out renderer style) into
-  raw test images labelled without it: flip rates both ways at the classifier's operating
-  threshold and mean probability shifts for benign and malignant images, next to the same-shape
-  skin control; Grad-CAM share inside the pasted artifact;
-- trap classifiers: AUROC on the biased test split (in distribution for them) and on the trap test
-  split, and the trap gap between them;
-- an Evidently HTML report per classifier (artifact vs clean subgroups of the raw test split),
-  written to ``--out`` and logged to the classifier's MLflow run.
-
-Figures are the mean over seeds with 95 % intervals (:mod:`dermclean.proof.stats`: one set of
-bootstrap resamples of the test images shared by all classifiers, each replicate averaged over
-seeds, percentile interval). The best cleaned variant is chosen on VALIDATION data: the smallest
-validation trap gap of its trap classifiers (without a trap set: the highest validation AUROC).
-``--metrics`` gets everything, including the per-seed gate inputs the promote stage reads.
+Reads ``proof`` and ``seed`` from ``--params`` (profile applied) and calls
+:func:`dermclean.proof.report.shortcut_report` over every classifier in ``--classifiers``, with the
+raw test split of ``--manifest`` and the trap set ``--trap``: Evidently HTML reports and per-image
+predictions into ``--out``, everything else (figures with intervals over seeds, the best cleaned
+variant chosen on validation, the promote stage's gate inputs) into ``--metrics``.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from dermclean.classifier.metrics import auroc
-from dermclean.classifier.predict import load_classifier
-from dermclean.config import load_params, params_seed
+from dermclean.config import load_params
 from dermclean.env import pick_device
-from dermclean.io import atomic_path, read_json, write_json
-from dermclean.proof.counterfactual import flip_arrays
-from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
-                                      paired_difference, prediction_table, summarize_group, val_trap_gap)
-from dermclean.proof.evidently_report import load_report_definition, subgroup_report
+from dermclean.io import write_json
+from dermclean.proof.report import shortcut_report
 from dermclean.tracking import configure_tracking
-from dermclean.values import is_finite, json_ready
-
-METHOD = ("95 % percentile bootstrap over test images ({n_boot} resamples shared by every classifier, so "
-          "differences are paired); each replicate is the mean over seeds {seeds}; point = mean over seeds of "
-          "the figure on all test images; seed_std = spread between seeds")
-
-
-def discover(classifiers: Path) -> list[dict[str, Any]]:
-    """Model folders: ``<variant>/seed<k>`` (natural) and ``<variant>/trap/seed<k>`` (trap)."""
-    found = []
-    for config in sorted(classifiers.glob("*/seed*/config.json")) + sorted(classifiers.glob("*/trap/seed*/config.json")):
-        folder = config.parent
-        match = re.fullmatch(r"seed(\d+)", folder.name)
-        if not match:
-            continue
-        trap = folder.parent.name == "trap"
-        variant = (folder.parent.parent if trap else folder.parent).name
-        found.append({"family": "trap" if trap else "natural", "variant": variant, "seed": int(match.group(1)),
-                      "dir": folder})
-    if not found:
-        raise FileNotFoundError(f"{classifiers}: no classifier folders (<variant>/seed<k>/config.json); "
-                                f"run the train_classifier stage first")
-    return found
-
-
-def log_to_run(model_dir: Path, html: Path, figures: dict[str, float]) -> None:
-    """Attach the Evidently HTML and headline figures to the classifier's own MLflow run."""
-    from mlflow.tracking import MlflowClient
-
-    record = model_dir / "mlflow_run.json"
-    if not record.is_file():
-        return
-    run_id = read_json(record)["run_id"]
-    client = MlflowClient()
-    client.log_artifact(run_id, str(html), artifact_path="shortcut_report")
-    for key, value in figures.items():
-        if is_finite(value):
-            client.log_metric(run_id, key, float(value))
-
-
-def headline(evaluation, data, trap_artifact: str | None) -> dict[str, float]:
-    out = {"shortcut/id_auroc": auroc(data.test.y, evaluation.p_test)}
-    if trap_artifact in evaluation.insertions:
-        ins = evaluation.insertions[trap_artifact]
-        s = flip_arrays(ins.original, ins.painted, data.insertions[trap_artifact].melanoma, evaluation.threshold).summary()
-        out.update({f"shortcut/{k}": v for k, v in s.items()})
-    if "test" in evaluation.p_trap:
-        out["shortcut/biased_auroc"] = auroc(data.biased["test"].y, evaluation.p_biased["test"])
-        out["shortcut/trap_auroc"] = auroc(data.trap["test"].y, evaluation.p_trap["test"])
-    return out
+from dermclean.values import json_ready
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     parser.add_argument("--classifiers", type=Path, default=Path("models/classifiers"))
-    parser.add_argument("--trap", type=Path, default=None, help="trap set (default <classifiers>/trap_sets/raw)")
+    parser.add_argument("--trap", type=Path, default=Path("data/trap_sets/raw"))
     parser.add_argument("--definition", type=Path, default=Path("monitoring/evidently/shortcut_report.yaml"))
     parser.add_argument("--out", type=Path, default=Path("reports/shortcut"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/shortcut.json"))
@@ -106,110 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    proof = params["proof"]
-    seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
-    device = pick_device(args.device)
     configure_tracking()
-    definition = load_report_definition(args.definition)
-    models = discover(args.classifiers)
-    loaded = {m["dir"]: load_classifier(m["dir"], device=device) for m in models}
-    sizes = {c.config.image_size for c in loaded.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"{args.classifiers}: classifiers at image sizes {sorted(sizes)}; expected one size")
-    trap_dir = args.trap or args.classifiers / "trap_sets" / "raw"
-    data = load_evaluation_data(args.manifest, size=sizes.pop(), artifacts=list(proof.get("counterfactual_artifacts") or []),
-                                seed=seed, trap_dir=trap_dir, max_insertions=proof.get("max_insertions"))
-    plans = make_plans(data, n_boot=n_boot, seed=seed)
-    trap_artifact = data.trap_artifact
-    evals: dict[tuple[str, str], list] = {}
-    evidently: dict[str, Any] = {}
-    gates: dict[str, dict[str, dict[str, Any]]] = {}
-    with atomic_path(args.out) as out:
-        (out / "predictions").mkdir(parents=True)
-        for m in models:
-            clf = loaded[m["dir"]]
-            if clf.threshold is None:
-                raise ValueError(f"{m['dir']}: no threshold.json; retrain with pipelines/train_classifier.py")
-            name = f"{m['family']}-{m['variant']}-seed{m['seed']}"
-            print(f"shortcut_report: {name}", flush=True)
-            ev = evaluate_classifier(clf.module, clf.threshold, data, family=m["family"], variant=m["variant"],
-                                     seed=m["seed"], batch_size=args.batch_size, device=device,
-                                     attribution=bool(proof.get("attribution", True)))
-            evals.setdefault((m["family"], m["variant"]), []).append(ev)
-            table = prediction_table(data, ev)
-            table.to_csv(out / "predictions" / f"{name}.csv", index=False)
-            report = subgroup_report(table, out / f"{name}.html", threshold=ev.threshold, title=name,
-                                     definition=definition)
-            evidently.setdefault(m["family"], {}).setdefault(m["variant"], {})[f"seed{m['seed']}"] = report.numbers
-            log_to_run(m["dir"], report.html_path, headline(ev, data, trap_artifact))
-    summary = {fam: {} for fam, _ in evals}
-    intervals = {}
-    for (family, variant), group in sorted(evals.items()):
-        intervals[(family, variant)] = summarize_group(data, group, plans)
-        summary[family][variant] = as_nested(intervals[(family, variant)])
-    metrics: dict[str, Any] = {"method": METHOD.format(n_boot=n_boot, seeds=sorted({e.seed for g in evals.values() for e in g})),
-                               "trap_artifact": trap_artifact, "summary": summary, "evidently": evidently,
-                               "n_test": len(data.test.df),
-                               "n_insertion": {a: len(s.melanoma) for a, s in data.insertions.items()},
-                               "n_trap_test": len(data.trap["test"].df) if "test" in data.trap else 0}
-    # per-seed gate inputs (promote): id AUROC of the natural classifier; trap AUROC and flip rate of the trap one
-    for (family, variant), group in evals.items():
-        for ev in group:
-            entry = gates.setdefault(variant, {}).setdefault(f"seed{ev.seed}", {})
-            h = headline(ev, data, trap_artifact)
-            if family == "natural":
-                entry["id_auroc"] = h["shortcut/id_auroc"]
-            else:
-                entry["trap_auroc"] = h.get("shortcut/trap_auroc")
-                entry["biased_auroc"] = h.get("shortcut/biased_auroc")
-                if "shortcut/flip_rate" in h:
-                    entry["flip_rate"] = {"overall": h["shortcut/flip_rate"],
-                                          "benign_to_malignant": h["shortcut/flip_b2m"],
-                                          "malignant_to_benign": h["shortcut/flip_m2b"]}
-    metrics["classifiers"] = gates
-    val_aurocs: dict[str, list[float]] = {}
-    for m in models:
-        if m["family"] == "natural":
-            val_aurocs.setdefault(m["variant"], []).append(float(loaded[m["dir"]].meta.get("val_auroc", np.nan)))
-    metrics.update(choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs))
+    metrics = shortcut_report(params, manifest=args.manifest, classifiers=args.classifiers, trap_dir=args.trap,
+                              definition=args.definition, out_dir=args.out, device=pick_device(args.device),
+                              batch_size=args.batch_size)
     write_json(args.metrics, json_ready(metrics))
     print(f"reports in {args.out}; metrics in {args.metrics}")
     return 0
-
-
-def choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs: dict[str, list[float]]) -> dict[str, Any]:
-    """The best cleaned variant (validation only), its paired differences from raw, and the issue's bar."""
-    cleaned = sorted({v for (f, v) in evals if v != "raw"})
-    if not cleaned:
-        return {"best_cleaned_variant": None}
-    if data.trap and all(("trap", v) in evals for v in cleaned):
-        scores = {v: val_trap_gap(evals[("trap", v)], data) for v in cleaned}
-        best, rule = min(scores, key=lambda v: (scores[v], v)), "smallest validation trap gap (trap classifiers)"
-    else:
-        scores = {v: float(np.mean(val_aurocs[v])) for v in cleaned}
-        best, rule = max(scores, key=lambda v: (scores[v], v)), "highest validation AUROC (natural classifiers)"
-    out: dict[str, Any] = {"best_cleaned_variant": {"variant": best, "rule": rule, "validation_scores": scores}}
-    if not (("trap", "raw") in evals and ("trap", best) in evals and "test" in data.trap):
-        return out
-    flip = f"counterfactual/{trap_artifact}/painted/flip_rate"
-    comparison = {}
-    for v in cleaned:
-        comparison[v] = {key: paired_difference(data, evals[("trap", v)], evals[("trap", "raw")], name, plans).as_dict()
-                         for key, name in (("trap_gap_minus_raw", "trap/test/gap"), ("flip_rate_minus_raw", flip))
-                         if name in intervals[("trap", "raw")]}
-    out["comparison"] = comparison
-    raw_i, best_i = intervals[("trap", "raw")], intervals[("trap", best)]
-    bar = {"raw_trap_gap": raw_i["trap/test/gap"].as_dict(), "best_trap_gap": best_i["trap/test/gap"].as_dict(),
-           "raw_shortcut_gap_at_least_0.10": raw_i["trap/test/gap"].mean >= 0.10}
-    if flip in raw_i:
-        bar.update({"raw_flip_rate": raw_i[flip].as_dict(), "best_flip_rate": best_i[flip].as_dict(),
-                    "raw_flip_rate_at_least_0.20": raw_i[flip].mean >= 0.20,
-                    "best_halves_flip_rate": best_i[flip].mean <= raw_i[flip].mean / 2,
-                    "flip_rate_intervals_disjoint": not best_i[flip].overlaps(raw_i[flip])})
-    bar.update({"best_halves_trap_gap": best_i["trap/test/gap"].mean <= raw_i["trap/test/gap"].mean / 2,
-                "trap_gap_intervals_disjoint": not best_i["trap/test/gap"].overlaps(raw_i["trap/test/gap"])})
-    out["bar"] = bar
-    return out
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def test_outputs_have_expected_content(pipeline):
     assert json.loads((work / "data/detections/run.json").read_text())["detector_kind"] == "imagecond"
     unet = json.loads((work / "models/imagecond/config.json").read_text())["config"]
     assert (unet["sample_size"], unet["work_size"]) == (32, 64)
-    assert (work / "models/classifiers/trap_sets/detections/scores.csv").is_file()  # trap set detected once
+    assert (work / "data/trap_sets/detections/scores.csv").is_file()  # trap set detected once, in its own stage
     for method in ("inpaint", "imagecond", "telea"):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)

@@ -1,0 +1,185 @@
+"""Shortcut evidence for every classifier, on the same images (what the ``shortcut_report`` stage runs).
+
+Every classifier under ``classifiers`` (``<variant>/seed<k>/`` natural, ``<variant>/trap/seed<k>/``
+trap; see :mod:`dermclean.classifier.fit`) is tested on the SAME raw test images and the SAME trap
+images:
+
+- in-distribution AUROC on the raw test split; AUROC with and without each artifact (human labels);
+- counterfactual insertion of each ``proof.counterfactual_artifacts`` (held-out renderer style) into
+  raw test images labelled without it: flip rates both ways at the classifier's operating
+  threshold and mean probability shifts for benign and malignant images, next to the same-shape
+  skin control; Grad-CAM share inside the pasted artifact;
+- trap classifiers: AUROC on the biased test split (in distribution for them) and on the trap test
+  split, and the trap gap between them;
+- an Evidently HTML report per classifier (artifact vs clean subgroups of the raw test split),
+  written to the output folder and attached to the classifier's MLflow run.
+
+Figures are the mean over seeds with 95 % intervals (:mod:`dermclean.proof.stats`: one set of
+bootstrap resamples of the test images shared by all classifiers, each replicate averaged over
+seeds, percentile interval). The best cleaned variant is chosen on VALIDATION data: the smallest
+validation trap gap of its trap classifiers (without a trap set: the highest validation AUROC).
+The metrics hold everything, including the per-seed gate inputs the promote stage reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermclean.classifier.metrics import auroc
+from dermclean.classifier.predict import load_classifier
+from dermclean.config import params_seed
+from dermclean.errors import DataError, PathNotFound
+from dermclean.io import atomic_path
+from dermclean.proof.counterfactual import flip_arrays
+from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
+                                      paired_difference, prediction_table, summarize_group, val_trap_gap)
+from dermclean.proof.evidently_report import load_report_definition, subgroup_report
+from dermclean.tracking.classifier_runs import attach_to_classifier_run
+
+METHOD = ("95 % percentile bootstrap over test images ({n_boot} resamples shared by every classifier, so "
+          "differences are paired); each replicate is the mean over seeds {seeds}; point = mean over seeds of "
+          "the figure on all test images; seed_std = spread between seeds")
+
+
+def discover(classifiers: Path) -> list[dict[str, Any]]:
+    """Model folders: ``<variant>/seed<k>`` (natural) and ``<variant>/trap/seed<k>`` (trap)."""
+    found = []
+    for config in sorted(classifiers.glob("*/seed*/config.json")) + sorted(classifiers.glob("*/trap/seed*/config.json")):
+        folder = config.parent
+        match = re.fullmatch(r"seed(\d+)", folder.name)
+        if not match:
+            continue
+        trap = folder.parent.name == "trap"
+        variant = (folder.parent.parent if trap else folder.parent).name
+        found.append({"family": "trap" if trap else "natural", "variant": variant, "seed": int(match.group(1)),
+                      "dir": folder})
+    if not found:
+        raise PathNotFound(f"{classifiers}: no classifier folders (<variant>/seed<k>/config.json); "
+                                f"run the train_classifier stage first")
+    return found
+
+
+def headline(evaluation, data, trap_artifact: str | None) -> dict[str, float]:
+    out = {"shortcut/id_auroc": auroc(data.test.y, evaluation.p_test)}
+    if trap_artifact in evaluation.insertions:
+        ins = evaluation.insertions[trap_artifact]
+        s = flip_arrays(ins.original, ins.painted, data.insertions[trap_artifact].melanoma, evaluation.threshold).summary()
+        out.update({f"shortcut/{k}": v for k, v in s.items()})
+    if "test" in evaluation.p_trap:
+        out["shortcut/biased_auroc"] = auroc(data.biased["test"].y, evaluation.p_biased["test"])
+        out["shortcut/trap_auroc"] = auroc(data.trap["test"].y, evaluation.p_trap["test"])
+    return out
+
+
+def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path, trap_dir: Path,
+                    definition: str | os.PathLike[str] | None, out_dir: Path, device: Any,
+                    batch_size: int = 64) -> dict[str, Any]:
+    """Evaluate every classifier (see the module docstring); reports into ``out_dir``; returns the metrics."""
+    proof = params["proof"]
+    seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
+    report_definition = load_report_definition(definition)
+    models = discover(classifiers)
+    loaded = {m["dir"]: load_classifier(m["dir"], device=device) for m in models}
+    sizes = {c.config.image_size for c in loaded.values()}
+    if len(sizes) != 1:
+        raise DataError(f"{classifiers}: classifiers at image sizes {sorted(sizes)}; expected one size")
+    data = load_evaluation_data(manifest, size=sizes.pop(), artifacts=list(proof.get("counterfactual_artifacts") or []),
+                                seed=seed, trap_dir=trap_dir, max_insertions=proof.get("max_insertions"))
+    plans = make_plans(data, n_boot=n_boot, seed=seed)
+    trap_artifact = data.trap_artifact
+    evals: dict[tuple[str, str], list] = {}
+    evidently: dict[str, Any] = {}
+    with atomic_path(out_dir, owner="shortcut_report") as out:
+        (out / "predictions").mkdir(parents=True)
+        for m in models:
+            clf = loaded[m["dir"]]
+            if clf.threshold is None:
+                raise DataError(f"{m['dir']}: no threshold.json; retrain it with the train_classifier stage")
+            name = f"{m['family']}-{m['variant']}-seed{m['seed']}"
+            print(f"shortcut_report: {name}", flush=True)
+            ev = evaluate_classifier(clf.module, clf.threshold, data, family=m["family"], variant=m["variant"],
+                                     seed=m["seed"], batch_size=batch_size, device=device,
+                                     attribution=bool(proof.get("attribution", True)))
+            evals.setdefault((m["family"], m["variant"]), []).append(ev)
+            table = prediction_table(data, ev)
+            table.to_csv(out / "predictions" / f"{name}.csv", index=False)
+            report = subgroup_report(table, out / f"{name}.html", threshold=ev.threshold, title=name,
+                                     definition=report_definition)
+            evidently.setdefault(m["family"], {}).setdefault(m["variant"], {})[f"seed{m['seed']}"] = report.numbers
+            attach_to_classifier_run(m["dir"], report.html_path, headline(ev, data, trap_artifact))
+    summary = {fam: {} for fam, _ in evals}
+    intervals = {}
+    for (family, variant), group in sorted(evals.items()):
+        intervals[(family, variant)] = summarize_group(data, group, plans)
+        summary[family][variant] = as_nested(intervals[(family, variant)])
+    metrics: dict[str, Any] = {"method": METHOD.format(n_boot=n_boot, seeds=sorted({e.seed for g in evals.values() for e in g})),
+                               "trap_artifact": trap_artifact, "summary": summary, "evidently": evidently,
+                               "n_test": len(data.test.df),
+                               "n_insertion": {a: len(s.melanoma) for a, s in data.insertions.items()},
+                               "n_trap_test": len(data.trap["test"].df) if "test" in data.trap else 0}
+    metrics["classifiers"] = gate_inputs(evals, data, trap_artifact)
+    val_aurocs: dict[str, list[float]] = {}
+    for m in models:
+        if m["family"] == "natural":
+            val_aurocs.setdefault(m["variant"], []).append(float(loaded[m["dir"]].meta.get("val_auroc", np.nan)))
+    metrics.update(choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs))
+    return metrics
+
+
+def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-seed gate inputs (promote): id AUROC of the natural classifier; trap AUROC and flip rate of the trap one."""
+    gates: dict[str, dict[str, dict[str, Any]]] = {}
+    for (family, variant), group in evals.items():
+        for ev in group:
+            entry = gates.setdefault(variant, {}).setdefault(f"seed{ev.seed}", {})
+            h = headline(ev, data, trap_artifact)
+            if family == "natural":
+                entry["id_auroc"] = h["shortcut/id_auroc"]
+            else:
+                entry["trap_auroc"] = h.get("shortcut/trap_auroc")
+                entry["biased_auroc"] = h.get("shortcut/biased_auroc")
+                if "shortcut/flip_rate" in h:
+                    entry["flip_rate"] = {"overall": h["shortcut/flip_rate"],
+                                          "benign_to_malignant": h["shortcut/flip_b2m"],
+                                          "malignant_to_benign": h["shortcut/flip_m2b"]}
+    return gates
+
+
+def choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs: dict[str, list[float]]) -> dict[str, Any]:
+    """The best cleaned variant (validation only), its paired differences from raw, and the issue's bar."""
+    cleaned = sorted({v for (f, v) in evals if v != "raw"})
+    if not cleaned:
+        return {"best_cleaned_variant": None}
+    if data.trap and all(("trap", v) in evals for v in cleaned):
+        scores = {v: val_trap_gap(evals[("trap", v)], data) for v in cleaned}
+        best, rule = min(scores, key=lambda v: (scores[v], v)), "smallest validation trap gap (trap classifiers)"
+    else:
+        scores = {v: float(np.mean(val_aurocs[v])) for v in cleaned}
+        best, rule = max(scores, key=lambda v: (scores[v], v)), "highest validation AUROC (natural classifiers)"
+    out: dict[str, Any] = {"best_cleaned_variant": {"variant": best, "rule": rule, "validation_scores": scores}}
+    if not (("trap", "raw") in evals and ("trap", best) in evals and "test" in data.trap):
+        return out
+    flip = f"counterfactual/{trap_artifact}/painted/flip_rate"
+    comparison = {}
+    for v in cleaned:
+        comparison[v] = {key: paired_difference(data, evals[("trap", v)], evals[("trap", "raw")], name, plans).as_dict()
+                         for key, name in (("trap_gap_minus_raw", "trap/test/gap"), ("flip_rate_minus_raw", flip))
+                         if name in intervals[("trap", "raw")]}
+    out["comparison"] = comparison
+    raw_i, best_i = intervals[("trap", "raw")], intervals[("trap", best)]
+    bar = {"raw_trap_gap": raw_i["trap/test/gap"].as_dict(), "best_trap_gap": best_i["trap/test/gap"].as_dict(),
+           "raw_shortcut_gap_at_least_0.10": raw_i["trap/test/gap"].mean >= 0.10}
+    if flip in raw_i:
+        bar.update({"raw_flip_rate": raw_i[flip].as_dict(), "best_flip_rate": best_i[flip].as_dict(),
+                    "raw_flip_rate_at_least_0.20": raw_i[flip].mean >= 0.20,
+                    "best_halves_flip_rate": best_i[flip].mean <= raw_i[flip].mean / 2,
+                    "flip_rate_intervals_disjoint": not best_i[flip].overlaps(raw_i[flip])})
+    bar.update({"best_halves_trap_gap": best_i["trap/test/gap"].mean <= raw_i["trap/test/gap"].mean / 2,
+                "trap_gap_intervals_disjoint": not best_i["trap/test/gap"].overlaps(raw_i["trap/test/gap"])})
+    out["bar"] = bar
+    return out
