@@ -355,12 +355,12 @@ def test_validate_size_bounds_are_checked():
 
 
 def test_a_bug_keeps_its_traceback(user, monkeypatch):
-    import dermclean.removal
+    import dermclean.clean
 
     def broken(*args, **kwargs):
         raise ValueError("a bug inside the library")
 
-    monkeypatch.setattr(dermclean.removal, "run_clean_dir", broken)
+    monkeypatch.setattr(dermclean.clean, "run_clean_dir", broken)
     result = invoke("clean", user / "images", "--out", user / "out", "--masks", user / "masks")
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
 

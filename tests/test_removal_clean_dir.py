@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
+from dermclean.clean import run_clean_dir
 from dermclean.data.images import ImageError
 from dermclean.data.masks import dilate_mask
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.modelio import save_model_dir
-from dermclean.removal import build_cleaned_dataset, run_clean_dir
+from dermclean.removal import build_cleaned_dataset
 from dermclean.removal.engine import RemovalConfig
 
 CFG = RemovalConfig(steps=2, jump_length=1, jump_n_sample=1, batch_size=4)

@@ -138,7 +138,7 @@ def clean(
     A run stopped halfway (killed, Ctrl-C) resumes when the same command is run again.
     """
     from dermclean.batch import ERRORS_FILE
-    from dermclean.removal import run_clean_dir
+    from dermclean.clean import run_clean_dir
 
     result = run_clean_dir(images_dir, out, method=method.value if method else None, detector=detector, model=model,
                            masks_dir=masks, dilation=dilation, device=device, batch_size=batch_size,

@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dermclean.clean import run_clean_dir
 from dermclean.config import from_dict, params_seed
 from dermclean.data.manifest import read_manifest, write_manifest
 from dermclean.detection.contract import run_detect_dir
 from dermclean.errors import ConfigError
 from dermclean.io import atomic_path
 from dermclean.proof.trap import MANIFEST, TRAIN_IMAGES, TrapSet, make_trap_split
-from dermclean.removal.clean_dir import run_clean_dir
 from dermclean.removal.engine import RemovalConfig
 
 PIPELINE_DETECTORS = ("guided", "imagecond")

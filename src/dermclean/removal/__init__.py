@@ -3,7 +3,8 @@
 - :mod:`~dermclean.removal.engine`: the fill methods of :mod:`dermclean.methods` (RePaint with the
   guided model, the image-conditioned model, Telea) at the input's resolution (paste inside the mask
   only), and :func:`load_imagecond`;
-- :func:`run_clean_dir`: the ``clean`` contract; :func:`build_cleaned_dataset`: cleaned datasets;
+- :func:`build_cleaned_dataset`: cleaned datasets (the ``clean`` contract, with masks from the
+  detector, is :mod:`dermclean.clean`);
 - :mod:`~dermclean.removal.metrics` / :func:`evaluate_removal`: masked PSNR/SSIM on painted pairs.
 
 Heavy submodules are imported on first use so ``import dermclean.removal`` stays cheap.
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "run_clean_dir": "dermclean.removal.clean_dir",
     "build_cleaned_dataset": "dermclean.removal.datasets",
     "evaluate_removal": "dermclean.removal.evaluate",
     "RemovalConfig": "dermclean.removal.engine",

@@ -1,5 +1,8 @@
 """The ``clean`` contract: ``run_clean_dir(IMAGES_DIR, OUT_DIR, ...)`` (what ``dermclean clean`` runs).
 
+It sits above :mod:`dermclean.detection` (masks from the detector) and :mod:`dermclean.removal`
+(the remover), which never import each other.
+
 Reads ``IMAGES_DIR`` as ``detect`` does (``*.jpg/*.jpeg/*.png`` directly inside, any case; EXIF
 applied; duplicate stems refused) and writes::
 
@@ -35,6 +38,7 @@ from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, guarde
 from dermclean.config import from_dict, load_params
 from dermclean.data.images import list_images, save_png
 from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
+from dermclean.detection.contract import open_detector
 from dermclean.env import find_repo_root
 from dermclean.errors import OptionError, PathNotFound
 from dermclean.io import building_dir, check_output, fingerprint, write_json
@@ -73,8 +77,6 @@ class _MaskSource:
                  batch_size: int | None) -> None:
         self.masks_dir, self.bundle = masks_dir, None
         if masks_dir is None:
-            from dermclean.detection.contract import open_detector
-
             try:
                 self.bundle, self.ref = open_detector(detector, device=device, batch_size=batch_size)
             except FileNotFoundError as exc:
