@@ -11,8 +11,8 @@ The package is organised by capability:
   and ``classical`` (rules, Telea).
 - ``dermclean.detection``: the detector bundle, thresholds fitted on validation data, image scores,
   the ``detect`` contract and evaluation; it consumes the methods.
-- ``dermclean.removal``: removers at the input's resolution, the ``clean`` contract, cleaned
-  datasets and removal evaluation; it consumes the methods.
+- ``dermclean.removal``: removers at the input's resolution, cleaned datasets and removal
+  evaluation; it consumes the methods. ``dermclean.clean``: the ``clean`` contract, above both.
 - ``dermclean.classifier`` and ``dermclean.proof``: diagnosis classifiers and shortcut evidence.
 - ``dermclean.tracking``: MLflow runs, pyfunc model-from-code packaging and registry aliases.
 """
