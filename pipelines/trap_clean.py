@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from dermclean.config import load_params
-from dermclean.io import atomic_path
 from dermclean.proof.trap_sets import clean_trap_sets
 
 
@@ -28,14 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    if not (args.trap / "manifest.csv").is_file():  # no trap set (proof.trap_artifact: null)
-        with atomic_path(args.out, owner="trap_clean") as tmp:
-            tmp.mkdir()
-        print("trap_clean: no trap set; nothing to clean")
-        return 0
     models = {"inpaint": args.diffusion / "unet", "imagecond": args.imagecond, "telea": None}
     found = clean_trap_sets(params, args.trap, args.detections, args.out, models=models, device=args.device)
-    print(f"trap_clean: {', '.join(found)} -> {args.out}")
+    print(f"trap_clean: {', '.join(found) or 'no trap set'} -> {args.out}")
     return 0
 
 

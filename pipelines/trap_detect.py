@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from dermclean.config import load_params
-from dermclean.io import atomic_path
 from dermclean.proof.trap_sets import detect_trap_set, pipeline_detector
 
 
@@ -26,11 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    if not (args.trap / "manifest.csv").is_file():  # no trap set (proof.trap_artifact: null)
-        with atomic_path(args.out, owner="detect") as tmp:
-            tmp.mkdir()
-        print("trap_detect: no trap set; nothing to detect")
-        return 0
     detector = pipeline_detector(params, guided=args.detector, imagecond=args.detector_imagecond)
     print(f"trap_detect: detecting on the painted train/val images with {detector}", flush=True)
     detect_trap_set(args.trap, detector, args.out, device=args.device)

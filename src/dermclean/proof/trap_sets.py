@@ -47,9 +47,24 @@ def pipeline_detector(params: dict[str, Any], *, guided: Path, imagecond: Path) 
     return {"guided": guided, "imagecond": imagecond}[chosen]
 
 
+def has_trap_set(trap_dir: str | os.PathLike[str]) -> bool:
+    """False for the folder ``trap_paint`` writes with ``proof.trap_artifact: null`` (no manifest)."""
+    return (Path(trap_dir) / MANIFEST).is_file()
+
+
+def _nothing(out_dir: Path, owner: str) -> None:
+    """An empty output folder, for the stages after a ``trap_paint`` that painted nothing."""
+    with atomic_path(out_dir, owner=owner) as tmp:
+        tmp.mkdir()
+
+
 def detect_trap_set(trap_dir: str | os.PathLike[str], detector: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                     *, device: str | None = None) -> Path:
-    """Detect on the painted train+val images of ``trap_dir``; the ``detect`` contract in ``out_dir``."""
+    """Detect on the painted train+val images of ``trap_dir``; the ``detect`` contract in ``out_dir``
+    (an empty folder when there is no trap set)."""
+    if not has_trap_set(trap_dir):
+        _nothing(Path(out_dir), "detect")
+        return Path(out_dir)
     out, _ = run_detect_dir(Path(trap_dir) / TRAIN_IMAGES, out_dir, model=str(detector), device=device, overwrite=True)
     return out
 
@@ -60,7 +75,10 @@ def clean_trap_sets(params: dict[str, Any], trap_dir: str | os.PathLike[str], de
     """Clean the painted train+val images of ``trap_dir`` inside ``detections/masks`` with every method of
     ``removal.methods`` (``models[method]``: its model folder, ``None`` for Telea). Writes
     ``out_dir/<method>/images/`` (the ``clean`` contract) and ``out_dir/<method>/manifest.csv``, all
-    built in one temporary folder; returns method -> manifest path."""
+    built in one temporary folder (empty without a trap set); returns method -> manifest path."""
+    if not has_trap_set(trap_dir):
+        _nothing(Path(out_dir), "trap_clean")
+        return {}
     removal = from_dict(RemovalConfig, params.get("removal"), where="removal")
     trap_dir, out_dir = Path(trap_dir), Path(out_dir)
     biased = read_manifest(trap_dir / MANIFEST)
