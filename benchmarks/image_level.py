@@ -5,8 +5,8 @@ on the real set), either
 
 * ``--model noisy``: the noise-aware classifier exactly as the ``train_diffusion`` stage trains it, from
   params.yaml's ``diffusion.noisy_classifier`` of the selected profile
-  (:func:`~dermclean.methods.guided.noisy_classifier.noisy_classifier_from_params`, then
-  :func:`~dermclean.methods.guided.noisy_classifier.train_noisy_classifier`); or
+  (:func:`~dermclean.methods.guided.noisy_classifier_train.noisy_classifier_from_params`, then
+  :func:`~dermclean.methods.guided.noisy_classifier_train.train_noisy_classifier`); or
 * ``--model supervised``: the reference of ``../shared/RESEARCH.md``, torchvision's ResNet-18 from
   scratch (:class:`~dermclean.classifier.model.DiagnosisResNet`, width 64, 128 px unless ``--input-size``)
   on clean images only, with the same profile's steps, batch size, learning rate and schedule, and the
@@ -47,9 +47,10 @@ from dermclean.diffusion.train import DiffusionBatch, batches_from_dataset, endl
 from dermclean.diffusion.unet import UNetConfig
 from dermclean.env import disable_telemetry, pick_device
 from dermclean.io import atomic_path, write_json
-from dermclean.methods.guided.noisy_classifier import (
-    ARCHS, NoisyClassifier, NoisyClassifierConfig, NoisyClassifierTraining, masked_bce, noisy_classifier_from_params,
-    pos_weight_from_labels, predict_proba, scheduled_lr, train_noisy_classifier,
+from dermclean.methods.guided.noisy_classifier import ARCHS, NoisyClassifier, NoisyClassifierConfig
+from dermclean.methods.guided.noisy_classifier_train import (
+    NoisyClassifierTraining, masked_bce, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
+    scheduled_lr, train_noisy_classifier,
 )
 
 SUPERVISED_SIZE = 128  # the reference's resolution in RESEARCH.md

@@ -35,9 +35,9 @@ from dermclean.diffusion.train import (
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
-from dermclean.methods.guided.noisy_classifier import (
-    NoisyClassifier, auroc_per_class, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
-    train_noisy_classifier,
+from dermclean.methods.guided.noisy_classifier import NoisyClassifier
+from dermclean.methods.guided.noisy_classifier_train import (
+    auroc_per_class, noisy_classifier_from_params, pos_weight_from_labels, predict_proba, train_noisy_classifier,
 )
 from dermclean.modelio import save_model_dir
 from dermclean.tracking import configure_tracking, log_model_folder, start_run
