@@ -387,6 +387,20 @@ def test_no_model_creates_no_tracking_store_and_fails_fast(tmp_path, monkeypatch
     assert not (tmp_path / "home").exists()
 
 
+def test_no_model_fails_before_loading_torch_or_mlflow(tmp_path, user):
+    """The missing store is found before the heavy imports: the answer takes a fraction of a second."""
+    probe = ("import sys\nfrom dermclean.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as exit:\n"
+             "    print(exit.code, 'torch' in sys.modules, 'mlflow' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    for command in (["detect", str(user / "images"), "--out", str(tmp_path / "d")],
+                    ["classify", str(user / "images"), "--out", str(tmp_path / "p.csv")],
+                    ["clean", str(user / "images"), "--out", str(tmp_path / "c")]):
+        proc = subprocess.run([sys.executable, "-c", probe, *command], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.stdout.split() == [str(EXIT_USAGE), "False", "False"], (proc.stdout, proc.stderr)
+        assert "dvc repro" in proc.stderr
+
+
 def test_validate_works_outside_the_repo_and_without_splits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "isic"
@@ -422,31 +436,32 @@ def test_clean_killed_halfway_resumes_to_exactly_one_output_per_input(tmp_path):
     images.mkdir()
     masks.mkdir()
     for i in range(200):
-        _png(images / f"img{i:03d}.png", size=96, seed=i)
-        _mask(masks / f"img{i:03d}.png", size=96)
+        _png(images / f"img{i:03d}.png", size=160, seed=i)
+        _mask(masks / f"img{i:03d}.png", size=160)
     before = checksums(tmp_path)
     command = [sys.executable, "-m", "dermclean", "clean", str(images), "--out", str(out), "--masks", str(masks),
                "--method", "telea", "--batch-size", "1", "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     progress = tmp_path / ".out.dermclean-partial" / "progress.jsonl"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if progress.is_file() and len(progress.read_text().splitlines()) >= 60:
+        if progress.is_file() and len(progress.read_text().splitlines()) >= 20:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "clean finished before it could be killed"
+    assert proc.poll() is None, f"clean ended before it could be killed: {proc.returncode}, {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(progress.read_text().splitlines())
-    assert 60 <= done_before < 200 and not out.exists()
+    assert 20 <= done_before < 200 and not out.exists(), (done_before, out.exists())
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     cleaned = sorted(p.name for p in out.glob("*.png"))
     assert cleaned == sorted(p.name for p in images.iterdir())
     assert sorted(p.name for p in (out / "masks").iterdir()) == cleaned
     run = json.loads((out / "run.json").read_text())
-    assert run["n_images"] == 200 and run["n_resumed"] >= 60 and len(run["images"]) == 200
+    assert run["n_images"] == 200 and run["n_resumed"] >= 20 and len(run["images"]) == 200
     assert len({r["image"] for r in run["images"]}) == 200
     assert {k: v for k, v in checksums(tmp_path).items() if not k.startswith("out/")} == before
-    assert not leftovers(tmp_path) and not (out / "progress.jsonl").exists()
+    assert not leftovers(tmp_path) and not (out / "progress.jsonl").exists(), leftovers(tmp_path)
+    assert not [p.name for p in out.rglob(".*.tmp")], "a temporary file of the killed run reached the output"

@@ -46,7 +46,6 @@ from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = "models:/dermclean-detector@champion"
 COMMAND = "clean"
 _PROGRESS_FILE = "progress.jsonl"  # inside the build folder only; removed before the rename
 

@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from dermclean import __version__
+from dermclean.constants import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from dermclean.errors import EXIT_SKIPPED, DermcleanError
 
 EXIT_CODES = ("Exit status: 0 done; 1 internal error (a bug: traceback printed); 2 usage error (option, path, "
@@ -81,6 +82,15 @@ def _report_skipped(skipped: list, where: Path) -> None:
         raise typer.Exit(code=EXIT_SKIPPED)
 
 
+def _require_store(uri: str | None, default: str, **hint: str) -> None:
+    """Fail at once, before the heavy imports, when a registry URI has no tracking store to resolve in."""
+    text = uri if uri is not None else default
+    if text.startswith(("models:/", "runs:/")):
+        from dermclean.tracking.store import existing_store
+
+        existing_store(text, **hint)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"dermclean {__version__}")
@@ -108,6 +118,7 @@ def detect(
     no_progress: NoProgress = False,
 ) -> None:
     """Detect and localise rulers, ink and stickers: anomaly maps, masks and scores per image."""
+    _require_store(model, DEFAULT_DETECTOR, instead="--model PATH to a local detector folder (e.g. models/detector)")
     from dermclean.batch import ERRORS_FILE
     from dermclean.detection import run_detect_dir
 
@@ -137,6 +148,9 @@ def clean(
 
     A run stopped halfway (killed, Ctrl-C) resumes when the same command is run again.
     """
+    if masks is None:
+        _require_store(detector, DEFAULT_DETECTOR, instead="--detector PATH to a local detector folder "
+                       "(e.g. models/detector), or --masks DIR with <stem>.png masks")
     from dermclean.batch import ERRORS_FILE
     from dermclean.clean import run_clean_dir
 
@@ -164,6 +178,8 @@ def classify(
     no_progress: NoProgress = False,
 ) -> None:
     """Melanoma probability per image."""
+    _require_store(model, DEFAULT_CLASSIFIER,
+                   instead="--model PATH to a local classifier folder (e.g. models/classifiers/raw/seed0)")
     from dermclean.classifier.predict import errors_path, run_classify_dir
 
     path, skipped = run_classify_dir(images_dir, out, model=model, device=device, batch_size=batch_size,

@@ -9,3 +9,9 @@ OUTLIER_CLASSES: tuple[str, ...] = ("ruler", "ink", "patches")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DIAGNOSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "other")
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+DEFAULT_DETECTOR = "models:/dermclean-detector@champion"
+"""The registry detector ``detect`` and ``clean`` use without ``--model`` / ``--detector``."""
+
+DEFAULT_CLASSIFIER = "models:/dermclean-classifier-raw@champion"
+"""The registry classifier ``classify`` uses without ``--model``."""

@@ -155,7 +155,8 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
 
     The folder is :func:`partial_path`; it is created stamped with ``owner`` and ``key``. A build
     left by a killed run of the same command and key is resumed (the caller skips what it finds
-    complete in it); one of another key is this tool's own leftover and is started afresh. On
+    complete in it, after the temporaries of its interrupted writes are removed); one of another key
+    is this tool's own leftover and is started afresh. On
     success it is renamed over ``target`` (replacing only an earlier output of ``owner``). On an
     error it is removed; on an interrupt (Ctrl-C) it is kept for the rerun to resume.
     """
@@ -167,6 +168,8 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
             raise OutputError(f"{build} exists and was not left by `dermclean {owner}`; move it away first")
         if marker.get("key") != key:
             shutil.rmtree(build)
+        else:
+            _sweep_temporaries(build)
     if not build.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
@@ -183,6 +186,13 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
         _replace(build, target, owner, trash=trash / "old")
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _sweep_temporaries(build: Path) -> None:
+    """Remove the temporaries of :func:`atomic_path` writes a killed run left inside its own build folder."""
+    for leftover in sorted(build.rglob(".*.tmp"), reverse=True):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
 
 
 def _read_marker(folder: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, load_images, write_errors
 from dermclean.classifier.metrics import OperatingThreshold
+from dermclean.constants import DEFAULT_CLASSIFIER
 from dermclean.classifier.model import KIND, ClassifierConfig
 from dermclean.classifier.train import predict_proba
 from dermclean.data.images import list_images, load_rgb, to_tensor
@@ -33,7 +34,7 @@ from dermclean.io import atomic_path, check_output
 from dermclean.modelio import read_model_config
 from dermclean.tracking.models import resolve_model
 
-DEFAULT_MODEL = "models:/dermclean-classifier-raw@champion"
+DEFAULT_MODEL = DEFAULT_CLASSIFIER
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
 THRESHOLD_FILE = "threshold"  # model_dir/threshold.json, fitted on validation data
 COLUMNS = ("image", "p_malignant")

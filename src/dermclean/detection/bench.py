@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dermclean.constants import DEFAULT_DETECTOR
 from dermclean.data.images import list_images, load_rgb, to_tensor
 from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.detection.detector import Detector, load_detector
@@ -109,7 +110,7 @@ def bench_detect_cli(*, model: str | None, images: Path | None, device: str | No
                      cpu_bf16: bool | None = None) -> dict[str, Any]:
     """What ``dermclean bench detect`` runs: defaults (models/detector, the prepared test split), a table."""
     if model is None:
-        model = "models/detector" if Path("models/detector/config.json").is_file() else "models:/dermclean-detector@champion"
+        model = "models/detector" if Path("models/detector/config.json").is_file() else DEFAULT_DETECTOR
     if images is None:
         images = Path("data/prepared/manifest.csv")
         if not images.is_file():

@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, guarded, write_errors
-from dermclean.constants import OUTLIER_CLASSES
+from dermclean.constants import DEFAULT_DETECTOR, OUTLIER_CLASSES
 from dermclean.data.images import list_images, load_rgb
 from dermclean.detection.detector import Detection, Detector, load_detector
 from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.io import atomic_path, check_output, write_json
 
-DEFAULT_MODEL = "models:/dermclean-detector@champion"
+DEFAULT_MODEL = DEFAULT_DETECTOR
 COMMAND = "detect"
 SCORE_COLUMNS = ["image", "score", *OUTLIER_CLASSES]
 

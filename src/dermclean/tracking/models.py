@@ -16,10 +16,10 @@ import os
 import re
 from pathlib import Path
 
-from dermclean.env import find_repo_root
 from dermclean.io import atomic_path
 from dermclean.modelio import read_model_config
 from dermclean.tracking.errors import ModelNotFound
+from dermclean.tracking.store import existing_store
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 MODEL_DIR_ARTIFACT = "model_dir"
@@ -98,21 +98,6 @@ def _cache_key(uri: str) -> str:
         else:
             ident = resolved[0]
     return hashlib.sha256(f"{mlflow.get_tracking_uri()}|{ident}".encode()).hexdigest()[:24]
-
-
-def existing_store(uri: str) -> str:
-    """The tracking URI to resolve ``uri`` against: ``MLFLOW_TRACKING_URI`` if set, else the checkout's
-    ``mlruns.db`` when it exists. Creates nothing; raises :class:`ModelNotFound` (fast, before MLflow
-    is imported) saying what to do when there is no store."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    store = find_repo_root() / "mlruns.db"
-    if store.is_file():
-        return f"sqlite:///{store}"
-    raise ModelNotFound(f"cannot resolve {uri}: no MLflow tracking store (MLFLOW_TRACKING_URI is unset and there "
-                        f"is no {store}). Run `dvc repro` in a dermclean checkout to train and register models, "
-                        f"set MLFLOW_TRACKING_URI to your tracking server, or pass a local model folder "
-                        f"(e.g. --model models/detector)")
 
 
 def _download(uri: str) -> Path:
