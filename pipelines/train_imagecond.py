@@ -37,7 +37,8 @@ from dermclean.values import flat_metrics
 
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
-CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation", "mask_loss_weight")
+CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation", "mask_loss_weight",
+                   "painter", "exclude_families")
 
 
 

@@ -57,6 +57,35 @@ def test_untouched_fraction_and_heldout_styles_never_painted():
     assert len(seen) >= 4  # several training styles are in use
 
 
+def test_family_painter_holds_out_a_fold_and_pairs_differ_at_the_artifact():
+    from dermclean.data.families import FAMILIES, fold_exclusion
+    from dermclean.data.masks import dilate_mask
+
+    held_out = fold_exclusion(0)
+    excluded = {f"{kind}/{family}" for kind, families in dict(held_out).items() for family in families}
+    assert excluded and len(excluded) < sum(len(v) for v in FAMILIES.values())
+    config = CorruptionConfig(untouched_fraction=0.0, painter="families", exclude_families=sorted(excluded))
+    rng = np.random.default_rng(0)
+    images = skin_images(4, size=64)
+    pairs = [corrupt(images[i % 4], rng, config) for i in range(60)]
+    seen = set()
+    for p in pairs:
+        assert p.styles and not (set(p.styles) & excluded), p.styles
+        assert p.mask.any() and p.target.shape == p.corrupted.shape == (64, 64, 3)
+        far = ~dilate_mask(p.mask, 16)  # beyond JPEG blocks and blur around the artifact
+        if far.any():
+            diff = np.abs(p.corrupted.astype(int) - p.target.astype(int))[far]
+            assert diff.mean() < 1.0, diff.mean()
+        seen |= set(p.styles)
+    assert len(seen) >= 5
+    both = [corrupt(images[i % 4], rng, CorruptionConfig(untouched_fraction=0.0, painter="both")) for i in range(40)]
+    kinds_of_painter = {("/" in s and s.split("/")[1] in sum(map(list, FAMILIES.values()), [])) for p in both
+                        for s in p.styles}
+    assert kinds_of_painter == {True, False}  # both renderers are in use
+    with pytest.raises(ValueError, match="painter"):
+        CorruptionConfig(painter="oils")
+
+
 def test_batches_are_deterministic_per_step_and_paired():
     batches = ImagecondBatches(skin_images(5), batch_size=6, seed=3, corruption=CorruptionConfig())
     a, b = batches.batch(7), batches.batch(7)

@@ -28,11 +28,15 @@ import torch
 
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_random
+from dermclean.data.families import paint_random_family
 from dermclean.data.images import load_rgb, to_tensor, to_uint8
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
 from dermclean.data.masks import dilate_mask
 from dermclean.diffusion.train import DiffusionBatch
 from dermclean.methods.imagecond.model import prefill
+
+
+PAINTERS = ("styles", "families", "both")
 
 
 @dataclass
@@ -46,9 +50,14 @@ class CorruptionConfig:
     mask_fraction: float = 0.5    # painted pairs told their mask (models with a mask condition only)
     mask_dilation: list[int] = field(default_factory=lambda: [1, 5])  # px, drawn uniformly (inclusive)
     mask_loss_weight: float = 0.0  # extra loss weight: 1 + this on painted pixels and inside a told mask
+    painter: str = "styles"       # styles (data.artifacts) | families (data.families) | both (half each)
+    exclude_families: list[str] = field(default_factory=list)  # "kind/family" never painted (a held-out fold)
 
     def __post_init__(self) -> None:
         self.kinds = list(self.kinds)
+        self.exclude_families = list(self.exclude_families)
+        if self.painter not in PAINTERS:
+            raise ValueError(f"painter must be one of {PAINTERS}; got {self.painter!r}")
         self.mask_dilation = [int(r) for r in self.mask_dilation]
         if self.mask_loss_weight < 0:
             raise ValueError(f"mask_loss_weight must be >= 0; got {self.mask_loss_weight}")
@@ -81,10 +90,17 @@ def heldout_styles() -> Any:
 
 
 def corrupt(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfig) -> TrainingPair:
-    """Paint random artifacts (never a held-out style) onto ``image`` unless it is drawn untouched."""
+    """Paint random artifacts (never a held-out style or family) onto ``image`` unless it is drawn untouched.
+
+    ``config.painter`` picks the renderers: the styles of :mod:`dermclean.data.artifacts`, the families
+    of :mod:`dermclean.data.families` (whose image degradation, noise and JPEG, is applied to the
+    target too, so the pair differs only where the artifact is), or either with equal odds.
+    """
     if rng.random() < config.untouched_fraction:
         return TrainingPair(target=image, corrupted=image.copy(), mask=np.zeros(image.shape[:2], bool),
                             styles=[], untouched=True)
+    if config.painter == "families" or (config.painter == "both" and rng.random() < 0.5):
+        return _corrupt_with_families(image, rng, config)
     painted = paint_random(image, rng, kinds=config.kinds, n_min=config.n_min, n_max=config.n_max,
                            exclude_styles=heldout_styles())
     mask = np.zeros(image.shape[:2], bool)
@@ -92,6 +108,16 @@ def corrupt(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfi
         mask |= np.asarray(m, dtype=bool)
     styles = [f"{kind}/{style}" for kind, names in dict(painted.styles).items() for style in names]
     return TrainingPair(target=image, corrupted=painted.image, mask=mask, styles=styles, untouched=False)
+
+
+def _corrupt_with_families(image: np.ndarray, rng: np.random.Generator, config: CorruptionConfig) -> TrainingPair:
+    painted = paint_random_family(image, rng, kinds=config.kinds, n_min=config.n_min, n_max=config.n_max,
+                                  exclude_families=config.exclude_families)
+    mask = np.zeros(image.shape[:2], bool)
+    for m in painted.masks.values():
+        mask |= m
+    styles = [f"{kind}/{family}" for kind, names in painted.families.items() for family in names]
+    return TrainingPair(target=painted.clean, corrupted=painted.image, mask=mask, styles=styles, untouched=False)
 
 
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
