@@ -19,21 +19,12 @@ import sys
 from pathlib import Path
 
 from dermclean.data.families import fold_exclusion
-from dermclean.data.images import load_rgb
-from dermclean.data.manifest import clean_mask, image_paths, read_manifest
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.detector import load_detector
-from dermclean.detection.family_eval import evaluate_families
+from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.detection.threshold import Threshold
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
-
-
-def clean_images(manifest: Path, split: str, n_images: int | None) -> list:
-    df = read_manifest(manifest)
-    rows = df[(df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
-    rows = rows.head(n_images) if n_images else rows
-    return [load_rgb(p) for p in image_paths(rows, manifest)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         detector.threshold = Threshold(value=0.5, fpr_budget=0.01, n_images=0, n_pixels=0)
     held = ([f"{k}/{f}" for k, fs in fold_exclusion(args.held_out_fold).items() for f in fs]
             if args.held_out_fold is not None else [])
-    images = clean_images(args.manifest, args.split, args.n_images or None)
+    images = clean_split_images(args.manifest, args.split, args.n_images or None)
     result = evaluate_families(detector, images, seed=args.seed, tolerance_px=args.tolerance, held_out=held)
     for r in result.results:
         mark = " (held out)" if r.held_out else ""

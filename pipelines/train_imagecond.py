@@ -27,7 +27,7 @@ from dermclean.diffusion.train import TrainConfig, checkpoint_key
 from dermclean.env import pick_device
 from dermclean.io import atomic_path, write_json
 from dermclean.methods.imagecond.model import imagecond_unet_config
-from dermclean.methods.imagecond.pairs import CorruptionConfig, heldout_styles, load_clean_images
+from dermclean.methods.imagecond.pairs import CORRUPTION_KEYS, corruption_from_params, heldout_styles, load_clean_images
 from dermclean.methods.imagecond.train import train_imagecond
 from dermclean.modelio import save_model_dir
 from dermclean.removal.engine import RemovalConfig
@@ -37,8 +37,6 @@ from dermclean.values import flat_metrics
 
 EXPERIMENT = "dermclean-diffusion"
 INFERENCE_KEYS = ("steps", "noise_level", "eval_images")
-CORRUPTION_KEYS = ("untouched_fraction", "n_min", "n_max", "mask_fraction", "mask_dilation", "mask_loss_weight",
-                   "painter", "exclude_families")
 
 
 
@@ -58,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train_cfg = from_dict(TrainConfig, {"seed": seed, **ic["train"]}, where=f"{args.params}: imagecond.train")
-    corruption = from_dict(CorruptionConfig, {k: ic[k] for k in CORRUPTION_KEYS if k in ic},
-                           where=f"{args.params}: imagecond")
+    corruption = corruption_from_params(ic)
     unknown = sorted(set(ic) - {"unet", "train", *CORRUPTION_KEYS, *INFERENCE_KEYS})
     if unknown:
         raise ValueError(f"{args.params}: imagecond: unknown keys {unknown}")

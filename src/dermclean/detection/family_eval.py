@@ -11,14 +11,18 @@ apart (``held_out``): the leave-one-family-out figure.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
+from dermclean.data.images import load_rgb
+from dermclean.data.manifest import clean_mask, image_paths, read_manifest
 from dermclean.detection import metrics as M
 from dermclean.detection.lofo import LofoReport, boundary_tolerant_ap, lofo_report
 
@@ -57,6 +61,15 @@ def _report(results: Sequence[FamilyResult], field: str) -> LofoReport | None:
         if np.isfinite(value):
             table.setdefault(r.kind, {})[r.family] = value
     return lofo_report(table) if table else None
+
+
+def clean_split_images(manifest: str | os.PathLike[str], split: str, n_images: int | None = None) -> list[np.ndarray]:
+    """The first ``n_images`` (all when ``None``) images of ``split`` labelled free of ruler/ink/patches."""
+    manifest = Path(manifest)
+    df = read_manifest(manifest)
+    rows = df[(df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
+    rows = rows.head(n_images) if n_images else rows
+    return [load_rgb(p) for p in image_paths(rows, manifest)]
 
 
 def evaluate_families(detector: Any, images: Sequence[np.ndarray], *, seed: int = 0, tolerance_px: int = 1,

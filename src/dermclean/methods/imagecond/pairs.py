@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_random
 from dermclean.data.families import paint_random_family
@@ -69,6 +70,16 @@ class CorruptionConfig:
             raise ValueError(f"untouched_fraction must be in [0, 1]; got {self.untouched_fraction}")
         if not 1 <= self.n_min <= self.n_max:
             raise ValueError(f"expected 1 <= n_min <= n_max; got n_min={self.n_min}, n_max={self.n_max}")
+
+
+CORRUPTION_KEYS = tuple(f.name for f in dataclasses.fields(CorruptionConfig))
+"""The keys of ``params["imagecond"]`` that configure the corruption."""
+
+
+def corruption_from_params(section: dict[str, Any], **overrides: Any) -> CorruptionConfig:
+    """The :class:`CorruptionConfig` of an ``imagecond`` params section (other keys ignored), with ``overrides``."""
+    return from_dict(CorruptionConfig, {**{k: v for k, v in section.items() if k in CORRUPTION_KEYS}, **overrides},
+                     where="imagecond")
 
 
 @dataclass
