@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dermclean.config import from_dict, load_params, params_parser, params_seed
+from dermclean.config import load_params, params_parser, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, read_manifest
@@ -40,7 +40,7 @@ from dermclean.data.masks import dilate_mask
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
 from dermclean.methods.classical.telea import telea_inpaint
-from dermclean.removal.engine import RemovalConfig, make_remover
+from dermclean.removal.engine import make_remover, removal_config
 from dermclean.removal.evaluate import paint_cases
 from dermclean.removal.metrics import masked_psnr
 
@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     params = load_params(args.params, profile=args.profile)
     seed = params_seed(params)
-    config = from_dict(RemovalConfig, {"seed": seed, **params["removal"], "methods": ["imagecond", "telea"]},
-                       where=f"{args.params}: removal")  # as the clean stage builds it
+    config = removal_config(params, seed=seed, methods=["imagecond", "telea"])  # as the clean stage builds it
     df = read_manifest(args.manifest)
     rows = df[(df["split"] == args.split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
     rows = rows.iloc[:args.images or config.eval_images or len(rows)]

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from dermclean.config import from_dict, load_params
+from dermclean.config import load_params
 from dermclean.constants import ARTIFACT_FLAGS
 from dermclean.data.images import save_png
 from dermclean.data.manifest import write_manifest
 from dermclean.diffusion.unet import DermUNet
 from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.modelio import save_model_dir
-from dermclean.removal.engine import RemovalConfig
+from dermclean.removal.engine import removal_config
 from dermclean.removal.evaluate import evaluate_removal
 from test_removal_imagecond import skin_images
 from benchmark_module import load_benchmark
@@ -48,7 +48,7 @@ def test_headroom_rows_agree_with_the_removal_evaluation(tmp_path):
                          "telea where imagecond changes >= 12", "telea where imagecond changes >= 48"}
     # the baseline rows are the clean stage's removal evaluation on the same cases
     params = load_params(REPO / "params.yaml", profile="tiny")
-    config = from_dict(RemovalConfig, {"seed": 0, **params["removal"], "methods": ["imagecond", "telea"]})
+    config = removal_config(params, seed=0, methods=["imagecond", "telea"])
     evaluation = evaluate_removal(tmp_path / "manifest.csv", split="val", methods=["imagecond", "telea"],
                                   guided_model=None, imagecond_model=tmp_path / "imagecond", config=config,
                                   device="cpu", seed=0)

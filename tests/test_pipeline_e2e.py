@@ -27,7 +27,7 @@ TINY = {
     # the image-conditioned model on 32 px tiles of 64 px images, and its bundle as the pipeline's detector
     "detection": {"steps": 2, "batch_size": 16, "pipeline_detector": "imagecond"},
     "imagecond": {"unet": {"block_out_channels": [8, 16], "work_size": 64},
-                  "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3}, "steps": 2},
+                  "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3}, "sample": {"steps": 2}},
     "removal": {"steps": 2},
     "classifier": {"width": 4, "epochs": 1, "batch_size": 16, "seeds": [0, 1]},
     "proof": {"bootstrap": 20},
@@ -119,7 +119,8 @@ def test_outputs_have_expected_content(pipeline):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)
     assert list((work / "reports/shortcut").glob("*.html")), "no Evidently report"
-    for name in ("prepare", "train_diffusion", "detect", "detection_eval", "clean", "classifier", "shortcut"):
+    for name in ("prepare", "train_diffusion", "train_imagecond", "imagecond_eval", "detect", "detection_eval", "clean",
+                 "classifier", "shortcut"):
         data = json.loads((work / "metrics" / f"{name}.json").read_text())
         assert data, f"metrics/{name}.json is empty"
 

@@ -35,14 +35,14 @@ from tqdm.auto import tqdm
 
 from dermclean import __version__
 from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, guarded, load_images, write_errors
-from dermclean.config import from_dict, load_params
+from dermclean.config import load_params
 from dermclean.data.images import list_images, save_png
 from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
 from dermclean.detection.contract import open_detector
 from dermclean.env import find_repo_root
 from dermclean.errors import OptionError, PathNotFound
 from dermclean.io import building_dir, check_output, fingerprint, write_json
-from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_remover
+from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_remover, removal_config
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,12 @@ _PROGRESS_FILE = "progress.jsonl"  # inside the build folder only; removed befor
 
 
 def default_removal_config() -> RemovalConfig:
-    """``params.yaml`` ``removal`` section of the repository (profile applied), else the defaults."""
+    """``params.yaml``'s ``removal`` section of the repository (profile applied, image-conditioned sampling from
+    ``imagecond.sample``), else the defaults."""
     params_file = find_repo_root() / "params.yaml"
     if not params_file.is_file():
         return RemovalConfig()
-    return from_dict(RemovalConfig, load_params(params_file).get("removal"), where=f"{params_file}: removal")
+    return removal_config(load_params(params_file))
 
 
 @dataclass

@@ -3,7 +3,7 @@ the manifest (what the ``detect`` stage runs).
 
 :func:`build_bundles` makes the guided bundle (the class-conditional UNet and the noise-aware
 classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
-``detection`` settings, its own DDIM steps ``imagecond.steps``). :func:`fit_and_save` fits each
+``detection`` settings, its DDIM steps and start level ``imagecond.sample``). :func:`fit_and_save` fits each
 one's pixel threshold and image score on validation (:func:`~dermclean.detection.evaluate.fit_on_validation`)
 and saves it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
 the bundle ``detection.pipeline_detector`` names, keyed by image id, and returns the stage's figures.
@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
-from dermclean.detection.config import DetectionConfig
+from dermclean.detection.config import detection_config, imagecond_detection_config
 from dermclean.detection.contract import detect_to_folder, run_info
 from dermclean.detection.detector import Detector, build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation
@@ -47,18 +46,16 @@ class Bundle:
 def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | None, out_model: Path,
                   out_model_imagecond: Path | None = None, device: str | None = None) -> tuple[dict[str, Bundle], str]:
     """``{"guided": ..., "imagecond": ...}`` bundles (unfitted) and the name ``detection.pipeline_detector`` picks."""
-    section = dict(params["detection"])
-    chosen = section.pop("pipeline_detector", "guided")
-    config = from_dict(DetectionConfig, section, where="detection")
+    config, chosen = detection_config(params)
     classifier_dir = diffusion / "noisy_classifier"
     classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
     bundles = {"guided": Bundle(detector=build_detector(detector_kind="guided", unet_dir=diffusion / "unet",
                                                         config=config, classifier_dir=classifier_dir, device=device),
                                 out=out_model)}
     if imagecond is not None:
-        ic_config = config.replace(steps=int(params.get("imagecond", {}).get("steps", config.steps)))
         bundles["imagecond"] = Bundle(
-            detector=build_detector(detector_kind="imagecond", unet_dir=imagecond, config=ic_config,
+            detector=build_detector(detector_kind="imagecond", unet_dir=imagecond,
+                                    config=imagecond_detection_config(params),
                                     classifier_dir=classifier_dir, device=device),
             out=out_model_imagecond or out_model.with_name(out_model.name + "_imagecond"))
     if chosen not in bundles:

@@ -1,5 +1,8 @@
 """Typed detection configuration (``params["detection"]``), saved in the detector bundle's ``config.json``.
 
+:func:`detection_config` reads the guided bundle's from the params, :func:`imagecond_detection_config`
+the image-conditioned bundle's (the same settings, its DDIM steps and start level from ``imagecond.sample``).
+
 ``noise_level`` (L) and ``steps`` are requested values; DDIM runs on a grid of the training
 timesteps (see :func:`dermclean.diffusion.schedulers.ddim_grid`) and the effective values are what
 :meth:`DetectionConfig.effective` reports and what ``run.json`` records.
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dermclean.config import from_dict
+from dermclean.errors import ConfigError
+from dermclean.methods.imagecond.sample import sample_config
 
 GUIDANCE_KINDS = ("cfg", "classifier", "none")
 IMAGE_SCORES = ("auto", "classifier", "map", "fitted", "stacked")
@@ -36,7 +41,8 @@ class DetectionConfig:
       (:class:`~dermclean.detection.image_score.MapModel`; ``map_model_images`` caps its training images,
       None = all with complete labels). ``score_tta``: average the noisy classifier's t = 0 probabilities over
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
-    - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.).
+    - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.),
+      filled from ``imagecond.sample`` by :func:`imagecond_detection_config`, never set in ``detection``.
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
     - ``cpu_bf16``: run the diffusion model under bf16 autocast on CPU as well (CUDA always does);
       faster on CPUs with native bf16 (AVX512-BF16, AMX), slower on others. Fit the threshold with
@@ -88,3 +94,26 @@ class DetectionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SAMPLED_BY_METHOD = ("imagecond_noise_level",)
+""":class:`DetectionConfig` fields that ``imagecond.sample`` fills (not keys of the ``detection`` section)."""
+
+
+def detection_config(params: dict[str, Any]) -> tuple[DetectionConfig, str]:
+    """The guided bundle's :class:`DetectionConfig` from the effective params (the ``detection`` section, the
+    image-conditioned start level from ``imagecond.sample``), and the bundle ``detection.pipeline_detector``
+    names (``guided`` when unset)."""
+    section = dict(params["detection"])
+    chosen = section.pop("pipeline_detector", "guided")
+    misplaced = sorted(set(section) & set(SAMPLED_BY_METHOD))
+    if misplaced:
+        raise ConfigError(f"detection: unknown keys {misplaced}; the image-conditioned sampling is imagecond.sample")
+    section["imagecond_noise_level"] = sample_config(params).noise_level
+    return from_dict(DetectionConfig, section, where="detection"), chosen
+
+
+def imagecond_detection_config(params: dict[str, Any]) -> DetectionConfig:
+    """The image-conditioned bundle's :class:`DetectionConfig`: :func:`detection_config` with the DDIM steps
+    of ``imagecond.sample``."""
+    return detection_config(params)[0].replace(steps=sample_config(params).steps)

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from dermclean.clean import run_clean_dir
-from dermclean.config import from_dict, params_seed
+from dermclean.config import params_seed
 from dermclean.data.manifest import read_manifest, write_manifest
 from dermclean.detection.contract import run_detect_dir
 from dermclean.errors import ConfigError
 from dermclean.io import atomic_path
 from dermclean.proof.trap import MANIFEST, TRAIN_IMAGES, TrapSet, make_trap_split
-from dermclean.removal.engine import RemovalConfig
+from dermclean.removal.engine import removal_config
 
 PIPELINE_DETECTORS = ("guided", "imagecond")
 
@@ -79,7 +79,7 @@ def clean_trap_sets(params: dict[str, Any], trap_dir: str | os.PathLike[str], de
     if not has_trap_set(trap_dir):
         _nothing(Path(out_dir), "trap_clean")
         return {}
-    removal = from_dict(RemovalConfig, params.get("removal"), where="removal")
+    removal = removal_config(params)
     trap_dir, out_dir = Path(trap_dir), Path(out_dir)
     biased = read_manifest(trap_dir / MANIFEST)
     train_val = biased[biased["split"].isin(["train", "val"])].copy()

@@ -26,12 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermclean.data.masks import to_model_mask
+from dermclean.config import from_dict
 from dermclean.env import find_repo_root, pick_device
 from dermclean.errors import ConfigError, OptionError
 from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.methods.guided.repaint import InpaintConfig, repaint
 from dermclean.methods.imagecond.model import check_imagecond, prefill
-from dermclean.methods.imagecond.sample import imagecond_restore
+from dermclean.methods.imagecond.sample import SampleConfig, imagecond_restore, sample_config
 from dermclean.modelio import load_model_dir
 from dermclean.tracking.models import resolve_model
 
@@ -50,8 +51,7 @@ class RemovalConfig:
     guidance_scale: float = 1.0   # inpaint: CFG scale towards "clean" (1 = conditional only)
     jump_length: int = 2          # inpaint: RePaint resampling jump length
     jump_n_sample: int = 2        # inpaint: RePaint resamplings per jump (1 = none)
-    noise_level: int | None = None  # imagecond: start level; None = from pure noise
-    imagecond_steps: int | None = None  # imagecond: DDIM steps (None = ``steps``)
+    imagecond: SampleConfig | None = None  # imagecond: ``imagecond.sample`` (None: ``steps`` from pure noise)
     telea_radius: int = 3
     batch_size: int = 8
     seed: int = 0
@@ -60,6 +60,8 @@ class RemovalConfig:
 
     def __post_init__(self) -> None:
         self.methods = list(self.methods)
+        if isinstance(self.imagecond, dict):
+            self.imagecond = from_dict(SampleConfig, self.imagecond, where="removal.imagecond")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"removal.methods {unknown} unknown; expected a subset of {list(METHODS)}")
@@ -67,10 +69,19 @@ class RemovalConfig:
             raise ConfigError(f"removal.method {self.method!r} unknown; expected one of {list(METHODS)}")
         if not 0.0 < self.max_mask_area <= 1.0:
             raise ConfigError(f"removal.max_mask_area must be in (0, 1]; got {self.max_mask_area}")
-        if self.imagecond_steps is not None and self.imagecond_steps < 1:
-            raise ConfigError(f"removal.imagecond_steps must be null or >= 1; got {self.imagecond_steps}")
         if self.dilation < 0 or self.steps < 1 or self.batch_size < 1:
             raise ConfigError(f"removal: dilation >= 0, steps >= 1 and batch_size >= 1 expected; got {self}")
+
+
+def removal_config(params: dict[str, Any], *, seed: int | None = None, **overrides: Any) -> RemovalConfig:
+    """:class:`RemovalConfig` of the effective params: the ``removal`` section (with ``seed`` when given, and
+    ``overrides``), its image-conditioned sampling from ``imagecond.sample``."""
+    section = dict(params.get("removal") or {})
+    if "imagecond" in section:
+        raise ConfigError("removal.imagecond: the image-conditioned sampling is set in imagecond.sample")
+    seeded = {} if seed is None else {"seed": seed}
+    return from_dict(RemovalConfig, {**seeded, **section, **overrides, "imagecond": sample_config(params)},
+                     where="removal")
 
 
 def check_method(method: str) -> str:
@@ -180,8 +191,9 @@ class Remover:
                                 jump_length=self.config.jump_length, jump_n_sample=self.config.jump_n_sample)
             generated = repaint(self.model, x, small[:, None].to(self.device), config=cfg, generator=generator)
         else:
-            generated = imagecond_restore(self.model, x, steps=self.config.imagecond_steps or self.config.steps,
-                                          noise_level=self.config.noise_level, generator=generator,
+            sample = self.config.imagecond or SampleConfig(steps=self.config.steps)
+            generated = imagecond_restore(self.model, x, steps=sample.steps, noise_level=sample.noise_level,
+                                          generator=generator,
                                           mask=small if mask_condition else None)
         for j, i in enumerate(todo):
             results[i] = paste(images[i], generated[j], masks[i])

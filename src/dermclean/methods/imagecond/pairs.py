@@ -42,7 +42,7 @@ PAINTERS = ("styles", "families", "both")
 
 @dataclass
 class CorruptionConfig:
-    """How training images are corrupted (``params["imagecond"]``)."""
+    """How training images are corrupted (``params["imagecond"]["corruption"]``)."""
 
     untouched_fraction: float = 0.2
     kinds: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
@@ -72,14 +72,11 @@ class CorruptionConfig:
             raise ValueError(f"expected 1 <= n_min <= n_max; got n_min={self.n_min}, n_max={self.n_max}")
 
 
-CORRUPTION_KEYS = tuple(f.name for f in dataclasses.fields(CorruptionConfig))
-"""The keys of ``params["imagecond"]`` that configure the corruption."""
-
-
 def corruption_from_params(section: dict[str, Any], **overrides: Any) -> CorruptionConfig:
-    """The :class:`CorruptionConfig` of an ``imagecond`` params section (other keys ignored), with ``overrides``."""
-    return from_dict(CorruptionConfig, {**{k: v for k, v in section.items() if k in CORRUPTION_KEYS}, **overrides},
-                     where="imagecond")
+    """The :class:`CorruptionConfig` of an ``imagecond`` params section (its ``corruption`` subsection; the
+    defaults when absent), with ``overrides``."""
+    return from_dict(CorruptionConfig, {**(section.get("corruption") or {}), **overrides},
+                     where="imagecond.corruption")
 
 
 @dataclass

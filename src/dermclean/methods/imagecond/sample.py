@@ -5,17 +5,44 @@ by default from pure noise at t = T-1 ("trailing" timestep spacing, so the first
 at pure noise), the corrupted image always visible through the condition (Baugh et al., ~50 steps).
 With ``noise_level=L`` it instead starts from the corrupted image noised to L (faster, closer to
 the input). :func:`imagecond_anomaly_map` is ``|x - x_hat|`` summed over channels.
+:class:`SampleConfig` is ``params["imagecond"]["sample"]``, the one home of both inference settings
+(detection, removal and the post-training check read it through :func:`sample_config`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from diffusers import DDIMScheduler
 
+from dermclean.config import from_dict
 from dermclean.diffusion.schedulers import ddim_grid, ddim_scheduler, training_scheduler
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.env import autocast
 from dermclean.methods.imagecond.model import check_imagecond, with_mask_channel
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Inference of the image-conditioned model: DDIM ``steps`` from ``noise_level`` (L of
+    ``num_train_timesteps``; None = from pure noise, Baugh et al.)."""
+
+    steps: int = 8
+    noise_level: int | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.steps) < 1:
+            raise ValueError(f"imagecond.sample.steps must be >= 1; got {self.steps}")
+        object.__setattr__(self, "steps", int(self.steps))
+        if self.noise_level is not None:
+            object.__setattr__(self, "noise_level", int(self.noise_level))
+
+
+def sample_config(params: dict[str, Any]) -> SampleConfig:
+    """The :class:`SampleConfig` of the effective params (``imagecond.sample``; defaults when absent)."""
+    return from_dict(SampleConfig, (params.get("imagecond") or {}).get("sample"), where="imagecond.sample")
 
 
 def _sampling_plan(config: UNetConfig, steps: int, noise_level: int | None) -> tuple[DDIMScheduler, list[int]]:
