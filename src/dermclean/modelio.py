@@ -94,7 +94,7 @@ def _ensure_registered() -> None:
     import importlib
 
     for module in ("dermclean.diffusion.unet", "dermclean.methods.guided.noisy_classifier",
-                   "dermclean.classifier.model"):
+                   "dermclean.classifier.model", "dermclean.methods.segment.model"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -3,10 +3,11 @@
 Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`predict_paths`)::
 
     detector/
-      config.json        {"kind": "detector", "detector_kind": "guided" | "imagecond",
+      config.json        {"kind": "detector", "detector_kind": "guided" | "imagecond" | "segment",
                           "config": {DetectionConfig}, "meta": {...}}
       unet/              modelio folder: the class-conditional UNet (guided, Wolleb et al. 2022)
                          or the image-conditioned model (imagecond, Baugh et al. 2024)
+                         or the artifact segmenter (segment: dermclean.methods.segment)
       noisy_classifier/  optional modelio folder: classifier guidance and per-type scores
       threshold.json     :class:`~dermclean.detection.threshold.Threshold` fitted on validation data
       image_score.json   with ``image_score: fitted`` or ``stacked`` only: the
@@ -16,7 +17,8 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
 as a "diffusion classifier" (:func:`~dermclean.methods.guided.anomaly.diffusion_class_scores`) and an
-imagecond bundle reports NaN. Image score: see :class:`~dermclean.detection.config.DetectionConfig`;
+imagecond bundle reports NaN and a segment bundle the sigmoid of its per-type top-k logits (its maps are
+its probabilities, unsmoothed). Image score: see :class:`~dermclean.detection.config.DetectionConfig`;
 :attr:`Detector.image_score_kind` says which one a detector actually uses.
 """
 
@@ -47,10 +49,11 @@ from dermclean.io import atomic_path, read_json, write_json
 from dermclean.methods.guided.anomaly import diffusion_class_scores, guided_anomaly_maps, smooth
 from dermclean.methods.guided.noisy_classifier import class_probabilities
 from dermclean.methods.imagecond.sample import imagecond_anomaly_map
+from dermclean.methods.segment.model import topk_mean
 from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
-DETECTOR_KINDS = ("guided", "imagecond")
+DETECTOR_KINDS = ("guided", "imagecond", "segment")
 MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma")
 """Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
 
@@ -100,8 +103,8 @@ class Detector:
 
     @property
     def name(self) -> str:
-        if self.detector_kind == "imagecond":
-            return "imagecond"
+        if self.detector_kind in ("imagecond", "segment"):
+            return self.detector_kind
         return self.config.guidance if self.config.guidance_scale > 0 else "none"
 
     def with_config(self, **overrides: Any) -> "Detector":
@@ -120,7 +123,9 @@ class Detector:
         cfg = self.config
         x = x.to(self.device).float()
         with cpu_bf16(cfg.cpu_bf16):
-            if self.detector_kind == "imagecond":
+            if self.detector_kind == "segment":
+                maps = self.unet.module.probabilities(x).amax(dim=1)
+            elif self.detector_kind == "imagecond":
                 maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps,
                                              noise_level=cfg.imagecond_noise_level)
                 maps = smooth(maps.float(), cfg.smoothing_sigma)
@@ -148,9 +153,16 @@ class Detector:
         x = x.to(self.device).float()
         if self.classifier is not None:
             return class_probabilities(self.classifier.module, x, t=0, tta=bool(self.config.score_tta)).cpu()
+        if self.detector_kind == "segment":
+            return torch.sigmoid(topk_mean(self.unet.module(x).float(), self.unet.module.config.score_topk)).cpu()
         if self.detector_kind == "guided":
             return diffusion_class_scores(self.unet.module, x, t=max(1, self.config.noise_level // 2)).cpu()
         return torch.full((x.shape[0], len(OUTLIER_CLASSES)), float("nan"))
+
+    @property
+    def has_type_probabilities(self) -> bool:
+        """Whether :meth:`type_scores` are probabilities: a noisy classifier's, or a segmenter's own."""
+        return self.classifier is not None or self.detector_kind == "segment"
 
     @property
     def image_score_kind(self) -> str:
@@ -163,7 +175,7 @@ class Detector:
         wanted = self.config.image_score
         if wanted in ("fitted", "stacked") and self.image_scorer is not None:
             return self.image_scorer.kind
-        if wanted == "classifier" or (wanted in ("auto", "fitted", "stacked") and self.classifier is not None):
+        if wanted == "classifier" or (wanted in ("auto", "fitted", "stacked") and self.has_type_probabilities):
             return "classifier"
         return "map"
 
@@ -173,7 +185,7 @@ class Detector:
         kind = self.image_score_kind
         if kind == "map":
             return torch.quantile(maps.flatten(1), self.config.score_quantile, dim=1)
-        if self.classifier is None:
+        if not self.has_type_probabilities:
             raise ValueError(f"detection.image_score {self.config.image_score!r} needs a noisy classifier in the bundle")
         p_any = any_artifact_probability(types)
         if kind == "classifier":

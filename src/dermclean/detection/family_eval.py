@@ -22,9 +22,11 @@ import numpy as np
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
 from dermclean.data.images import load_rgb
-from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read_manifest
 from dermclean.detection import metrics as M
 from dermclean.detection.lofo import LofoReport, boundary_tolerant_ap, lofo_report
+from dermclean.proof.stats import bootstrap_ci
+from dermclean.proof.subgroups import auroc_stat
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,3 +101,43 @@ def evaluate_families(detector: Any, images: Sequence[np.ndarray], *, seed: int 
     return FamilyEvaluation(results=tuple(results), fp_area_clean=float(fp_area),
                             held_out_report=_report([r for r in results if r.held_out], report_on),
                             seen_report=_report([r for r in results if not r.held_out], report_on))
+
+
+ACQUISITION_EFFECTS: tuple[str, ...] = ("hair", "dark_corner", "gel_bubble", "gel_border")
+"""The manifest's acquisition-effect labels: content a detector must leave unflagged."""
+
+
+def real_label_report(detector: Any, manifest: str | os.PathLike[str], split: str, *, n_boot: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Image AUROC per type on the human labels of ``split`` (bootstrap 95 % CI over images), and the
+    flagged area of the fitted mask on its clean images, overall and per acquisition effect.
+
+    ``fp_area[effect]``: mean flagged share over the clean images labelled with ``effect`` (``none``:
+    with none of them); ``flagged_images``: share of clean images with any flagged pixel.
+    """
+    manifest = Path(manifest)
+    df = read_manifest(manifest)
+    rows, _ = labelled_rows(df[(df["split"] == split).fillna(False).to_numpy()])
+    if rows.empty:
+        raise ValueError(f"{manifest}: no {split!r} images with complete ruler/ink/patches labels")
+    dets = detector.detect([load_rgb(p) for p in image_paths(rows, manifest)], list(rows["image_id"]))
+    labels = rows[list(OUTLIER_CLASSES)].to_numpy(dtype=np.float64)
+    types = np.array([[d.type_scores[c] for c in OUTLIER_CLASSES] for d in dets])
+    scores = np.array([d.score for d in dets])
+    clean = labels.sum(axis=1) == 0
+    aurocs = {}
+    for name, y, p, member in [("any", (~clean).astype(int), scores, np.ones(len(rows), bool))] + [
+            (c, labels[:, j].astype(int), types[:, j], clean | (labels[:, j] == 1))
+            for j, c in enumerate(OUTLIER_CLASSES)]:
+        ci = bootstrap_ci(auroc_stat(y, p, member), len(rows), n_boot=n_boot, seed=seed)
+        aurocs[name] = {"auroc": ci.mean, "low": ci.low, "high": ci.high, "positives": int(y[member].sum())}
+    area = np.array([d.mask.mean() for d in dets])[clean]
+    effects = rows.loc[clean, [e for e in ACQUISITION_EFFECTS if e in rows.columns]].fillna(0).to_numpy() == 1
+    fp = {"all": float(area.mean()) if area.size else float("nan"),
+          "none": float(area[~effects.any(axis=1)].mean()) if (~effects.any(axis=1)).any() else float("nan")}
+    counts = {"all": int(area.size), "none": int((~effects.any(axis=1)).sum())}
+    for j, effect in enumerate(e for e in ACQUISITION_EFFECTS if e in rows.columns):
+        fp[effect] = float(area[effects[:, j]].mean()) if effects[:, j].any() else float("nan")
+        counts[effect] = int(effects[:, j].sum())
+    return {"split": split, "images": len(rows), "image_auroc": aurocs, "fp_area": fp, "fp_images": counts,
+            "flagged_images": float((area > 0).mean()) if area.size else float("nan")}

@@ -1,0 +1,174 @@
+"""Training batches of the artifact segmenter: painted pixels as full labels, real images' human labels
+as weak ones.
+
+Each batch mixes three sources, drawn from ``np.random.default_rng([seed, k])`` for batch ``k`` (so a
+resumed run sees exactly the batches an uninterrupted one would):
+
+- **painted**: a clean real image (none of ruler/ink/patches in its labels) with ``n_min..n_max``
+  artifacts of the renderer families (:func:`dermclean.data.families.paint_random_family`, never a
+  family in ``exclude_families``); every channel is supervised per pixel by the painted masks;
+- **untouched**: a clean real image with only the families' image degradation (noise, blur, JPEG):
+  every channel's target is empty, so specular highlights, the dark rim of the field, hair, gel
+  bubbles and gel borders are negatives the model sees at every step (the hard negatives);
+- **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
+  per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
+  its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
+
+With ``crop`` (px) the model trains on ``crop``-sized views: painted and untouched images are cut at
+their native scale (a ``artifact_crop_fraction`` of painted ones around an artifact pixel), except a
+``scale_fraction`` of them shrunk whole; weak images are always shrunk whole, since a cut could miss
+the artifact their label promises (shrinking by area keeps it, thinner). Every view is turned by a
+random quarter turn and mirror (artifacts have no orientation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.families import paint_random_family
+
+
+@dataclass
+class SegmentDataConfig:
+    """How the batches are drawn (``params["segment"]["data"]``)."""
+
+    untouched_fraction: float = 0.25
+    weak_fraction: float = 0.25
+    n_min: int = 1
+    n_max: int = 3
+    exclude_families: list[str] = field(default_factory=list)  # "kind/family" never painted (a held-out fold)
+    crop: int | None = 128             # train on crop x crop px views (None: whole images)
+    artifact_crop_fraction: float = 0.5
+    scale_fraction: float = 0.25       # painted/untouched images shrunk whole to crop rather than cut
+
+    def __post_init__(self) -> None:
+        self.exclude_families = list(self.exclude_families)
+        for name in ("untouched_fraction", "weak_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
+        if self.untouched_fraction + self.weak_fraction > 1.0:
+            raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
+                             f"{self.untouched_fraction} + {self.weak_fraction}")
+        for name in ("artifact_crop_fraction", "scale_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
+        if self.crop is not None and self.crop < 8:
+            raise ValueError(f"segment crop must be at least 8 px (or null); got {self.crop}")
+        if not 1 <= self.n_min <= self.n_max:
+            raise ValueError(f"segment: expected 1 <= n_min <= n_max; got {self.n_min}, {self.n_max}")
+
+
+@dataclass
+class SegmentBatch:
+    """``x (B,3,S,S)`` in [-1, 1]; ``target (B,K,S,S)`` in {0, 1}; ``pixel_weight (B,K)``: 1 where the
+    channel is supervised per pixel; ``image_label`` / ``image_weight (B,K)``: the multiple-instance
+    targets and where they apply."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    pixel_weight: torch.Tensor
+    image_label: torch.Tensor
+    image_weight: torch.Tensor
+
+
+def _shrink(image: np.ndarray, target: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` uint8 and ``target`` {0,1} ``(S,S,K)`` shrunk to ``side``: the image by area, the target by
+    max (a pixel holding any artifact stays an artifact pixel)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.ascontiguousarray(target)).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(side, side), mode="area").round().clamp(0, 255).to(torch.uint8)
+    t = F.adaptive_max_pool2d(t, (side, side))
+    return x[0].permute(1, 2, 0).numpy(), t[0].permute(1, 2, 0).numpy()
+
+
+def _cut(image: np.ndarray, target: np.ndarray, side: int, rng: np.random.Generator,
+         around_artifact: bool) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
+    if around_artifact and target.any():
+        ys, xs = np.nonzero(target.max(-1))
+        j = int(rng.integers(len(ys)))
+        top = int(rng.integers(max(0, ys[j] - side + 1), min(ys[j], h - side) + 1))
+        left = int(rng.integers(max(0, xs[j] - side + 1), min(xs[j], w - side) + 1))
+    else:
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return image[top:top + side, left:left + side], target[top:top + side, left:left + side]
+
+
+def _turn(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = [np.rot90(a, k, axes=(0, 1)) for a in arrays]
+    return [np.ascontiguousarray(a[:, ::-1] if flip else a) for a in out]
+
+
+class SegmentBatches:
+    """Endless, resumable :class:`SegmentBatch` es of ``batch_size`` images.
+
+    ``clean``: uint8 ``(N, S, S, 3)`` images labelled free of the three types; ``weak`` and
+    ``weak_labels``: images with at least one type present and their 0/1 labels ``(M, K)`` in
+    ``OUTLIER_CLASSES`` order (``M`` may be 0: then the weak share is drawn from ``clean`` as untouched).
+    """
+
+    def __init__(self, clean: np.ndarray, weak: np.ndarray, weak_labels: np.ndarray, *, batch_size: int,
+                 seed: int, config: SegmentDataConfig) -> None:
+        if len(clean) == 0:
+            raise ValueError("train_segmenter: no clean training images (labels with none of ruler/ink/patches); "
+                             "expected at least one")
+        if len(weak) != len(weak_labels):
+            raise ValueError(f"train_segmenter: {len(weak)} weak images but {len(weak_labels)} label rows")
+        self.clean, self.weak = clean, weak
+        self.weak_labels = np.asarray(weak_labels, dtype=np.float32).reshape(len(weak), len(OUTLIER_CLASSES))
+        self.batch_size, self.seed, self.config = batch_size, seed, config
+
+    def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One image with its target ``(S,S,K)``, pixel weights, image labels and image weights ``(K,)``."""
+        cfg, k = self.config, len(OUTLIER_CLASSES)
+        u = rng.random()
+        if u < cfg.weak_fraction and len(self.weak):
+            i = int(rng.integers(len(self.weak)))
+            labels = self.weak_labels[i]
+            image = np.asarray(self.weak[i])
+            target = np.zeros((*image.shape[:2], k), np.float32)
+            if cfg.crop is not None and cfg.crop < image.shape[0]:
+                image, target = _shrink(image, target, cfg.crop)
+            return image, target, (labels == 0).astype(np.float32), labels, np.ones(k, np.float32)
+        image = np.asarray(self.clean[int(rng.integers(len(self.clean)))])
+        untouched = u < cfg.weak_fraction + cfg.untouched_fraction
+        painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
+                                      n_max=0 if untouched else cfg.n_max, exclude_families=cfg.exclude_families)
+        target = np.stack([painted.masks.get(c, np.zeros(image.shape[:2], bool)) for c in OUTLIER_CLASSES],
+                          axis=-1).astype(np.float32)
+        image = painted.image
+        if cfg.crop is not None and cfg.crop < image.shape[0]:
+            if rng.random() < cfg.scale_fraction:
+                image, target = _shrink(image, target, cfg.crop)
+            else:
+                image, target = _cut(image, target, cfg.crop, rng, rng.random() < cfg.artifact_crop_fraction)
+        present = target.reshape(-1, k).max(0)
+        return image, target, np.ones(k, np.float32), present, np.ones(k, np.float32)
+
+    def batch(self, step: int) -> SegmentBatch:
+        rng = np.random.default_rng([self.seed, step])
+        xs, ts, pw, il, iw = [], [], [], [], []
+        for _ in range(self.batch_size):
+            image, target, pixel_w, label, image_w = self._sample(rng)
+            image, target = _turn([image, target], rng)
+            xs.append(image)
+            ts.append(target)
+            pw.append(pixel_w)
+            il.append(label)
+            iw.append(image_w)
+        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+        target = torch.from_numpy(np.stack(ts)).permute(0, 3, 1, 2).contiguous()
+        return SegmentBatch(x=x, target=target, pixel_weight=torch.from_numpy(np.stack(pw)),
+                            image_label=torch.from_numpy(np.stack(il)), image_weight=torch.from_numpy(np.stack(iw)))
+
+    def iter_from(self, step: int) -> Iterator[SegmentBatch]:
+        while True:
+            yield self.batch(step)
+            step += 1

@@ -1,0 +1,90 @@
+"""The artifact segmenter: a plain convolutional UNet that maps an image to one probability map per
+artifact type (ruler, ink, patches).
+
+Shape: ``(B, 3, S, S)`` in ``[-1, 1]`` -> logits ``(B, K, S, S)``, ``K = len(OUTLIER_CLASSES)``.
+Encoder: per level two 3x3 convolutions with BatchNorm (2.5x faster than GroupNorm on CPU) and SiLU, then a stride-2 convolution;
+decoder: nearest upsampling, concatenation with the encoder's map of the same level, two 3x3
+convolutions. No pooling before the first level, so a 1 px tick mark reaches the first layer at its
+native width; ``image_size`` is the side the model works at (inputs are resized to it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.modelio import register
+
+SEGMENTER_KIND = "segmenter"
+
+
+@dataclass
+class SegmenterConfig:
+    """``params["segment"]["model"]`` plus the working side."""
+
+    image_size: int = 256
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    in_channels: int = 3
+    classes: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
+    score_topk: int = 32        # per-type image score: sigmoid of the mean of the k largest logits
+
+    def __post_init__(self) -> None:
+        self.widths = [int(w) for w in self.widths]
+        self.classes = list(self.classes)
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"segment model widths must be positive channel counts; got {self.widths}")
+        if self.image_size % (2 ** (len(self.widths) - 1)):
+            raise ValueError(f"segment image_size {self.image_size} must be divisible by "
+                             f"2**{len(self.widths) - 1} (one halving per level after the first)")
+
+
+class _Block(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU())
+
+
+class Segmenter(nn.Module):
+    """Per-type artifact logits; :meth:`probabilities` gives the maps the detector reads."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.config = config
+        w = config.widths
+        self.down = nn.ModuleList([_Block(config.in_channels, w[0])])
+        self.pool = nn.ModuleList()
+        for a, b in zip(w[:-1], w[1:]):
+            self.pool.append(nn.Conv2d(a, a, 3, stride=2, padding=1))
+            self.down.append(_Block(a, b))
+        self.up = nn.ModuleList([_Block(b + a, a) for a, b in zip(w[:-1], w[1:])][::-1])
+        self.head = nn.Conv2d(w[0], len(config.classes), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = self.down[0](x)
+        for pool, block in zip(self.pool, self.down[1:]):
+            skips.append(h)
+            h = block(pool(h))
+        for block in self.up:
+            skip = skips.pop()
+            h = block(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+        return self.head(h)
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (B,3,H,W)`` in ``[-1, 1]`` at :attr:`SegmenterConfig.image_size` -> ``(B,K,H,W)`` in ``[0, 1]``."""
+        return torch.sigmoid(self(x).float())
+
+
+def topk_mean(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the ``k`` largest values of each map: ``(B,K,H,W)`` -> ``(B,K)``. The image-level
+    evidence a multiple-instance loss reads and the per-type score the detector reports."""
+    flat = logits.flatten(2)
+    return flat.topk(min(max(1, k), flat.shape[-1]), dim=-1).values.mean(-1)
+
+
+register(SEGMENTER_KIND, SegmenterConfig, Segmenter)

@@ -1,0 +1,188 @@
+"""The artifact segmenter: batches (full, untouched and weak labels), loss, resumable training, the
+segment detector and the real-label report, on 32 px images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.manifest import COLUMNS, write_manifest
+from dermclean.detection.config import DetectionConfig
+from dermclean.detection.detector import build_detector, load_detector, save_detector
+from dermclean.detection.evaluate import fit_threshold
+from dermclean.detection.family_eval import ACQUISITION_EFFECTS, real_label_report
+from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
+from dermclean.methods.segment.data import load_training_images
+from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, topk_mean
+from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
+from dermclean.modelio import save_model_dir
+
+SIDE = 32
+
+
+def skin(rng: np.random.Generator, n: int) -> np.ndarray:
+    base = np.clip(np.array([200, 150, 125]) + rng.normal(0, 4, (n, SIDE, SIDE, 3)), 0, 255)
+    return base.astype(np.uint8)
+
+
+def weak_set(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    images = skin(rng, 3)
+    images[0, 10:12, :] = 20  # a dark ruler-like band, labelled ruler
+    images[1, 5:9, 5:9] = (40, 190, 70)  # a green patch, labelled patches
+    images[2, 20:22, 3:28] = 15  # ruler and ink both labelled
+    return images, np.array([[1, 0, 0], [0, 0, 1], [1, 1, 0]], np.float32)
+
+
+def small_batches(seed: int = 0, **overrides) -> SegmentBatches:
+    rng = np.random.default_rng(0)
+    weak, labels = weak_set(rng)
+    cfg = SegmentDataConfig(**{"crop": 16, "untouched_fraction": 0.25, "weak_fraction": 0.25, **overrides})
+    return SegmentBatches(skin(rng, 6), weak, labels, batch_size=8, seed=seed, config=cfg)
+
+
+def test_model_maps_every_type_at_the_input_size_and_topk_pools_the_largest():
+    model = Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 8, 8]))
+    logits = model(torch.zeros(2, 3, SIDE, SIDE))
+    assert logits.shape == (2, len(OUTLIER_CLASSES), SIDE, SIDE)
+    probs = model.eval().probabilities(torch.zeros(1, 3, SIDE, SIDE))
+    assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 0, :3] = torch.tensor([5.0, 3.0, 1.0])
+    assert topk_mean(x, 2).item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="divisible"):
+        SegmenterConfig(image_size=30, widths=[4, 8, 8])
+
+
+def test_batches_supervise_painted_pixels_and_only_the_absent_types_of_weak_images():
+    batches = small_batches()
+    b = batches.batch(3)
+    assert b.x.shape == (8, 3, 16, 16) and b.target.shape == (8, 3, 16, 16)
+    assert float(b.x.min()) >= -1.0 and float(b.x.max()) <= 1.0
+    painted = b.pixel_weight.sum(1) == 3
+    # where every channel is supervised, the image label is whether the channel's target has a pixel
+    assert torch.equal(b.image_label[painted], (b.target[painted].flatten(2).amax(-1) > 0).float())
+    weak = ~painted
+    # a weak image: pixel supervision exactly on the types its label says are absent, empty targets
+    assert torch.equal(b.pixel_weight[weak], 1 - b.image_label[weak])
+    assert float(b.target[weak].sum()) == 0.0
+    again = small_batches().batch(3)
+    assert torch.equal(again.x, b.x) and torch.equal(again.target, b.target)  # seeded per step: resumable
+    assert not torch.equal(batches.batch(4).x, b.x)
+    draws = [small_batches().batch(k) for k in range(6)]
+    assert any(float(d.target.sum()) > 0 for d in draws)  # painting happens
+    assert sum(int((d.pixel_weight.sum(1) < 3).sum()) for d in draws) > 0  # weak images are drawn
+
+
+def test_excluded_families_and_bad_fractions_are_refused():
+    with pytest.raises(ValueError, match="at most 1"):
+        SegmentDataConfig(untouched_fraction=0.6, weak_fraction=0.6)
+    with pytest.raises(ValueError, match="n_min"):
+        SegmentDataConfig(n_min=0)
+    with pytest.raises(ValueError, match="weak images but"):
+        SegmentBatches(skin(np.random.default_rng(0), 2), skin(np.random.default_rng(1), 2), np.zeros((1, 3)),
+                       batch_size=2, seed=0, config=SegmentDataConfig())
+
+
+def test_loss_rewards_the_right_map():
+    batch = small_batches().batch(1)
+    cfg = SegmentTrainConfig(steps=1, mil_topk=4)
+    right = torch.where(batch.target > 0, 8.0, -8.0)
+    # weak positives: put the evidence somewhere so the multiple-instance term is met too
+    present = (batch.image_label > 0)[..., None]
+    right[..., 0, :4] = torch.where(present, 8.0, right[..., 0, :4])
+    wrong = -right
+    good, bad = segment_loss(right, batch, cfg), segment_loss(wrong, batch, cfg)
+    assert float(good["total"]) < 0.1 < float(bad["total"])
+    assert all(float(good[k]) < float(bad[k]) for k in ("pixel", "mil"))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_training_resumes_to_the_same_weights(tmp_path):
+    cfg = SegmenterConfig(image_size=16, widths=[4, 8])
+    train_cfg = SegmentTrainConfig(steps=4, checkpoint_every=2, warmup_steps=1, log_every=1)
+    straight = train_segmenter(small_batches(), cfg, train_cfg, checkpoint_dir=tmp_path / "a", device="cpu", seed=0,
+                               progress=False)
+
+    def stop_at_three(step, losses):
+        assert np.isfinite(losses["segment_total"])
+        if step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_segmenter(small_batches(), cfg, train_cfg, checkpoint_dir=tmp_path / "b", device="cpu", seed=0,
+                        on_log=stop_at_three, progress=False)
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 2
+    resumed = train_segmenter(small_batches(), cfg, train_cfg, checkpoint_dir=tmp_path / "b", device="cpu", seed=0,
+                              progress=False)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="different model"):
+        train_segmenter(small_batches(), SegmenterConfig(image_size=16, widths=[4, 4]), train_cfg,
+                        checkpoint_dir=tmp_path / "b", device="cpu", seed=0, progress=False)
+
+
+ROWS = [  # (id, split, ruler, ink, patches, hair)
+    *[(f"c{i}", "train", 0, 0, 0, i % 2) for i in range(4)], ("w_r", "train", 1, 0, 0, 0), ("w_p", "train", 0, 0, 1, 0),
+    *[(f"v{i}", "val", 0, 0, 0, i % 2) for i in range(4)], ("v_r", "val", 1, 0, 0, 0), ("v_i", "val", 0, 1, 0, 0),
+    ("v_p", "val", 0, 0, 1, 0), ("v_q", "val", None, 0, 0, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for iid, split, ruler, ink, patches, hair in ROWS:
+        image = skin(rng, 1)[0]
+        if ruler:
+            image[14:16, :] = 20
+        if ink:
+            image[4:6, 4:20] = (130, 30, 170)
+        if patches:
+            image[20:26, 20:26] = (40, 190, 70)
+        Image.fromarray(image).save(root / "images" / f"{iid}.png")
+        row = {c: None for c in COLUMNS}
+        row.update(image_id=iid, image_path=f"images/{iid}.png", diagnosis="nevus", melanoma=0, split=split,
+                   source="test", ruler=ruler, ink=ink, patches=patches, hair=hair, dark_corner=0, gel_bubble=0,
+                   gel_border=0)
+        records.append(row)
+    path = root / "manifest.csv"
+    write_manifest(pd.DataFrame(records), path)
+    return path
+
+
+def test_segment_detector_end_to_end(manifest, tmp_path):
+    clean, weak, labels = load_training_images(manifest, size=SIDE)
+    assert clean.shape == (4, SIDE, SIDE, 3) and weak.shape == (2, SIDE, SIDE, 3)
+    assert labels.tolist() == [[1, 0, 0], [0, 0, 1]]
+    batches = SegmentBatches(clean, weak, labels, batch_size=4, seed=0, config=SegmentDataConfig(crop=16))
+    cfg = SegmenterConfig(image_size=SIDE, widths=[4, 8])
+    model = train_segmenter(batches, cfg, SegmentTrainConfig(steps=3, warmup_steps=1), checkpoint_dir=tmp_path / "ck",
+                            device="cpu", seed=0, progress=False)
+    save_model_dir(tmp_path / "model", kind=SEGMENTER_KIND, config=cfg, module=model)
+    det = build_detector(detector_kind="segment", unet_dir=tmp_path / "model", config=DetectionConfig(fpr_budget=0.05))
+    assert det.name == "segment" and det.image_score_kind == "classifier"
+    det.threshold = fit_threshold(det, manifest, split="val")
+    out = det.detect([np.zeros((40, 24, 3), np.uint8)])
+    assert out[0].anomaly_map.shape == (40, 24) and out[0].mask.shape == (40, 24)
+    assert all(0.0 <= v <= 1.0 for v in out[0].type_scores.values()) and 0.0 <= out[0].score <= 1.0
+    save_detector(det, tmp_path / "bundle")
+    again = load_detector(tmp_path / "bundle")
+    assert np.array_equal(again.detect([np.zeros((40, 24, 3), np.uint8)])[0].anomaly_map, out[0].anomaly_map)
+    report = real_label_report(det, manifest, "val", n_boot=50)
+    assert report["images"] == 7  # the row with an unknown ruler label is left out
+    assert set(report["image_auroc"]) == {"any", *OUTLIER_CLASSES}
+    assert report["image_auroc"]["ruler"]["positives"] == 1
+    assert set(report["fp_area"]) == {"all", "none", *ACQUISITION_EFFECTS}
+    assert report["fp_images"]["hair"] == 2 and report["fp_images"]["none"] == 2
+    assert np.isnan(report["fp_area"]["gel_bubble"])  # no clean val image has one
+    assert 0.0 <= report["fp_area"]["all"] <= 1.0
