@@ -114,6 +114,8 @@ def _setup(args: argparse.Namespace) -> tuple[dict, NoisyClassifierConfig, Noisy
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark as one script (see the module docstring): options, the measurement, its report; over 60
+    lines for its options and printed table only."""
     disable_telemetry()
     parser = params_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("noisy", "supervised"), default="noisy")

@@ -46,6 +46,8 @@ def stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark as one script (see the module docstring): options, the measurement, its report; over 60
+    lines for its options and printed table only."""
     parser = params_parser(__doc__.splitlines()[0])
     parser.add_argument("--detections", type=Path, default=Path("data/detections"))
     parser.add_argument("--quantiles", type=float, nargs="+", default=[1.0, 0.999, 0.99])

@@ -41,6 +41,8 @@ def trial_names(log: Path, pattern: re.Pattern[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark as one script (see the module docstring): options, the measurement, its report; over 60
+    lines for its options and printed table only."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kill-after", type=int, default=8, help="completed trials before the SIGKILL")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))

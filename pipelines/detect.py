@@ -1,7 +1,7 @@
 """DVC stage ``detect``: build the detector bundles, fit thresholds on validation, detect over the manifest.
 
 Reads ``detection`` (profile applied, then ``sweep_best.yaml`` beside params.yaml when present),
-``imagecond.steps`` and ``seed``; :mod:`dermclean.detection.bundles` builds the guided bundle from
+``imagecond.sample`` and ``seed``; :mod:`dermclean.detection.bundles` builds the guided bundle from
 ``--diffusion`` (``unet/`` + optional ``noisy_classifier/``) into ``--out-model`` and the
 image-conditioned one from ``--imagecond`` into ``<out-model>_imagecond``, fits and saves them, and
 writes the ``detect`` contract over every manifest image to ``--out`` with the bundle

@@ -157,6 +157,7 @@ def run_clean_dir(images_dir: str | os.PathLike[str], out_dir: str | os.PathLike
     kind, else to the pipeline's ``models/diffusion/unet`` / ``models/imagecond``. ``dilation``:
     radius in pixels at the input's resolution (default ``config.dilation``). ``config``: sampling
     settings (default: ``params.yaml`` removal section). ``on_error``: see :mod:`dermclean.batch`.
+    Over 60 lines: the command's checks, the resumable build and its ``run.json`` in the order they happen.
     """
     began = time.perf_counter()
     config = config or default_removal_config()

@@ -247,32 +247,45 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
     metrics["fp_area_clean"] = M.false_positive_area([threshold.apply(d.anomaly_map) for d in clean_dets])
 
     art_dets = run(_load(art_df), list(art_df["image_id"])) if len(art_df) else []
+    metrics.update(_labelled_block(art_df, art_dets, clean_dets, manifest_path, threshold))
+    metrics["seconds_per_image"] = seconds / max(n_detected, 1)
+    examples = [EvalExample(image=p.image, gt_mask=g, kind=p.kind, detection=d, pred_mask=pm)
+                for p, g, d, pm in list(zip(painted, gts, painted_dets, preds))[:n_examples]]
+    return EvaluationResult(metrics={k: plain(v) for k, v in metrics.items()}, examples=examples,
+                            curves=_pr_curves(maps, gts, kinds), threshold=threshold)
+
+
+def _labelled_block(art_df: pd.DataFrame, art_dets: list[Detection], clean_dets: list[Detection],
+                    manifest_path: Path, threshold: Threshold) -> dict[str, Any]:
+    """Image AUROC per type on the labelled artifact images against the clean ones, and the pixel figures on
+    the labelled images' own masks when the data set has them (synthetic)."""
     both = art_dets + clean_dets
     art_labels = art_df[list(OUTLIER_CLASSES)].to_numpy(dtype=float, na_value=np.nan)
     figures = M.labelled_image_aurocs([d.score for d in both],
                                       np.array([[d.type_scores[k] for k in OUTLIER_CLASSES] for d in both]),
                                       np.vstack([art_labels, np.zeros((len(clean_dets), len(OUTLIER_CLASSES)))]))
-    metrics["image_auroc_any"] = figures["any"]
+    out: dict[str, Any] = {"image_auroc_any": figures["any"]}
     for k, kind in enumerate(OUTLIER_CLASSES):
-        metrics[f"n_images_{kind}"] = int((art_labels[:, k] == 1).sum())
-        metrics[f"image_auroc_{kind}"] = figures[kind]
+        out[f"n_images_{kind}"] = int((art_labels[:, k] == 1).sum())
+        out[f"image_auroc_{kind}"] = figures[kind]
     synth = _synthetic_masks(art_df, manifest_path) if len(art_df) else None
     if synth is not None:
         kinds_lab = [next((c for c in OUTLIER_CLASSES if int(r[c]) == 1)) for _, r in art_df.iterrows()]
         s_maps = [d.anomaly_map for d in art_dets]
         s_gts = [g if g.shape == m.shape else _resize_mask(g, m.shape) for g, m in zip(synth, s_maps)]
-        metrics.update(_pixel_block("labelled_", s_maps, s_gts, kinds_lab, [threshold.apply(m) for m in s_maps]))
-    metrics["seconds_per_image"] = seconds / max(n_detected, 1)
-    examples = [EvalExample(image=p.image, gt_mask=g, kind=p.kind, detection=d, pred_mask=pm)
-                for p, g, d, pm in list(zip(painted, gts, painted_dets, preds))[:n_examples]]
+        out.update(_pixel_block("labelled_", s_maps, s_gts, kinds_lab, [threshold.apply(m) for m in s_maps]))
+    return out
+
+
+def _pr_curves(maps: list[np.ndarray], gts: list[np.ndarray], kinds: list[str]) -> dict[str, Any]:
+    """Pixel PR curve per outlier type over the painted images (types without a positive pixel left out)."""
     curves = {}
     for kind in OUTLIER_CLASSES:
         idx = [i for i, k in enumerate(kinds) if k == kind]
         curve = M.pixel_pr_curve([maps[i] for i in idx], [gts[i] for i in idx])
         if curve is not None:
             curves[kind] = curve
-    return EvaluationResult(metrics={k: plain(v) for k, v in metrics.items()}, examples=examples, curves=curves,
-                            threshold=threshold)
+    return curves
 
 
 def _resize_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

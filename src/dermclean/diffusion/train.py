@@ -16,26 +16,34 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
-from dermclean.data.dataset import collate_samples
+from dermclean.diffusion.batches import (  # re-exported: the batch sources' import path
+    DatasetBatches, DiffusionBatch, batches_from_dataset, endless, ordered_batches,
+)
+from dermclean.diffusion.checkpoints import (  # re-exported: the checkpoint helpers' import path
+    CHECKPOINT_NAME, check_fingerprint, checkpoint_key, fingerprint, load_checkpoint, progress_bar, restore_checkpoint,
+    rng_state, save_checkpoint, set_rng_state,
+)
 from dermclean.diffusion.schedulers import training_scheduler
 from dermclean.diffusion.unet import DermUNet
 from dermclean.env import autocast
-from dermclean.io import atomic_path
 
-CHECKPOINT_NAME = "checkpoint.pt"
+__all__ = [
+    "CHECKPOINT_NAME", "EMA", "DatasetBatches", "DiffusionBatch", "TrainConfig", "TrainResult", "batches_from_dataset",
+    "check_fingerprint", "checkpoint_key", "drop_conditions", "endless", "evaluate_diffusion_loss", "fingerprint",
+    "load_checkpoint", "ordered_batches", "progress_bar", "regression_target", "restore_checkpoint", "rng_state",
+    "save_checkpoint",
+    "set_rng_state", "train_diffusion", "weighted_mse",
+]
 
 
 @dataclass(kw_only=True)
@@ -67,18 +75,6 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.cond_dropout must be in [0, 1]; got {self.cond_dropout}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1); got {self.ema_decay}")
-
-
-@dataclass(kw_only=True)
-class DiffusionBatch:
-    """One training batch: ``target`` (B,C,H,W) in [-1, 1]; ``labels`` (B,K) multi-hot, NaN = unknown;
-    ``cond_image`` (B,C',H,W) in [-1, 1] for image-conditioned models; ``weight`` (B,1,H,W) >= 0,
-    per-pixel loss weights (None: every pixel alike)."""
-
-    target: torch.Tensor
-    labels: torch.Tensor | None = None
-    cond_image: torch.Tensor | None = None
-    weight: torch.Tensor | None = None
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -128,149 +124,6 @@ class EMA:
         self.updates = int(state["updates"])
 
 
-# ---------------------------------------------------------------- batch sources
-
-
-class DatasetBatches:
-    """Shuffled batches of a map-style dataset of ``Sample`` records, as :class:`DiffusionBatch`.
-
-    Epoch ``e`` uses the permutation drawn from ``seed`` and ``e``, so ``iter_from(step)`` restarts at
-    any global batch index without loading the skipped images (exact resume). Full batches only,
-    unless the dataset is smaller than one batch.
-    """
-
-    def __init__(self, dataset: Any, *, batch_size: int, seed: int, labels: bool = True,
-                 num_workers: int = 0) -> None:
-        if len(dataset) == 0:
-            raise ValueError("batches_from_dataset: the dataset is empty; expected at least one sample")
-        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.labels, self.num_workers = labels, num_workers
-        self.drop_last = len(dataset) >= batch_size
-        n = len(dataset)
-        self.per_epoch = n // batch_size if self.drop_last else 1
-
-    def __len__(self) -> int:
-        return self.per_epoch
-
-    def __iter__(self) -> Iterator[DiffusionBatch]:
-        return self._epoch(0, 0)
-
-    def iter_from(self, step: int) -> Iterator[DiffusionBatch]:
-        """Endless batches starting at global batch index ``step``."""
-        epoch, offset = divmod(step, self.per_epoch)
-        while True:
-            yield from self._epoch(epoch, offset)
-            epoch, offset = epoch + 1, 0
-
-    def _epoch(self, epoch: int, offset: int) -> Iterator[DiffusionBatch]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.dataset), generator=gen)[offset * self.batch_size:].tolist()
-        loader = DataLoader(Subset(self.dataset, order), batch_size=self.batch_size, shuffle=False,
-                            drop_last=self.drop_last, num_workers=self.num_workers,
-                            collate_fn=collate_samples)
-        for batch in loader:
-            yield DiffusionBatch(target=batch.image, labels=batch.labels if self.labels else None)
-
-
-def batches_from_dataset(dataset: Any, *, batch_size: int, seed: int, labels: bool = True,
-                         num_workers: int = 0) -> DatasetBatches:
-    """Seeded, shuffled, resumable :class:`DiffusionBatch` source over a ``ManifestDataset``."""
-    return DatasetBatches(dataset, batch_size=batch_size, seed=seed, labels=labels, num_workers=num_workers)
-
-
-def ordered_batches(dataset: Any, *, batch_size: int, labels: bool = True,
-                    num_workers: int = 0) -> Iterator[DiffusionBatch]:
-    """One pass over every sample of ``dataset`` in order (for evaluation), as :class:`DiffusionBatch`."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_samples)
-    for batch in loader:
-        yield DiffusionBatch(target=batch.image, labels=batch.labels if labels else None)
-
-
-def endless(batches: Iterable[DiffusionBatch], start: int = 0) -> Iterator[DiffusionBatch]:
-    """Cycle ``batches`` forever from global batch index ``start``.
-
-    Uses ``batches.iter_from(start)`` when the source has it; otherwise re-iterates the source each
-    epoch and skips ``start`` batches (which loads them).
-    """
-    if hasattr(batches, "iter_from"):
-        yield from batches.iter_from(start)
-        return
-    skipped = 0
-    while True:
-        empty = True
-        for batch in batches:
-            empty = False
-            if skipped < start:
-                skipped += 1
-                continue
-            yield batch
-        if empty:
-            raise ValueError("the batch source yielded no batches; expected at least one")
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def checkpoint_key(stage_params: dict[str, Any], manifest: Path) -> str:
-    """Folder name for a stage's checkpoints: a hash of its params and the manifest's bytes.
-
-    A changed config or dataset starts fresh; a rerun with the same ones resumes (or finds the
-    final checkpoint and trains nothing).
-    """
-    blob = json.dumps(stage_params, sort_keys=True).encode() + hashlib.md5(Path(manifest).read_bytes()).digest()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint dict (tensors, numbers, strings only) atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (loaded with ``weights_only=True``), or None when absent."""
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def fingerprint(*configs: Any) -> str:
-    """A stable JSON string of dataclass configs, stored in checkpoints to refuse a mismatched resume."""
-    parts = [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]
-    return json.dumps(parts, sort_keys=True, default=str)
-
-
-def check_fingerprint(state: dict[str, Any], expected: str, path: Path) -> None:
-    if state.get("fingerprint") != expected:
-        raise ValueError(f"checkpoint {path} was written for a different model or training config "
-                         f"({state.get('fingerprint')}); expected {expected}. Delete it or use another "
-                         "checkpoint directory")
-
-
-def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
-    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(generator: torch.Generator, state: dict[str, torch.Tensor]) -> None:
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def progress_bar(total: int, initial: int, *, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
-
-
-# ---------------------------------------------------------------- training
-
-
 def drop_conditions(labels: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Labels (B,K) with whole rows set to NaN (= unconditional) with probability ``p``.
 
@@ -302,43 +155,23 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
     place of ``eps`` for a ``prediction_type="sample"`` model; weighted per pixel by ``batch.weight``).
     AdamW with linear warmup, gradient clipping, EMA; bf16 autocast and channels-last on CUDA.
     ``on_log(step, {"loss", "lr", "grad_norm"})`` every ``log_every`` steps. Returns the EMA model.
+    The step loop stays whole here (a little over 60 lines) so the order of the optimizer step, the EMA
+    update, the log and the checkpoint, on which exact resume depends, reads in one place.
     """
     device = torch.device(device)
-    checkpoint_dir = Path(checkpoint_dir)
-    ckpt_path = checkpoint_dir / CHECKPOINT_NAME
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME
     fp = fingerprint(model.config, {k: v for k, v in dataclasses.asdict(config).items()
                                     if k not in ("steps", "checkpoint_every", "log_every")})
     scheduler = training_scheduler(model.config)
-    num_t = scheduler.config.num_train_timesteps
-    if config.max_timestep is not None:
-        if config.max_timestep > num_t:
-            raise ValueError(f"TrainConfig.max_timestep {config.max_timestep} exceeds num_train_timesteps {num_t}")
-        num_t = config.max_timestep
-    if config.min_timestep >= num_t:
-        raise ValueError(f"TrainConfig.min_timestep {config.min_timestep} must be below {num_t} timesteps")
-    cuda = device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    num_t = _timestep_bound(config, scheduler.config.num_train_timesteps)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     model.to(device=device, memory_format=fmt).train()
     ema = EMA(model, decay=config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    start, resumed_from, recent = 0, None, []
-    state = load_checkpoint(ckpt_path)
-    if state is not None:
-        check_fingerprint(state, fp, ckpt_path)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(generator, state["rng"])
-        start = resumed_from = int(state["step"])
-        recent = [float(x) for x in state["recent_losses"]]
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                    "optimizer": optimizer.state_dict(), "step": step,
-                                    "rng": rng_state(generator), "fingerprint": fp,
-                                    "recent_losses": list(recent)})
+    resumed_from, recent = restore_checkpoint(ckpt_path, fp, generator, model=model, ema=ema, optimizer=optimizer)
+    start = resumed_from or 0
 
     def lr_at(step: int) -> float:
         return config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
@@ -349,23 +182,10 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
     step = start
     try:
         while step < config.steps:
-            batch = next(stream)
-            x0 = batch.target.to(device, non_blocking=True).contiguous(memory_format=fmt)
-            labels = batch.labels
-            if labels is not None and model.num_classes:
-                labels = drop_conditions(labels.to(device), config.cond_dropout, generator)
-            elif not model.num_classes:
-                labels = None
-            cond = None if batch.cond_image is None else batch.cond_image.to(device).contiguous(memory_format=fmt)
-            eps = torch.randn(x0.shape, generator=generator, device=device).contiguous(memory_format=fmt)
-            t = torch.randint(config.min_timestep, num_t, (x0.shape[0],), generator=generator, device=device)
-            x_t = scheduler.add_noise(x0, eps, t)
-
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            with autocast(device, config.amp):
-                pred = model(x_t, t, labels, cond)
-            loss = weighted_mse(pred.float(), regression_target(model, x0, eps), batch.weight)
+            loss = _batch_loss(model, next(stream), scheduler, config, device=device, generator=generator, num_t=num_t,
+                               fmt=fmt)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"diffusion loss became {loss.item()} at step {step}; lower lr")
             optimizer.zero_grad(set_to_none=True)
@@ -381,13 +201,46 @@ def train_diffusion(model: DermUNet, batches: Iterable[DiffusionBatch], config: 
                 on_log(step, {"loss": sum(recent) / len(recent), "lr": lr_at(step - 1),
                               "grad_norm": float(grad_norm)})
             if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoint(step)
+                save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "step": step,
+                                            "optimizer": optimizer.state_dict(), "rng": rng_state(generator),
+                                            "fingerprint": fp, "recent_losses": list(recent)})
     finally:
         bar.close()
     ema_model = ema.module.to(memory_format=torch.contiguous_format).eval()
     final = sum(recent) / len(recent) if recent else float("nan")
     return TrainResult(model=ema_model, steps_done=step, final_loss=final,
                        seconds=time.perf_counter() - began, resumed_from=resumed_from)
+
+
+def _timestep_bound(config: TrainConfig, num_train_timesteps: int) -> int:
+    """The exclusive upper bound of the training timesteps: ``config.max_timestep`` or T (checked)."""
+    num_t = num_train_timesteps
+    if config.max_timestep is not None:
+        if config.max_timestep > num_t:
+            raise ValueError(f"TrainConfig.max_timestep {config.max_timestep} exceeds num_train_timesteps {num_t}")
+        num_t = config.max_timestep
+    if config.min_timestep >= num_t:
+        raise ValueError(f"TrainConfig.min_timestep {config.min_timestep} must be below {num_t} timesteps")
+    return num_t
+
+
+def _batch_loss(model: DermUNet, batch: DiffusionBatch, scheduler: Any, config: TrainConfig, *, device: torch.device,
+                generator: torch.Generator, num_t: int, fmt: torch.memory_format) -> torch.Tensor:
+    """One step's loss: condition dropout, then ``eps`` and ``t`` drawn from ``generator`` (in that order),
+    ``x_t`` by ``add_noise``, the (weighted) MSE against :func:`regression_target`."""
+    x0 = batch.target.to(device, non_blocking=True).contiguous(memory_format=fmt)
+    labels = batch.labels
+    if labels is not None and model.num_classes:
+        labels = drop_conditions(labels.to(device), config.cond_dropout, generator)
+    elif not model.num_classes:
+        labels = None
+    cond = None if batch.cond_image is None else batch.cond_image.to(device).contiguous(memory_format=fmt)
+    eps = torch.randn(x0.shape, generator=generator, device=device).contiguous(memory_format=fmt)
+    t = torch.randint(config.min_timestep, num_t, (x0.shape[0],), generator=generator, device=device)
+    x_t = scheduler.add_noise(x0, eps, t)
+    with autocast(device, config.amp):
+        pred = model(x_t, t, labels, cond)
+    return weighted_mse(pred.float(), regression_target(model, x0, eps), batch.weight)
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ def plot_ap_surface(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]
     """Draw ``rows`` (trial records with ``noise_level``, ``guidance_scale``, ``guidance`` and ``metric``).
 
     Rows whose metric is missing or not finite (failed trials) are left out. Writes a PNG atomically.
+    Over 60 lines: one matplotlib figure drawn panel by panel, read top to bottom.
     """
     import matplotlib
 

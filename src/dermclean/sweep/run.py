@@ -28,9 +28,7 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import time
-import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +42,8 @@ from dermclean.sweep.cluster import ray_session, resolve_address
 from dermclean.sweep.plots import plot_ap_surface
 from dermclean.sweep.resume import MARKER, SweepError, find_resumable, fingerprint_inputs
 from dermclean.sweep.results import SweepResult, TrialRecord, measure_overhead, write_best_params
-from dermclean.sweep.space import SWEPT_KEYS, SweepConfig, default_point, sweep_config_from_params
-from dermclean.sweep.trial import TrialContext, tune_trial
+from dermclean.sweep.space import SweepConfig, default_point, sweep_config_from_params
+from dermclean.sweep.tuner import EXPERIMENT, make_tuner, trial_records
 from dermclean.values import is_finite
 
 EXPERIMENT = "dermclean-detector"
@@ -96,30 +94,15 @@ def run_sweep(params: dict[str, Any], *, repo_root: str | os.PathLike[str], dete
             write_json(experiment_path / MARKER, {"fingerprint": fingerprint, "parent_run_id": parent.info.run_id,
                                                   "finished": False, "num_samples": cfg.num_samples,
                                                   "tracking_uri": tracking_uri, "created": session_start})
-        tuner = _tuner(cfg, default=default, name=name, storage=storage, experiment_path=experiment_path,
+        tuner = make_tuner(cfg, default=default, name=name, storage=storage, experiment_path=experiment_path,
                        detector_dir=detector_dir, manifest_path=manifest_path, device=device, resumed=resumed,
                        tracking_uri=tracking_uri, parent=parent)
         fit_start = time.time()
-        grid = tuner.fit()
-        wall = time.time() - session_start
-        rows = _records(grid, default)
-        this_session = [r for r in rows if r.status == "ok" and (r.finished_at or 0) >= session_start]
-        timing = measure_overhead(
-            wall_s=wall, trial_durations=[r.duration_s for r in this_session],
-            finish_times=[r.finished_at for r in this_session],
-            concurrency=min(cfg.max_concurrent, session.slots(cfg.resources),
-                            max(1, sum(1 for r in rows if (r.finished_at or 0) >= session_start))))
-        timing.setup_s = fit_start - session_start
-        finished = [r for r in rows if r.status in ("ok", "error")]
-        if len(finished) < cfg.num_samples:
-            raise SweepInterrupted(f"sweep {name}: {len(finished)} of {cfg.num_samples} trials finished; resume "
-                                   f"it with `dermclean sweep --resume` (state in {experiment_path})")
-        ok = [r for r in rows if r.status == "ok" and math.isfinite(r.pixel_ap)]
-        if not ok:
-            errors = "; ".join(f"{r.trial_id}: {r.error}" for r in rows if r.error)[:2000]
-            raise SweepError(f"sweep {name}: no trial produced a pixel AP ({errors})")
+        rows = trial_records(tuner.fit(), default)
+        timing = _timing(rows, cfg, slots=session.slots(cfg.resources), session_start=session_start,
+                         fit_start=fit_start)
+        best = _best(rows, cfg, name=name, experiment_path=experiment_path)
         post_start = time.time()
-        best = max(ok, key=lambda r: r.pixel_ap)
         default_row = next((r for r in rows if r.is_default), None)
         result = _finish(params, cfg, rows=rows, best=best, default_row=default_row, name=name,
                          experiment_path=experiment_path, out_dir=out_dir, out_params=out_params,
@@ -154,71 +137,6 @@ def sweep_from_files(*, params_path: str | os.PathLike[str] = "params.yaml",
                      out_params=Path(best_path).resolve(), address=address,
                      resume=True if resume else (False if fresh else None),
                      storage_path=Path(storage_path).resolve() if storage_path else None, device=device)
-
-
-def _tuner(cfg: SweepConfig, *, default: dict[str, Any], name: str, storage: Path, experiment_path: Path,
-           detector_dir: Path, manifest_path: Path, device: str | None, resumed: bool, tracking_uri: str,
-           parent: Any):
-    import optuna
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
-
-    from dermclean.sweep.mlflow_log import ChildRunLogger  # a Ray Tune callback: imports Ray
-
-    context = TrialContext(detector_dir=str(detector_dir), manifest_path=str(manifest_path), split=cfg.split,
-                           max_images=cfg.max_images, seed=int(cfg.seed), device=device,
-                           threads=max(1, int(cfg.resources.get("cpu", 1))))
-    trainable = tune.with_resources(tune.with_parameters(tune_trial, context=context), dict(cfg.resources))
-    if resumed:
-        return tune.Tuner.restore(str(experiment_path), trainable=trainable, resume_errored=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=int(cfg.seed), n_startup_trials=max(2, cfg.num_samples // 3),
-                                             multivariate=True, group=True, constant_liar=True)
-    points = [default] if cfg.include_default and cfg.space.contains(default) else None
-    if cfg.include_default and points is None:
-        log.warning("params' detection values %s lie outside sweep.space; the sweep has no default trial to "
-                    "compare with", default)
-    search = OptunaSearch(space=cfg.space, metric=cfg.metric, mode="max", sampler=sampler, points_to_evaluate=points)
-    logger = ChildRunLogger(tracking_uri=tracking_uri, experiment_id=tracking.ensure_experiment(EXPERIMENT),
-                            parent_run_id=parent.info.run_id, sweep_name=name,
-                            tags={k: v for k, v in parent.data.tags.items() if not k.startswith("mlflow.")})
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=search, num_samples=cfg.num_samples,
-                                    max_concurrent_trials=cfg.max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(storage_path=str(storage), name=name, callbacks=[logger], verbose=1,
-                                  failure_config=tune.FailureConfig(max_failures=0)))
-
-
-def _records(grid: Any, default: dict[str, Any]) -> list[TrialRecord]:
-    """Trial records from a Tune ``ResultGrid`` (status ``ok``, ``error`` or ``unfinished``)."""
-    rows = []
-    for result in grid:
-        metrics, config = result.metrics or {}, result.config or {}
-        if not config:
-            config = {k: metrics.get(f"cfg_{k}") for k in SWEPT_KEYS}
-        if any(config.get(k) is None for k in SWEPT_KEYS):
-            rows.append(TrialRecord(trial_id=Path(result.path).name, index=_trial_index(result.path),
-                                    status="unfinished", guidance="", noise_level=0, guidance_scale=math.nan,
-                                    steps=0))
-            continue
-        status = "error" if result.error else ("ok" if metrics.get("done") or "pixel_ap" in metrics else "unfinished")
-        swept = {k: config[k] for k in SWEPT_KEYS}
-        rows.append(TrialRecord(
-            trial_id=str(metrics.get("trial_id") or Path(result.path).name), index=_trial_index(result.path),
-            status=status,
-            guidance=str(swept["guidance"]), noise_level=int(swept["noise_level"]),
-            guidance_scale=float(swept["guidance_scale"]), steps=int(swept["steps"]),
-            **{k: float(metrics[k]) for k in ("pixel_ap", "image_auroc", "dice", "seconds_per_image", "duration_s")
-               if is_finite(metrics.get(k))},
-            n_images=int(metrics["n_images"]) if is_finite(metrics.get("n_images")) else 0,
-            effective_noise_level=_int_or_none(metrics.get("effective_noise_level")),
-            effective_steps=_int_or_none(metrics.get("effective_steps")),
-            finished_at=float(metrics["timestamp"]) if is_finite(metrics.get("timestamp")) else None,
-            is_default=_same_point(swept, default), error=_error_line(result.error)))
-    rows.sort(key=lambda r: r.index)
-    return rows
 
 
 def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord], best: TrialRecord,
@@ -260,6 +178,32 @@ def _finish(params: dict[str, Any], cfg: SweepConfig, *, rows: list[TrialRecord]
     return result
 
 
+def _timing(rows: list[TrialRecord], cfg: SweepConfig, *, slots: int, session_start: float, fit_start: float) -> Any:
+    """The session's :class:`~dermclean.sweep.results.Timing`: wall time against the trials finished in it."""
+    wall = time.time() - session_start
+    this_session = [r for r in rows if r.status == "ok" and (r.finished_at or 0) >= session_start]
+    timing = measure_overhead(
+        wall_s=wall, trial_durations=[r.duration_s for r in this_session],
+        finish_times=[r.finished_at for r in this_session],
+        concurrency=min(cfg.max_concurrent, slots, max(1, sum(1 for r in rows if (r.finished_at or 0) >= session_start))))
+    timing.setup_s = fit_start - session_start
+    return timing
+
+
+def _best(rows: list[TrialRecord], cfg: SweepConfig, *, name: str, experiment_path: Path) -> TrialRecord:
+    """The trial with the highest pixel AP; :class:`SweepInterrupted` while trials are unfinished,
+    :class:`SweepError` when none produced one."""
+    finished = [r for r in rows if r.status in ("ok", "error")]
+    if len(finished) < cfg.num_samples:
+        raise SweepInterrupted(f"sweep {name}: {len(finished)} of {cfg.num_samples} trials finished; resume "
+                               f"it with `dermclean sweep --resume` (state in {experiment_path})")
+    ok = [r for r in rows if r.status == "ok" and math.isfinite(r.pixel_ap)]
+    if not ok:
+        errors = "; ".join(f"{r.trial_id}: {r.error}" for r in rows if r.error)[:2000]
+        raise SweepError(f"sweep {name}: no trial produced a pixel AP ({errors})")
+    return max(ok, key=lambda r: r.pixel_ap)
+
+
 def _parent_run(params: dict[str, Any], *, name: str, experiment_path: Path, resumed: bool, data_paths: list[Path]):
     """The sweep's MLflow parent run: a new one, or the resumed sweep's own (from its marker)."""
     import mlflow
@@ -288,30 +232,6 @@ def _space_dict(cfg: SweepConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg.space)
 
 
-def _same_point(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (a["guidance"] == b["guidance"] and int(a["noise_level"]) == int(b["noise_level"])
-            and int(a["steps"]) == int(b["steps"])
-            and math.isclose(float(a["guidance_scale"]), float(b["guidance_scale"]), rel_tol=1e-9, abs_tol=1e-12))
-
-
-def _trial_index(path: str) -> int:
-    """The trial's number in the sweep (1, 2, ...), from Tune's folder name ``<trainable>_<id>_<n>_<config>``."""
-    found = re.match(r"^.+?_[0-9a-f]{5,}_(\d+)(?:_|$)", Path(path).name)
-    return int(found.group(1)) if found else 10**9
-
-
-def _error_line(error: Any) -> str | None:
-    """The last line of a trial's error (the exception and its message), without terminal colours."""
-    if not error:
-        return None
-    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
-    return lines[-1].strip()[:1000] if lines else type(error).__name__
-
-
 def _abs(path: str | os.PathLike[str], root: Path) -> Path:
     path = Path(path)
     return (path if path.is_absolute() else root / path).resolve()
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if is_finite(value) else None
