@@ -30,11 +30,7 @@ from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import clean_split_images, evaluate_families, real_label_report
 from dermclean.env import pick_device
 from dermclean.io import write_json
-from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
-from dermclean.methods.segment.data import load_training_images
-from dermclean.methods.segment.model import SEGMENTER_KIND, SegmenterConfig
-from dermclean.methods.segment.train import SegmentTrainConfig, train_segmenter
-from dermclean.modelio import save_model_dir
+from dermclean.methods.segment.fit import fit_segmenter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,23 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     params = load_params(args.params, profile=args.profile)
-    section, seed = params["segment"], params_seed(params)
+    seed = params_seed(params)
     held = fold_exclusion(args.fold) if args.fold >= 0 else {}
     held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
-    model_cfg = from_dict(SegmenterConfig, section["model"])
-    data_cfg = from_dict(SegmentDataConfig, {**section["data"], "exclude_families": held_names})
-    train_cfg = from_dict(SegmentTrainConfig, {**section["train"], **({"steps": args.steps} if args.steps else {})})
-    if args.no_weak:
-        data_cfg.weak_fraction = 0.0
     device = pick_device(args.device)
-    clean, weak, labels = load_training_images(args.manifest, size=model_cfg.image_size, weak=not args.no_weak)
-    batches = SegmentBatches(clean, weak, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg)
     began = time.perf_counter()
-    model = train_segmenter(batches, model_cfg, train_cfg, checkpoint_dir=args.work / "checkpoints", device=device,
-                            seed=seed)
+    fit = fit_segmenter(params, args.manifest, checkpoints=args.work / "checkpoints", device=device,
+                        exclude_families=held_names, weak=not args.no_weak, steps=args.steps)
     train_seconds = time.perf_counter() - began
-    save_model_dir(args.work / "model", kind=SEGMENTER_KIND, config=model_cfg, module=model,
-                   meta={"fold": args.fold, "exclude_families": held_names, "weak": not args.no_weak})
+    fit.save(args.work / "model", meta={"fold": args.fold, "exclude_families": held_names})
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
     detector = build_detector(detector_kind="segment", unet_dir=args.work / "model",
                               config=from_dict(DetectionConfig, detection), device=device)
@@ -82,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, a in real["image_auroc"].items():
         print(f"image AUROC {name:8s} {a['auroc']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")
     print(f"flagged area on clean images: {real['fp_area']}; train {train_seconds:.0f} s")
-    write_json(args.out, {"profile": args.profile, "fold": args.fold, "weak": not args.no_weak,
-                          "train_steps": train_cfg.steps, "train_images": [len(clean), len(weak)],
+    write_json(args.out, {"profile": args.profile, "fold": args.fold, "weak": not args.no_weak, **fit.metrics,
                           "train_seconds": train_seconds, "split": args.split, "threshold": detector.threshold.value,
                           **families.as_dict(), "real": real})
     return 0

@@ -15,8 +15,10 @@ from dermclean.detection.config import DetectionConfig
 from dermclean.detection.detector import build_detector, load_detector, save_detector
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import ACQUISITION_EFFECTS, real_label_report
+from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
 from dermclean.methods.segment.data import load_training_images
+from dermclean.methods.segment.fit import fit_segmenter
 from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, topk_mean
 from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
 from dermclean.modelio import save_model_dir
@@ -111,7 +113,7 @@ def test_training_resumes_to_the_same_weights(tmp_path):
                                progress=False)
 
     def stop_at_three(step, losses):
-        assert np.isfinite(losses["segment_total"])
+        assert np.isfinite(losses["loss"])
         if step == 3:
             raise Interrupt
 
@@ -186,3 +188,18 @@ def test_segment_detector_end_to_end(manifest, tmp_path):
     assert report["fp_images"]["hair"] == 2 and report["fp_images"]["none"] == 2
     assert np.isnan(report["fp_area"]["gel_bubble"])  # no clean val image has one
     assert 0.0 <= report["fp_area"]["all"] <= 1.0
+
+
+def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_path):
+    params = {"seed": 0, "segment": {"model": {"image_size": SIDE, "widths": [4, 8]}, "data": {"crop": 16},
+                                     "train": {"steps": 2, "batch_size": 4, "warmup_steps": 1}}}
+    fit = fit_segmenter(params, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False,
+                        exclude_families=["ruler/edge_ticks"])
+    assert fit.data_config.exclude_families == ["ruler/edge_ticks"]
+    assert fit.metrics["train_images_clean"] == 4 and fit.metrics["train_images_labelled"] == 2
+    folder = fit.save(tmp_path / "model")["segmenter"]
+    assert (folder / "config.json").is_file()
+    no_weak = fit_segmenter(params, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False, weak=False)
+    assert no_weak.data_config.weak_fraction == 0.0 and no_weak.metrics["train_images_labelled"] == 0
+    with pytest.raises(ConfigError, match="unknown keys"):
+        fit_segmenter({"seed": 0, "segment": {"modle": {}}}, manifest, checkpoints=tmp_path / "ck", device="cpu")

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dermclean.diffusion.train import check_fingerprint, fingerprint, load_checkpoint, progress_bar, save_checkpoint
+from dermclean.diffusion.checkpoints import check_fingerprint, fingerprint, load_checkpoint, progress_bar, save_checkpoint
 from dermclean.env import autocast
 from dermclean.methods.segment.batches import SegmentBatch, SegmentBatches
 from dermclean.methods.segment.model import Segmenter, SegmenterConfig, topk_mean
@@ -115,7 +115,7 @@ def train_segmenter(batches: SegmentBatches, model_config: SegmenterConfig, conf
         optimizer.step()
         bar.update(1)
         if on_log is not None and (step + 1) % config.log_every == 0:
-            on_log(step + 1, {f"segment_{k}": float(v.detach()) for k, v in losses.items()})
+            on_log(step + 1, {("loss" if k == "total" else k): float(v.detach()) for k, v in losses.items()})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "step": step + 1, "fingerprint": expected})
