@@ -1,7 +1,7 @@
 """DVC stage ``evaluate_detection``: every detector side by side on the test split (thresholds from val).
 
 Calls :func:`dermclean.detection.compare.compare_detectors` on ``--detector`` (and its variants, the
-classical rules, ``--detector-imagecond``); writes ``--out-metrics`` (one block per detector, plus
+classical rules, ``--detector-imagecond``, ``--detector-segment``); writes ``--out-metrics`` (one block per detector, plus
 the gated bundles' validation figures) and a copy beside the figures in ``--plots``; the MLflow run
 (``dermclean-detector``) logs the figures.
 """
@@ -27,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--detector", type=Path, required=True)
     p.add_argument("--detector-imagecond", type=Path, default=None)
+    p.add_argument("--detector-segment", type=Path, default=None)
     p.add_argument("--out-metrics", type=Path, required=True)
     p.add_argument("--plots", type=Path, required=True)
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     params = load_params(args.params, overrides=[args.params.parent / "sweep_best.yaml"])
     found = compare_detectors(args.detector, args.detector_imagecond, args.manifest, args.plots,
-                              seed=params_seed(params), device=args.device)
+                              seed=params_seed(params), device=args.device, detector_segment=args.detector_segment)
     write_json(args.plots / "detection_eval.json", json_ready(found.metrics))
     log_evaluation_run(params, args.manifest, {n: r.metrics for n, r in found.results.items()}, found.summary,
                        found.figures)

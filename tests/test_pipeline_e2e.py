@@ -28,6 +28,8 @@ TINY = {
     "detection": {"steps": 2, "batch_size": 16, "pipeline_detector": "imagecond"},
     "imagecond": {"unet": {"block_out_channels": [8, 16], "work_size": 64},
                   "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3}, "sample": {"steps": 2}},
+    "segment": {"model": {"image_size": 32, "widths": [4, 8]}, "data": {"crop": 16},
+                "train": {"steps": 4, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2}},
     "removal": {"steps": 2},
     "classifier": {"width": 4, "epochs": 1, "batch_size": 16, "seeds": [0, 1]},
     "proof": {"bootstrap": 20},
@@ -115,11 +117,14 @@ def test_outputs_have_expected_content(pipeline):
     unet = json.loads((work / "models/imagecond/config.json").read_text())["config"]
     assert (unet["sample_size"], unet["work_size"]) == (32, 64)
     assert (work / "data/trap_sets/detections/scores.csv").is_file()  # trap set detected once, in its own stage
+    segment = json.loads((work / "models/detector_segment/config.json").read_text())
+    assert segment["detector_kind"] == "segment"  # the segmenter's bundle, fitted beside the others
+    assert "segment" in json.loads((work / "metrics/detection_eval.json").read_text())["detectors"]
     for method in ("inpaint", "imagecond", "telea"):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)
     assert list((work / "reports/shortcut").glob("*.html")), "no Evidently report"
-    for name in ("prepare", "train_diffusion", "train_imagecond", "imagecond_eval", "detect", "detection_eval", "clean",
+    for name in ("prepare", "train_diffusion", "train_imagecond", "train_segmenter", "imagecond_eval", "detect", "detection_eval", "clean",
                  "classifier", "shortcut"):
         data = json.loads((work / "metrics" / f"{name}.json").read_text())
         assert data, f"metrics/{name}.json is empty"

@@ -22,6 +22,7 @@ from dermclean.methods.segment.fit import fit_segmenter
 from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, topk_mean
 from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
 from dermclean.modelio import save_model_dir
+from dermclean.proof.trap_sets import pipeline_detector
 
 SIDE = 32
 
@@ -203,3 +204,11 @@ def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_pat
     assert no_weak.data_config.weak_fraction == 0.0 and no_weak.metrics["train_images_labelled"] == 0
     with pytest.raises(ConfigError, match="unknown keys"):
         fit_segmenter({"seed": 0, "segment": {"modle": {}}}, manifest, checkpoints=tmp_path / "ck", device="cpu")
+
+
+def test_pipeline_detector_can_name_the_segment_bundle(tmp_path):
+    params = {"detection": {"pipeline_detector": "segment"}}
+    folders = {"guided": tmp_path / "g", "imagecond": tmp_path / "i"}
+    assert pipeline_detector(params, **folders, segment=tmp_path / "s") == tmp_path / "s"
+    with pytest.raises(ConfigError, match="no segment bundle"):
+        pipeline_detector(params, **folders)

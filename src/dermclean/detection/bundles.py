@@ -3,7 +3,8 @@ the manifest (what the ``detect`` stage runs).
 
 :func:`build_bundles` makes the guided bundle (the class-conditional UNet and the noise-aware
 classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
-``detection`` settings, its DDIM steps and start level ``imagecond.sample``). :func:`fit_and_save` fits each
+``detection`` settings, its DDIM steps and start level ``imagecond.sample``) and, given the segmenter, the
+segment bundle (its maps are the segmenter's probabilities, its type scores its own). :func:`fit_and_save` fits each
 one's pixel threshold and image score on validation (:func:`~dermclean.detection.evaluate.fit_on_validation`)
 and saves it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
 the bundle ``detection.pipeline_detector`` names, keyed by image id, and returns the stage's figures.
@@ -44,8 +45,10 @@ class Bundle:
 
 
 def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | None, out_model: Path,
-                  out_model_imagecond: Path | None = None, device: str | None = None) -> tuple[dict[str, Bundle], str]:
-    """``{"guided": ..., "imagecond": ...}`` bundles (unfitted) and the name ``detection.pipeline_detector`` picks."""
+                  out_model_imagecond: Path | None = None, device: str | None = None, segmenter: Path | None = None,
+                  out_model_segment: Path | None = None) -> tuple[dict[str, Bundle], str]:
+    """``{"guided": ..., "imagecond": ..., "segment": ...}`` bundles (unfitted; the last two when their model
+    is given) and the name ``detection.pipeline_detector`` picks."""
     config, chosen = detection_config(params)
     classifier_dir = diffusion / "noisy_classifier"
     classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
@@ -58,9 +61,13 @@ def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | 
                                     config=imagecond_detection_config(params),
                                     classifier_dir=classifier_dir, device=device),
             out=out_model_imagecond or out_model.with_name(out_model.name + "_imagecond"))
+    if segmenter is not None:
+        bundles["segment"] = Bundle(
+            detector=build_detector(detector_kind="segment", unet_dir=segmenter, config=config, device=device),
+            out=out_model_segment or out_model.with_name(out_model.name + "_segment"))
     if chosen not in bundles:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {sorted(bundles)} "
-                          f"(imagecond needs the image-conditioned model)")
+                          f"(imagecond needs the image-conditioned model, segment the segmenter)")
     return bundles, chosen
 
 

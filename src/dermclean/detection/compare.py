@@ -2,7 +2,7 @@
 
 Detectors: the guided bundle as configured; the same models with classifier-free guidance and with
 classifier guidance (when the bundle has a noisy classifier), and unguided (s = 0) reconstruction;
-the classical rule baseline; the image-conditioned bundle when one is given. Each variant whose maps
+the classical rule baseline; the image-conditioned and segmenter bundles when given. Each variant whose maps
 differ from the saved bundle gets its threshold refitted on the validation split. Figures: a grid
 of image / map / mask / ground truth per detector and per-type PR curves. The promote stage gates
 detectors on the validation figures computed here, never on the test split reported.
@@ -35,7 +35,7 @@ class Comparison:
 
 
 def variants(detector: Path, detector_imagecond: Path | None, manifest: Path, *, seed: int,
-             device: str | None = None) -> tuple[str, dict[str, Any]]:
+             device: str | None = None, detector_segment: Path | None = None) -> tuple[str, dict[str, Any]]:
     """The configured variant's name and name -> detector; the guided bundle's own configuration keeps
     its validation threshold."""
     guided = load_detector(detector, device=device)
@@ -51,8 +51,9 @@ def variants(detector: Path, detector_imagecond: Path | None, manifest: Path, *,
     classical = ClassicalDetector(config=ClassicalConfig(fpr_budget=cfg.fpr_budget))
     classical.threshold = fit_threshold(classical, manifest, split="val", seed=seed)
     out["classical"] = classical
-    if detector_imagecond is not None and (detector_imagecond / "config.json").is_file():
-        out["imagecond"] = load_detector(detector_imagecond, device=device)
+    for name, folder in (("imagecond", detector_imagecond), ("segment", detector_segment)):
+        if folder is not None and (folder / "config.json").is_file():
+            out[name] = load_detector(folder, device=device)
     configured = "unguided" if cfg.guidance == "none" or cfg.guidance_scale == 0 else f"guided_{cfg.guidance}"
     return configured, out
 
@@ -66,9 +67,10 @@ def summarize(results: dict[str, EvaluationResult], configured: str) -> dict[str
 
 
 def compare_detectors(detector: Path, detector_imagecond: Path | None, manifest: Path, plots: Path, *, seed: int,
-                      device: str | None = None) -> Comparison:
+                      device: str | None = None, detector_segment: Path | None = None) -> Comparison:
     """Evaluate every variant on test (figures into ``plots``) and the gated bundles on validation."""
-    configured, detectors = variants(detector, detector_imagecond, manifest, seed=seed, device=device)
+    configured, detectors = variants(detector, detector_imagecond, manifest, seed=seed, device=device,
+                                     detector_segment=detector_segment)
     results: dict[str, EvaluationResult] = {}
     for name, found in detectors.items():
         log.info("evaluating %s on the test split", name)

@@ -26,7 +26,7 @@ from dermclean.io import atomic_path
 from dermclean.proof.trap import MANIFEST, TRAIN_IMAGES, TrapSet, make_trap_split
 from dermclean.removal.engine import removal_config
 
-PIPELINE_DETECTORS = ("guided", "imagecond")
+PIPELINE_DETECTORS = ("guided", "imagecond", "segment")
 
 
 def paint_trap_set(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> TrapSet:
@@ -39,12 +39,15 @@ def paint_trap_set(params: dict[str, Any], manifest: str | os.PathLike[str], out
                            artifact_with=proof.get("trap_with", "melanoma"), size=proof.get("trap_size"))
 
 
-def pipeline_detector(params: dict[str, Any], *, guided: Path, imagecond: Path) -> Path:
-    """The detector bundle ``detection.pipeline_detector`` names (``guided`` or ``imagecond``)."""
+def pipeline_detector(params: dict[str, Any], *, guided: Path, imagecond: Path, segment: Path | None = None) -> Path:
+    """The detector bundle ``detection.pipeline_detector`` names (``guided``, ``imagecond`` or ``segment``)."""
     chosen = (params.get("detection") or {}).get("pipeline_detector", "guided")
     if chosen not in PIPELINE_DETECTORS:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {PIPELINE_DETECTORS}")
-    return {"guided": guided, "imagecond": imagecond}[chosen]
+    found = {"guided": guided, "imagecond": imagecond, "segment": segment}[chosen]
+    if found is None:
+        raise ConfigError(f"detection.pipeline_detector is {chosen!r} but no {chosen} bundle was given")
+    return found
 
 
 def has_trap_set(trap_dir: str | os.PathLike[str]) -> bool:
