@@ -4,7 +4,7 @@ Paints every family of ruler, ink and patches onto the clean images (labels: non
 ``--split`` and reports, per family, the strict pixel AP and the boundary-tolerant AP (1 px), the
 false-positive area of the fitted mask on the same images before painting, and the mean and worst
 family over the families the detector never saw in training (``--held-out-fold K``: the families
-``data.families.fold_exclusion(K)`` names, the ones to pass as ``imagecond.exclude_families`` when
+``data.families.fold_exclusion(K)`` names, the ones to pass as ``imagecond.corruption.exclude_families`` when
 training) and over the others. Choose on ``val``; report ``test`` once.
 
     python benchmarks/family_ap.py --detector models/detector_imagecond --split val

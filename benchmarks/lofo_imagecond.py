@@ -1,7 +1,7 @@
 """Benchmark: leave-one-family-out for the image-conditioned detector.
 
 Trains the image-conditioned model of ``--profile`` (its ``imagecond`` section, ``--steps`` overriding
-the training steps) with ``imagecond.painter`` set to ``--painter`` and the families of fold
+the training steps) with ``imagecond.corruption.painter`` set to ``--painter`` and the families of fold
 ``--fold`` held out of training (``data.families.fold_exclusion``), fits the pixel threshold on the
 clean validation images, then paints every family onto ``--n-images`` clean images of ``--split``
 and reports pixel AP per family, held-out families apart from the families it trained on
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.data.families import fold_exclusion
-from dermclean.detection.config import DetectionConfig
+from dermclean.detection.config import imagecond_detection_config
 from dermclean.detection.detector import build_detector
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.perf_counter() - began
     save_model_dir(args.work / "model", kind="unet", config=unet_cfg, module=model,
                    meta={"fold": args.fold, "painter": args.painter, "exclude_families": held_names})
-    section = {k: v for k, v in params["detection"].items() if k != "pipeline_detector"}
-    config = from_dict(DetectionConfig, section).replace(steps=int(ic.get("steps", 8)))
+    config = imagecond_detection_config(params)
     detector = build_detector(detector_kind="imagecond", unet_dir=args.work / "model", config=config, device=device)
     detector.threshold = fit_threshold(detector, args.manifest, split="val", seed=seed)
     result = evaluate_families(detector, clean_split_images(args.manifest, args.split, args.n_images), seed=seed,

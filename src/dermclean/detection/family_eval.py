@@ -5,7 +5,7 @@ Each family of :data:`dermclean.data.families.FAMILIES` is painted once onto eve
 seeded per image and family), the detector maps the painted images, and per family we report the
 strict pixel AP, the boundary-tolerant AP (:func:`~dermclean.detection.lofo.boundary_tolerant_ap`)
 and the false-positive area of the fitted mask on the same images before painting. A detector
-trained with some families held out (``imagecond.exclude_families``) is judged on those families
+trained with some families held out (``imagecond.corruption.exclude_families``, ``segment.data.exclude_families``) is judged on those families
 apart (``held_out``): the leave-one-family-out figure.
 """
 
