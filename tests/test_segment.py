@@ -51,8 +51,6 @@ def test_model_maps_every_type_at_the_input_size_and_topk_pools_the_largest():
     model = Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 8, 8]))
     logits = model(torch.zeros(2, 3, SIDE, SIDE))
     assert logits.shape == (2, len(OUTLIER_CLASSES), SIDE, SIDE)
-    probs = model.eval().probabilities(torch.zeros(1, 3, SIDE, SIDE))
-    assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, :3] = torch.tensor([5.0, 3.0, 1.0])
     assert topk_mean(x, 2).item() == pytest.approx(4.0)
@@ -177,6 +175,10 @@ def test_segment_detector_end_to_end(manifest, tmp_path):
     det.threshold = fit_threshold(det, manifest, split="val")
     out = det.detect([np.zeros((40, 24, 3), np.uint8)])
     assert out[0].anomaly_map.shape == (40, 24) and out[0].mask.shape == (40, 24)
+    assert 0.0 <= float(out[0].anomaly_map.min()) <= float(out[0].anomaly_map.max()) <= 1.0  # probabilities
+    maps, types = det.maps_and_types(torch.zeros(2, 3, SIDE, SIDE), torch.zeros(2, 3, SIDE, SIDE))
+    assert torch.equal(maps, det.anomaly_maps(torch.zeros(2, 3, SIDE, SIDE)))  # one pass gives both
+    assert torch.equal(types, det.type_scores(torch.zeros(2, 3, SIDE, SIDE)))
     assert all(0.0 <= v <= 1.0 for v in out[0].type_scores.values()) and 0.0 <= out[0].score <= 1.0
     save_detector(det, tmp_path / "bundle")
     again = load_detector(tmp_path / "bundle")

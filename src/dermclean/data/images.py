@@ -204,6 +204,12 @@ def to_tensor(image: np.ndarray, size: int | None = None) -> torch.Tensor:
     return x.clamp_(-1.0, 1.0)
 
 
+def stack_images(paths, size: int) -> np.ndarray:
+    """uint8 ``(N, size, size, 3)``: the images at ``paths`` (any iterable of paths), each resized by
+    :func:`to_tensor`."""
+    return np.stack([to_uint8(to_tensor(load_rgb(p), size)) for p in paths])
+
+
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """float ``(3, H, W)`` in ``[-1, 1]`` (values outside are clipped) -> uint8 ``H x W x 3``."""
     if tensor.ndim != 3 or tensor.shape[0] != 3:

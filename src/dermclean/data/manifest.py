@@ -112,6 +112,11 @@ def labelled_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return rows, labels.loc[rows.index].sum(axis=1).to_numpy() > 0
 
 
+def in_split(df: pd.DataFrame, split: str) -> np.ndarray:
+    """Bool per row: the row belongs to ``split`` (rows without a split are False)."""
+    return (df["split"] == split).fillna(False).to_numpy()
+
+
 def clean_mask(df: pd.DataFrame) -> pd.Series:
     """Rows whose labels say they carry none of ruler/ink/patches (unlabelled rows are False)."""
     labels = outlier_labels(df)

@@ -20,6 +20,20 @@ from PIL import Image, UnidentifiedImageError
 
 from dermclean.errors import DataError, InputError
 
+
+def crop_origin(mask: np.ndarray, side: int, rng: np.random.Generator, *, around_artifact: bool) -> tuple[int, int]:
+    """Top-left corner of a ``side`` px square crop of an image with artifact ``mask`` (bool ``H x W``):
+    with ``around_artifact`` and some artifact pixel, a crop holding a random artifact pixel, else
+    anywhere. Draws from ``rng`` only the positions (the caller draws whether to centre)."""
+    h, w = mask.shape[:2]
+    if around_artifact and mask.any():
+        ys, xs = np.nonzero(mask)
+        j = int(rng.integers(len(ys)))
+        top = int(rng.integers(max(0, ys[j] - side + 1), min(ys[j], h - side) + 1))
+        left = int(rng.integers(max(0, xs[j] - side + 1), min(xs[j], w - side) + 1))
+        return top, left
+    return int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+
 ASPECT_TOLERANCE = 0.02
 """A mask whose aspect ratio differs from its image's by more than this is refused, not resized."""
 

@@ -124,7 +124,7 @@ class Detector:
         x = x.to(self.device).float()
         with cpu_bf16(cfg.cpu_bf16):
             if self.detector_kind == "segment":
-                maps = self.unet.module.probabilities(x).amax(dim=1)
+                maps = self._segment(x)[0]
             elif self.detector_kind == "imagecond":
                 maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps,
                                              noise_level=cfg.imagecond_noise_level)
@@ -136,6 +136,21 @@ class Detector:
                                            classifier=self.classifier.module if self.classifier else None,
                                            smoothing_sigma=cfg.smoothing_sigma, fixed_point_iters=cfg.inversion_iters)
         return maps.float().cpu()
+
+    def _segment(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The segmenter's maps ``(B,S,S)`` (maximum over types of its probabilities) and per-type scores
+        ``(B,3)`` (sigmoid of each type's top-k logit mean), from one forward pass."""
+        logits = self.unet.module(x.to(self.device).float()).float()
+        return torch.sigmoid(logits).amax(dim=1), torch.sigmoid(topk_mean(logits, self.unet.module.config.score_topk))
+
+    def maps_and_types(self, x: torch.Tensor, x_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`anomaly_maps` of ``x`` and :meth:`type_scores` of ``x_scores``; a segmenter computes both
+        from one forward pass (its scores read the model-resolution image)."""
+        if self.detector_kind == "segment":
+            with torch.no_grad():
+                maps, types = self._segment(x)
+            return maps.cpu(), types.cpu()
+        return self.anomaly_maps(x), self.type_scores(x_scores)
 
     @property
     def score_size(self) -> int:
@@ -154,7 +169,7 @@ class Detector:
         if self.classifier is not None:
             return class_probabilities(self.classifier.module, x, t=0, tta=bool(self.config.score_tta)).cpu()
         if self.detector_kind == "segment":
-            return torch.sigmoid(topk_mean(self.unet.module(x).float(), self.unet.module.config.score_topk)).cpu()
+            return self._segment(x)[1].cpu()
         if self.detector_kind == "guided":
             return diffusion_class_scores(self.unet.module, x, t=max(1, self.config.noise_level // 2)).cpu()
         return torch.full((x.shape[0], len(OUTLIER_CLASSES)), float("nan"))
@@ -211,10 +226,9 @@ class Detector:
         for start in range(0, len(images), bs):
             chunk = images[start:start + bs]
             x = torch.stack([to_tensor(np.asarray(img), size) for img in chunk])
-            maps = self.anomaly_maps(x)
             x_scores = x if self.score_size == size else torch.stack(
                 [to_tensor(np.asarray(img), self.score_size) for img in chunk])
-            types = self.type_scores(x_scores)
+            maps, types = self.maps_and_types(x, x_scores)
             features = np.stack([map_features(m) for m in maps.numpy()])
             scores = self.image_scores(maps, types, features)
             peaks = maps.flatten(1).amax(dim=1)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from dermclean.constants import OUTLIER_CLASSES
+from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
 from dermclean.data.images import load_rgb
-from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read_manifest
+from dermclean.data.manifest import clean_mask, image_paths, in_split, labelled_rows, read_manifest
 from dermclean.detection import metrics as M
 from dermclean.detection.lofo import LofoReport, boundary_tolerant_ap, lofo_report
 from dermclean.proof.stats import bootstrap_ci
@@ -69,7 +69,7 @@ def clean_split_images(manifest: str | os.PathLike[str], split: str, n_images: i
     """The first ``n_images`` (all when ``None``) images of ``split`` labelled free of ruler/ink/patches."""
     manifest = Path(manifest)
     df = read_manifest(manifest)
-    rows = df[(df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
+    rows = df[in_split(df, split) & clean_mask(df).to_numpy()]
     rows = rows.head(n_images) if n_images else rows
     return [load_rgb(p) for p in image_paths(rows, manifest)]
 
@@ -103,7 +103,7 @@ def evaluate_families(detector: Any, images: Sequence[np.ndarray], *, seed: int 
                             seen_report=_report([r for r in results if not r.held_out], report_on))
 
 
-ACQUISITION_EFFECTS: tuple[str, ...] = ("hair", "dark_corner", "gel_bubble", "gel_border")
+ACQUISITION_EFFECTS: tuple[str, ...] = tuple(f for f in ARTIFACT_FLAGS if f not in OUTLIER_CLASSES)
 """The manifest's acquisition-effect labels: content a detector must leave unflagged."""
 
 
@@ -117,7 +117,7 @@ def real_label_report(detector: Any, manifest: str | os.PathLike[str], split: st
     """
     manifest = Path(manifest)
     df = read_manifest(manifest)
-    rows, _ = labelled_rows(df[(df["split"] == split).fillna(False).to_numpy()])
+    rows, _ = labelled_rows(df[in_split(df, split)])
     if rows.empty:
         raise ValueError(f"{manifest}: no {split!r} images with complete ruler/ink/patches labels")
     dets = detector.detect([load_rgb(p) for p in image_paths(rows, manifest)], list(rows["image_id"]))

@@ -22,7 +22,7 @@ import numpy as np
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
 from dermclean.data.images import load_rgb
-from dermclean.data.manifest import clean_mask, image_paths, read_manifest
+from dermclean.data.manifest import clean_mask, image_paths, in_split, read_manifest
 from dermclean.data.masks import dilate_mask
 from dermclean.io import atomic_path
 from dermclean.removal.engine import RemovalConfig, make_remover
@@ -94,7 +94,7 @@ def evaluate_removal(manifest_path: str | os.PathLike[str], *, split: str = "tes
     ssim_out, n}}}}, "psnr_in_gain_over_telea": {method: dB}}``. Figures: ``plots_dir/<method>_grid.png``.
     """
     df = read_manifest(manifest_path)
-    pick = (df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()
+    pick = in_split(df, split) & clean_mask(df).to_numpy()
     rows = df[pick]
     if rows.empty:
         raise ValueError(f"{manifest_path}: no clean images (none of ruler/ink/patches) in split {split!r}; "

@@ -30,9 +30,9 @@ from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_random
 from dermclean.data.families import paint_random_family
-from dermclean.data.images import load_rgb, to_tensor, to_uint8
-from dermclean.data.manifest import clean_mask, image_paths, read_manifest
-from dermclean.data.masks import dilate_mask
+from dermclean.data.images import stack_images
+from dermclean.data.manifest import clean_mask, image_paths, in_split, read_manifest
+from dermclean.data.masks import crop_origin, dilate_mask
 from dermclean.diffusion.train import DiffusionBatch
 from dermclean.methods.imagecond.model import prefill
 
@@ -188,14 +188,9 @@ class ImagecondBatches:
         """``pair`` cropped to ``crop`` px (unchanged without ``crop``)."""
         if self.crop is None:
             return pair
-        h, w, c = pair.target.shape[0], pair.target.shape[1], self.crop
-        if pair.mask.any() and rng.random() < self.artifact_crop_fraction:
-            ys, xs = np.nonzero(pair.mask)
-            j = int(rng.integers(len(ys)))
-            top = int(rng.integers(max(0, ys[j] - c + 1), min(ys[j], h - c) + 1))
-            left = int(rng.integers(max(0, xs[j] - c + 1), min(xs[j], w - c) + 1))
-        else:
-            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        c = self.crop
+        top, left = crop_origin(pair.mask, c, rng,
+                                around_artifact=bool(pair.mask.any()) and rng.random() < self.artifact_crop_fraction)
         box = (slice(top, top + c), slice(left, left + c))
         return TrainingPair(target=pair.target[box], corrupted=pair.corrupted[box], mask=pair.mask[box],
                             styles=pair.styles, untouched=pair.untouched,
@@ -215,8 +210,8 @@ class ImagecondBatches:
 def load_clean_images(manifest_path: str | os.PathLike[str], *, split: str, size: int) -> np.ndarray:
     """uint8 ``(N, size, size, 3)``: the ``split`` images whose labels carry none of ruler/ink/patches."""
     df = read_manifest(manifest_path)
-    rows = df[(df["split"] == split).fillna(False).to_numpy() & clean_mask(df).to_numpy()]
+    rows = df[in_split(df, split) & clean_mask(df).to_numpy()]
     if rows.empty:
         raise ValueError(f"{manifest_path}: no {split!r} images labelled free of ruler/ink/patches; the "
                          f"image-conditioned model trains on such images")
-    return np.stack([to_uint8(to_tensor(load_rgb(p), size)) for p in image_paths(rows, manifest_path)])
+    return stack_images(image_paths(rows, manifest_path), size)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import paint_random_family
+from dermclean.data.masks import crop_origin
 
 
 @dataclass
@@ -89,14 +90,7 @@ def _shrink(image: np.ndarray, target: np.ndarray, side: int) -> tuple[np.ndarra
 
 def _cut(image: np.ndarray, target: np.ndarray, side: int, rng: np.random.Generator,
          around_artifact: bool) -> tuple[np.ndarray, np.ndarray]:
-    h, w = image.shape[:2]
-    if around_artifact and target.any():
-        ys, xs = np.nonzero(target.max(-1))
-        j = int(rng.integers(len(ys)))
-        top = int(rng.integers(max(0, ys[j] - side + 1), min(ys[j], h - side) + 1))
-        left = int(rng.integers(max(0, xs[j] - side + 1), min(xs[j], w - side) + 1))
-    else:
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    top, left = crop_origin(target.max(-1) > 0, side, rng, around_artifact=around_artifact)
     return image[top:top + side, left:left + side], target[top:top + side, left:left + side]
 
 

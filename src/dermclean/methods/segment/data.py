@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.images import load_rgb, to_tensor, to_uint8
-from dermclean.data.manifest import image_paths, labelled_rows, read_manifest
+from dermclean.data.images import stack_images
+from dermclean.data.manifest import image_paths, in_split, labelled_rows, read_manifest
 from dermclean.methods.imagecond.pairs import load_clean_images
 
 
@@ -16,12 +16,11 @@ def load_weak_images(manifest_path: str | os.PathLike[str], *, split: str, size:
     """uint8 ``(M, size, size, 3)`` images of ``split`` whose complete labels carry at least one of
     ruler/ink/patches, and those labels ``(M, 3)`` float32 in ``OUTLIER_CLASSES`` order."""
     df = read_manifest(manifest_path)
-    rows, has_artifact = labelled_rows(df[(df["split"] == split).fillna(False).to_numpy()])
+    rows, has_artifact = labelled_rows(df[in_split(df, split)])
     rows = rows[has_artifact]
     if rows.empty:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, len(OUTLIER_CLASSES)), np.float32)
-    images = np.stack([to_uint8(to_tensor(load_rgb(p), size)) for p in image_paths(rows, manifest_path)])
-    return images, rows[list(OUTLIER_CLASSES)].to_numpy(dtype=np.float32)
+    return stack_images(image_paths(rows, manifest_path), size), rows[list(OUTLIER_CLASSES)].to_numpy(dtype=np.float32)
 
 
 def load_training_images(manifest_path: str | os.PathLike[str], *, size: int,

@@ -49,7 +49,7 @@ class _Block(nn.Sequential):
 
 
 class Segmenter(nn.Module):
-    """Per-type artifact logits; :meth:`probabilities` gives the maps the detector reads."""
+    """Per-type artifact logits (the detector reads their sigmoid as maps, :func:`topk_mean` as scores)."""
 
     def __init__(self, config: SegmenterConfig) -> None:
         super().__init__()
@@ -73,11 +73,6 @@ class Segmenter(nn.Module):
             skip = skips.pop()
             h = block(torch.cat([F.interpolate(h, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
         return self.head(h)
-
-    @torch.no_grad()
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """``x (B,3,H,W)`` in ``[-1, 1]`` at :attr:`SegmenterConfig.image_size` -> ``(B,K,H,W)`` in ``[0, 1]``."""
-        return torch.sigmoid(self(x).float())
 
 
 def topk_mean(logits: torch.Tensor, k: int) -> torch.Tensor:
