@@ -190,6 +190,42 @@ def classify(
 
 @app.command()
 @_user_errors
+def audit(
+    images_dir: ImagesDir,
+    labels: Annotated[Path, typer.Option("--labels", help="CSV with an image id column (image, image_id or isic_id) and the label column; human ruler/ink/patches columns are compared with the flags when present.")],
+    out: Annotated[Path, typer.Option("--out", help="New report folder: flags.csv, shortcut_risk.csv, report.html, audit.json, detections/.")],
+    label_column: Annotated[str, typer.Option("--label-column", help="0/1 column of --labels to test artifacts against.")] = "melanoma",
+    model: Annotated[Optional[str], typer.Option("--model", help="Detector URI or folder, with operating points (default: the champion; with --detections, the detector that wrote them).")] = None,
+    detections: Annotated[Optional[Path], typer.Option("--detections", help="Reuse an earlier `dermclean detect` output instead of detecting.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address for detection (default: RAY_ADDRESS; unset: one process).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Ray workers, one model each (default: one per CPU, or GPU, of the cluster).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", help="Also read images in subfolders.")] = False,
+    device: Device = None,
+    batch_size: BatchSize = None,
+    overwrite: Overwrite = False,
+    on_error: OnErrorOpt = OnError.stop,
+    no_progress: NoProgress = False,
+) -> None:
+    """Audit a collection: artifact flags per image, their odds ratio with the label, and an HTML report."""
+    if detections is None:
+        _require_store(model, DEFAULT_DETECTOR, instead="--model PATH to a local detector folder (e.g. models/detector)")
+    from dermclean.audit import run_audit
+    from dermclean.batch import ERRORS_FILE
+
+    result = run_audit(images_dir, labels, out, label_column=label_column, model=model, detections=detections,
+                       address=address, workers=workers, device=device, batch_size=batch_size, recursive=recursive,
+                       overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
+    for row in result.risk.itertuples():
+        mark = "  <- shortcut risk" if row.risk else ""
+        typer.echo(f"{row.artifact:8s} label 1: {100 * row.prevalence_label1:5.1f} %  label 0: "
+                   f"{100 * row.prevalence_label0:5.1f} %  odds ratio {row.odds_ratio:.3g} "
+                   f"[{row.ci_low:.3g}, {row.ci_high:.3g}]{mark}")
+    typer.echo(f"wrote {out}/flags.csv, {out}/shortcut_risk.csv, {out}/report.html")
+    _report_skipped(result.skipped, out / "detections" / ERRORS_FILE if detections is None else detections / ERRORS_FILE)
+
+
+@app.command()
+@_user_errors
 def sweep(
     params: Annotated[Path, typer.Option("--params", help="params.yaml to read the search space from.")] = Path("params.yaml"),
     manifest: Annotated[Path, typer.Option("--manifest")] = Path("data/prepared/manifest.csv"),

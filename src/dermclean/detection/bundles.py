@@ -5,8 +5,9 @@ the manifest (what the ``detect`` stage runs).
 classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
 ``detection`` settings, its DDIM steps and start level ``imagecond.sample``) and, given the segmenter, the
 segment bundle (its maps are the segmenter's probabilities, its type scores its own). :func:`fit_and_save` fits each
-one's pixel threshold and image score on validation (:func:`~dermclean.detection.evaluate.fit_on_validation`)
-and saves it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
+one's pixel threshold and image score on validation (:func:`~dermclean.detection.evaluate.fit_on_validation`),
+then its per-type flag thresholds (:func:`~dermclean.detection.evaluate.fit_operating_points`), and saves
+it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
 the bundle ``detection.pipeline_detector`` names, keyed by image id, and returns the stage's figures.
 With ``detection.image_score: fitted`` or ``stacked`` the ``val_*`` image AUROCs are in-sample (the
 image score was fitted on those labels; a stacked score's map model on the train split's); the
@@ -29,7 +30,7 @@ from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.detection.config import detection_config, imagecond_detection_config
 from dermclean.detection.contract import detect_to_folder, run_info
 from dermclean.detection.detector import Detector, build_detector, save_detector
-from dermclean.detection.evaluate import fit_on_validation
+from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.errors import ConfigError
 
@@ -77,6 +78,7 @@ def fit_and_save(bundles: dict[str, Bundle], manifest: Path, *, seed: int, meta:
     for name, bundle in bundles.items():
         detector = bundle.detector
         detector.threshold, detector.image_scorer = fit_on_validation(detector, manifest, split="val", seed=seed)
+        detector.operating_points = fit_operating_points(detector, manifest, split="val")
         save_detector(detector, bundle.out, meta=meta)
         metrics[f"{name}_threshold"] = detector.threshold.value
         if detector.image_scorer is not None:

@@ -13,6 +13,8 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
       image_score.json   with ``image_score: fitted`` or ``stacked`` only: the
                          :class:`~dermclean.detection.image_score.ImageScore` fitted on validation labels
                          (stacked: with its map model, trained on the training split's labels)
+      operating_points.json  a 0/1 flag threshold per type score and for the image score, fitted on
+                         validation labels (:mod:`dermclean.detection.operating_points`; what ``audit`` flags with)
 
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
@@ -42,6 +44,7 @@ from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
+from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
 from dermclean.env import cpu_bf16, pick_device
 from dermclean.errors import UsageError
@@ -90,11 +93,11 @@ class Detector:
     def __init__(self, *, detector_kind: str, config: DetectionConfig, unet: _Component,
                  classifier: _Component | None = None, threshold: Threshold | None = None,
                  image_scorer: ImageScore | None = None, device: str | torch.device | None = None,
-                 source: str = "", meta: dict | None = None) -> None:
+                 source: str = "", meta: dict | None = None, operating_points: OperatingPoints | None = None) -> None:
         if detector_kind not in DETECTOR_KINDS:
             raise ValueError(f"detector_kind {detector_kind!r}; expected one of {DETECTOR_KINDS}")
         self.detector_kind, self.config, self.threshold = detector_kind, config, threshold
-        self.image_scorer = image_scorer
+        self.image_scorer, self.operating_points = image_scorer, operating_points
         self.device = pick_device(str(device) if device is not None else None)
         self.unet = _Component(unet.module.to(self.device).eval(), unet.kind, unet.meta)
         self.classifier = (None if classifier is None else
@@ -115,7 +118,8 @@ class Detector:
         return Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
                         threshold=self.threshold if same_maps else None,
                         image_scorer=self.image_scorer if same_maps else None, device=self.device,
-                        source=self.source, meta=self.meta)
+                        source=self.source, meta=self.meta,
+                        operating_points=self.operating_points if same_maps else None)
 
     @torch.no_grad()
     def anomaly_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,6 +285,8 @@ def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dic
         write_json(tmp / "threshold.json", detector.threshold.to_dict())
         if detector.image_scorer is not None:
             write_json(tmp / "image_score.json", detector.image_scorer.to_dict())
+        if detector.operating_points is not None:
+            write_json(tmp / "operating_points.json", detector.operating_points.to_dict())
     return path
 
 
@@ -304,15 +310,15 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
         raise NotADetectorError(f"{folder}: threshold.json is missing; the bundle is incomplete")
     dev = pick_device(str(device) if device is not None else None)
     classifier_dir = folder / "noisy_classifier"
-    score_file = folder / "image_score.json"
+    score_file, points_file = folder / "image_score.json", folder / "operating_points.json"
     return Detector(detector_kind=record["detector_kind"],
                     config=from_dict(DetectionConfig, record["config"], where=f"{folder}/config.json"),
                     unet=_load_component(folder / "unet", dev),
                     classifier=_load_component(classifier_dir, dev) if classifier_dir.is_dir() else None,
                     threshold=Threshold.from_dict(read_json(threshold_file)),
                     image_scorer=ImageScore.from_dict(read_json(score_file)) if score_file.is_file() else None,
-                    device=dev, source=text,
-                    meta=record.get("meta", {}))
+                    device=dev, source=text, meta=record.get("meta", {}),
+                    operating_points=OperatingPoints.from_dict(read_json(points_file)) if points_file.is_file() else None)
 
 
 def predict_paths(model_dir: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]], *,

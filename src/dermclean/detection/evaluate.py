@@ -36,6 +36,7 @@ from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
+from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
 from dermclean.values import plain
 
@@ -147,6 +148,18 @@ def fit_on_validation(detector: Any, manifest_path: str | os.PathLike[str], *, s
                             features=np.stack([d.map_features for d in dets]),
                             fitted_on=f"{split} images of {manifest_path.name} with complete labels")
     return threshold, scorer
+
+
+def fit_operating_points(detector: Any, manifest_path: str | os.PathLike[str], *,
+                         split: str = "val") -> OperatingPoints:
+    """Per-type and image-score flag thresholds on the ``split`` images with any known label (validation only;
+    run after the image score is fitted, since the ``any`` point reads it)."""
+    df = _split_rows(Path(manifest_path), split)
+    labels = df[list(OUTLIER_CLASSES)].astype("Float64")
+    df, labels = df[labels.notna().any(axis=1).to_numpy()], labels[labels.notna().any(axis=1).to_numpy()]
+    dets = detector.detect(_load(df), list(df["image_id"]))
+    scores = pd.DataFrame([{"score": d.score, **d.type_scores} for d in dets], index=df.index)
+    return OperatingPoints.fit(scores, labels, fitted_on=f"{split} images of {Path(manifest_path).name} with labels")
 
 
 def _heldout_style(kind: str, rng: np.random.Generator) -> str | None:

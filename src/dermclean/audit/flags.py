@@ -1,0 +1,69 @@
+"""``flags.csv``: per image, the detector's probabilities, its 0/1 flags and the masked share.
+
+Read from a ``detect`` output folder (``scores.csv`` and ``masks/``) and the operating points
+saved in the detector bundle that wrote it (``operating_points.json``, fitted on validation labels).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.detection.operating_points import SCORE_KEYS, OperatingPoints
+from dermclean.errors import OptionError
+from dermclean.io import read_json
+from dermclean.tracking.models import resolve_model
+
+FLAG_COLUMNS: tuple[str, ...] = ("image", *SCORE_KEYS, *(f"{k}_flag" for k in SCORE_KEYS), "mask_area")
+"""``flags.csv``'s columns (a contract): probabilities in [0, 1], flags 0/1, ``mask_area`` the masked share."""
+
+
+def bundle_folder(model: str) -> Path:
+    """The local folder of a detector bundle given as a folder or an MLflow model URI."""
+    if (Path(model) / "config.json").is_file():
+        return Path(model)
+    return resolve_model(model)
+
+
+def load_operating_points(model: str) -> OperatingPoints:
+    """The bundle's operating points; a clear error for a bundle saved without them."""
+    folder = bundle_folder(model)
+    path = folder / "operating_points.json"
+    if not path.is_file():
+        raise OptionError(f"the detector {model} has no operating_points.json (per-type flag thresholds fitted on "
+                          f"validation); rebuild it with `dvc repro detect`, or pass --model with a newer bundle")
+    return OperatingPoints.from_dict(read_json(path))
+
+
+def mask_path(detections: Path, image: str) -> Path:
+    """``masks/<image path without suffix>.png`` (subfolders mirrored, as ``detect --recursive`` writes)."""
+    return detections / "masks" / PurePosixPath(image).with_suffix(".png")
+
+
+def mask_area(path: Path) -> float:
+    """Share of the mask's pixels set (0/255 PNG)."""
+    with Image.open(path) as handle:
+        return float((np.asarray(handle.convert("L")) > 0).mean())
+
+
+def read_flags(detections: str | os.PathLike[str], points: OperatingPoints) -> pd.DataFrame:
+    """The :data:`FLAG_COLUMNS` frame of a ``detect`` output folder, in its ``scores.csv`` order."""
+    detections = Path(detections)
+    scores_file = detections / "scores.csv"
+    if not scores_file.is_file():
+        raise OptionError(f"--detections {detections} has no scores.csv; expected the output folder of "
+                          f"`dermclean detect`")
+    scores = pd.read_csv(scores_file, dtype={"image": str})
+    missing = [c for c in ("image", "score", *OUTLIER_CLASSES) if c not in scores.columns]
+    if missing:
+        raise OptionError(f"{scores_file} lacks the columns {missing}; expected a `dermclean detect` scores.csv")
+    table = scores[["image", *OUTLIER_CLASSES]].copy()
+    table["any"] = scores["score"]
+    table = pd.concat([table, points.flags(scores)], axis=1)
+    table["mask_area"] = [mask_area(mask_path(detections, name)) for name in table["image"]]
+    return table[list(FLAG_COLUMNS)]
