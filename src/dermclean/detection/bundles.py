@@ -27,7 +27,7 @@ import pandas as pd
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
-from dermclean.detection.config import detection_config, imagecond_detection_config
+from dermclean.detection.config import DetectionConfig, detection_config, imagecond_detection_config
 from dermclean.detection.contract import detect_to_folder, run_info
 from dermclean.detection.detector import Detector, build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
@@ -64,12 +64,19 @@ def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | 
             out=out_model_imagecond or out_model.with_name(out_model.name + "_imagecond"))
     if segmenter is not None:
         bundles["segment"] = Bundle(
-            detector=build_detector(detector_kind="segment", unet_dir=segmenter, config=config, device=device),
+            detector=build_detector(detector_kind="segment", unet_dir=segmenter, config=segment_config(config),
+                                    device=device),
             out=out_model_segment or out_model.with_name(out_model.name + "_segment"))
     if chosen not in bundles:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {sorted(bundles)} "
                           f"(imagecond needs the image-conditioned model, segment the segmenter)")
     return bundles, chosen
+
+
+def segment_config(config: DetectionConfig) -> DetectionConfig:
+    """The segment bundle's config: the segmenter scores types itself, without a noisy classifier, so a
+    ``fitted`` or ``stacked`` image score (which reads that classifier) becomes ``auto``."""
+    return config.replace(image_score="auto") if config.image_score in ("fitted", "stacked") else config
 
 
 def fit_and_save(bundles: dict[str, Bundle], manifest: Path, *, seed: int, meta: dict[str, Any]) -> dict[str, Any]:
