@@ -50,12 +50,21 @@ class OnError(str, Enum):
     skip = "skip"
 
 
-ImagesDir = Annotated[Path, typer.Argument(metavar="IMAGES_DIR", help="Folder of *.jpg/*.jpeg/*.png images (not recursive); only read.")]
+ImagesDir = Annotated[Path, typer.Argument(metavar="IMAGES_DIR", help="Folder of *.jpg/*.jpeg/*.png images (not recursive unless --recursive); only read.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if available).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass (default: from the model's config).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this same command (never anything else).")]
 OnErrorOpt = Annotated[OnError, typer.Option("--on-error", help="stop: the first unusable image ends the run, nothing written. skip: leave it out, list it in errors.csv, exit 4.")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar.")]
+Recursive = Annotated[bool, typer.Option("--recursive", help="Read subfolders too; outputs mirror them and an image's id is its path below IMAGES_DIR.")]
+Address = Annotated[Optional[str], typer.Option("--address", help="Ray cluster to run on (default: RAY_ADDRESS; neither: this process); paths must be shared by every node.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Ray actors, one model each (default: the cluster's CPUs, or GPUs with CUDA).")]
+
+
+class MapFormat(str, Enum):
+    npy = "npy"
+    png = "png"
+    none = "none"
 
 
 def _user_errors(func):
@@ -116,15 +125,24 @@ def detect(
     overwrite: Overwrite = False,
     on_error: OnErrorOpt = OnError.stop,
     no_progress: NoProgress = False,
+    maps: Annotated[MapFormat, typer.Option("--maps", help="Anomaly maps as float32 .npy, 8-bit .png (range in run.json) or none.")] = MapFormat.npy,
+    recursive: Recursive = False,
+    address: Address = None,
+    workers: Workers = None,
 ) -> None:
-    """Detect and localise rulers, ink and stickers: anomaly maps, masks and scores per image."""
+    """Detect and localise rulers, ink and stickers: anomaly maps, masks and scores per image.
+
+    A run stopped halfway (killed, Ctrl-C) resumes when the same command is run again.
+    """
     _require_store(model, DEFAULT_DETECTOR, instead="--model PATH to a local detector folder (e.g. models/detector)")
     from dermclean.batch import ERRORS_FILE
     from dermclean.detection import run_detect_dir
 
     out_dir, skipped = run_detect_dir(images_dir, out, model=model, device=device, batch_size=batch_size,
-                                      overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
-    typer.echo(f"wrote {out_dir}/maps, {out_dir}/masks, {out_dir}/scores.csv, {out_dir}/run.json")
+                                      overwrite=overwrite, on_error=on_error.value, progress=not no_progress,
+                                      maps=maps.value, recursive=recursive, address=address, workers=workers)
+    written = ["maps", "masks", "scores.csv", "run.json"] if maps != MapFormat.none else ["masks", "scores.csv", "run.json"]
+    typer.echo(f"wrote {', '.join(f'{out_dir}/{name}' for name in written)}")
     _report_skipped(skipped, out_dir / ERRORS_FILE)
 
 
@@ -143,6 +161,9 @@ def clean(
     overwrite: Overwrite = False,
     on_error: OnErrorOpt = OnError.stop,
     no_progress: NoProgress = False,
+    recursive: Recursive = False,
+    address: Address = None,
+    workers: Workers = None,
 ) -> None:
     """Remove detected artifacts: fill inside the dilated mask, leave every other pixel as it was.
 
@@ -156,7 +177,8 @@ def clean(
 
     result = run_clean_dir(images_dir, out, method=method.value if method else None, detector=detector, model=model,
                            masks_dir=masks, dilation=dilation, device=device, batch_size=batch_size,
-                           overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
+                           overwrite=overwrite, on_error=on_error.value, progress=not no_progress,
+                           recursive=recursive, address=address, workers=workers)
     resumed = f" ({result.n_resumed} from an interrupted run)" if result.n_resumed else ""
     typer.echo(f"wrote {result.n_images} cleaned images{resumed}, masks/ and run.json to {result.out_dir}")
     if result.n_large_masks:

@@ -133,27 +133,56 @@ def _to_rgb(image: Image.Image, path: Path) -> Image.Image:
     raise ImageError(f"{path}: unsupported PIL mode {mode}; expected RGB (or L, P, CMYK, opaque RGBA)")
 
 
-def list_images(directory: str | os.PathLike[str]) -> list[Path]:
-    """Every ``*.jpg/*.jpeg/*.png`` (any case) directly inside ``directory`` (no recursion), sorted.
+def list_images(directory: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
+    """Every ``*.jpg/*.jpeg/*.png`` (any case) inside ``directory``, sorted by path relative to it.
 
-    Raises ``FileNotFoundError`` for a missing folder, ``NotADirectoryError`` for a file, and
-    ``ImageError`` for an empty folder or two images sharing a stem (their ids would collide).
+    Flat by default (files directly inside). ``recursive`` adds the files of every subfolder (hidden
+    folders, whose names start with ``.``, and symbolic links to folders are not entered). An image's id
+    is its path relative to ``directory`` without the suffix (:func:`image_id`), so ``sub/x.jpg`` and
+    ``x.jpg`` may both exist. Raises ``FileNotFoundError`` for a missing folder, ``NotADirectoryError``
+    for a file, and ``ImageError`` for an empty folder or two images sharing an id (their outputs would
+    collide).
     """
     directory = Path(directory)
     if not directory.exists():
         raise PathNotFound(f"image folder {directory} not found")
     if not directory.is_dir():
         raise NotAFolder(f"{directory} is not a folder; expected a folder of JPEG/PNG images")
-    paths = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found = _walk_images(directory) if recursive else (p for p in directory.iterdir() if p.is_file())
+    paths = sorted((p for p in found if p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(directory).parts)
     if not paths:
-        raise NoImages(f"{directory}: no images; expected files ending in {', '.join(IMAGE_SUFFIXES)} (any case)")
+        where = " or its subfolders" if recursive else ""
+        raise NoImages(f"{directory}: no images{where}; expected files ending in {', '.join(IMAGE_SUFFIXES)} "
+                       f"(any case)")
     seen: dict[str, Path] = {}
     for p in paths:
-        if p.stem in seen:
-            raise ImageError(f"{directory}: {seen[p.stem].name} and {p.name} share the id {p.stem!r}; "
-                             f"expected one image per id")
-        seen[p.stem] = p
+        key = image_id(p, directory)
+        if key in seen:
+            raise ImageError(f"{directory}: {image_name(seen[key], directory)} and {image_name(p, directory)} "
+                             f"share the id {key!r}; expected one image per id")
+        seen[key] = p
     return paths
+
+
+def _walk_images(directory: Path) -> list[Path]:
+    """Files below ``directory``, hidden folders and links to folders left out."""
+    files = []
+    for root, folders, names in os.walk(directory, followlinks=False):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        files.extend(Path(root) / n for n in names if (Path(root) / n).is_file())
+    return files
+
+
+def image_name(path: str | os.PathLike[str], directory: str | os.PathLike[str]) -> str:
+    """``path`` relative to ``directory`` in POSIX form (``sub/x.jpg``; the file name for a flat folder)."""
+    return Path(path).relative_to(directory).as_posix()
+
+
+def image_id(path: str | os.PathLike[str], directory: str | os.PathLike[str]) -> str:
+    """:func:`image_name` without its suffix (``sub/x``): the key of an image's outputs (``masks/sub/x.png``)."""
+    name = image_name(path, directory)
+    return name[: len(name) - len(Path(name).suffix)]
 
 
 def save_png(path: str | os.PathLike[str], array: np.ndarray, *, text: dict[str, str] | None = None) -> None:

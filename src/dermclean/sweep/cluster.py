@@ -23,10 +23,8 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import dermclean
-from dermclean.env import TELEMETRY_OFF
+from dermclean.distributed import package_runtime_env
 
 
 @dataclass(kw_only=True)
@@ -49,13 +47,6 @@ def resolve_address(explicit: str | None, configured: str | None) -> str | None:
         if candidate:
             return str(candidate)
     return None
-
-
-def package_runtime_env() -> dict:
-    """``runtime_env`` that ships the driver's ``dermclean`` package and turns telemetry off on workers."""
-    package_dir = Path(dermclean.__file__).resolve().parent
-    env_vars = {k: os.environ.get(k, v) for k, v in TELEMETRY_OFF.items()}
-    return {"py_modules": [str(package_dir)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
 
 
 @contextlib.contextmanager
