@@ -61,14 +61,14 @@ def _bars(risk: pd.DataFrame, label_column: str) -> str:
         parts, y = [], 4
         for name, value, colour in ((f"{label_column} = 1", row["prevalence_label1"], "#c0392b"),
                                     (f"{label_column} = 0", row["prevalence_label0"], "#2b4c7e")):
-            width = 0.0 if np.isnan(value) else 200.0 * float(value)
+            width = 0.0 if np.isnan(value) else 170.0 * float(value)
             text = "–" if np.isnan(value) else f"{100 * value:.1f} %"
             parts.append(f'<text x="0" y="{y + 13}" font-size="12">{html.escape(name)}</text>'
                          f'<rect x="110" y="{y}" width="{max(width, 1):.1f}" height="18" fill="{colour}"/>'
                          f'<text x="{116 + width:.1f}" y="{y + 13}" font-size="12">{text}</text>')
             y += 24
         figures.append(f'<figure><figcaption>{html.escape(row["artifact"])}</figcaption>'
-                       f'<svg width="370" height="{y + 4}" role="img">{"".join(parts)}</svg></figure>')
+                       f'<svg width="330" height="{y + 4}" role="img">{"".join(parts)}</svg></figure>')
     return f'<div class="bars">{"".join(figures)}</div>'
 
 
