@@ -22,7 +22,7 @@ resolve on each actor through ``MLFLOW_TRACKING_URI``, passed on to the workers 
 Failures: an actor (or its node) that dies loses only its batch in flight, which goes back to the
 queue for another actor (``MAX_TRIES`` tries at most); files are written atomically and the progress
 line only after them, so nothing is half-written or counted twice. When no actor is left the run
-stops with :class:`ClusterError` and the build is kept: the same command resumes it. A batch that
+stops with :class:`WorkersLost` and the build is kept: the same command resumes it. A batch that
 raises (a bad image under ``--on-error stop``) ends the run with that error, as in one process.
 """
 
@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ PROGRESS_FILE = "progress.jsonl"
 MAX_TRIES = 3
 """Times a batch is sent to an actor before a run gives up on it (actors or nodes that died under it)."""
 
+CONNECT_TIMEOUT_S = 5.0
+"""How long a cluster's ``host:port`` has to accept a connection before the run is refused."""
+
 START_TIMEOUT_S = 300.0
 """How long the driver waits for a first actor to load its models when none is running."""
 
@@ -59,7 +63,13 @@ FORWARDED_ENV = ("MLFLOW_TRACKING_URI",)
 
 
 class ClusterError(UsageError, RuntimeError):
-    """A Ray cluster that cannot be joined, or that lost every worker of a run (rerun to resume)."""
+    """A Ray cluster that cannot be joined or cannot run the job's actors."""
+
+
+class WorkersLost(ClusterError):
+    """The cluster lost the workers of a run halfway; its build folder is kept for the rerun to resume."""
+
+    resumable = True
 
 
 class BatchJob(Protocol):
@@ -77,7 +87,7 @@ class BatchJob(Protocol):
 @dataclass
 class RunReport:
     """A finished run: every batch's outcome in input order, how many inputs an earlier run had done,
-    and where it ran (``{"address", "workers", "device"}``; ``None`` in this process)."""
+    and where it ran (``{"address", "workers", "device", "retried_batches"}``; ``None`` in this process)."""
 
     outcomes: list[BatchOutcome]
     n_resumed: int = 0
@@ -98,8 +108,19 @@ class RunReport:
 
 
 def cluster_address(address: str | None) -> str | None:
-    """``address`` (``--address``), else the ``RAY_ADDRESS`` environment variable, else ``None`` (no Ray)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
+    """``address`` (``--address``), else the ``RAY_ADDRESS`` environment variable, else ``None`` (no Ray).
+
+    A ``host:port`` address must accept a connection within ``CONNECT_TIMEOUT_S`` (``ray.init`` would
+    wait minutes on a wrong one); ``ClusterError`` otherwise, before any work."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    host, _, port = (address or "").rpartition(":")
+    if address and host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise ClusterError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start "
+                               f"one with `ray start --head`, or fix --address / RAY_ADDRESS") from None
+    return address
 
 
 def check_workers(workers: int | None) -> int | None:
@@ -190,7 +211,8 @@ def run_on_cluster(job: BatchJob, batches: Sequence[Batch], *, address: str, wor
             pool.drain(batches, on_done)
         finally:
             pool.close()
-    return {"address": address, "workers": n, "device": actor_job.device}
+    return {"address": address, "workers": n, "device": actor_job.device,
+            "retried_batches": sum(pool.tries.values())}
 
 
 @contextlib.contextmanager
@@ -260,12 +282,12 @@ class _Pool:
                 actor, batch = self.idle.pop(), queue.popleft()
                 self.busy[actor.run.remote(batch)] = (actor, batch)
             if not (self.busy or self.idle or self.starting):
-                raise ClusterError(f"every Ray worker died{self.start_error}; {len(queue)} batch(es) not done. "
+                raise WorkersLost(f"every Ray worker died{self.start_error}; {len(queue)} batch(es) not done. "
                                    f"Run the same command again to resume")
             timeout = None if self.busy else START_TIMEOUT_S
             ready, _ = ray.wait([*self.busy, *self.starting], num_returns=1, timeout=timeout)
             if not ready:
-                raise ClusterError(f"no Ray worker started within {START_TIMEOUT_S:.0f} s; does the cluster have a "
+                raise WorkersLost(f"no Ray worker started within {START_TIMEOUT_S:.0f} s; does the cluster have a "
                                    f"free CPU (GPU with --device cuda)? Run the same command again to resume")
             if ready[0] in self.starting:
                 self._started(ready[0])
@@ -296,7 +318,7 @@ class _Pool:
             ray.kill(actor)
             self.tries[batch.index] = self.tries.get(batch.index, 0) + 1
             if self.tries[batch.index] >= MAX_TRIES:
-                raise ClusterError(f"batch {batch.index} (from {batch.refs[0].name}) lost its worker "
+                raise WorkersLost(f"batch {batch.index} (from {batch.refs[0].name}) lost its worker "
                                    f"{MAX_TRIES} times; run the same command again to resume") from None
             queue.appendleft(batch)
             return

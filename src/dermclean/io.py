@@ -158,7 +158,8 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
     complete in it, after the temporaries of its interrupted writes are removed); one of another key
     is this tool's own leftover and is started afresh. On
     success it is renamed over ``target`` (replacing only an earlier output of ``owner``). On an
-    error it is removed; on an interrupt (Ctrl-C) it is kept for the rerun to resume.
+    error it is removed, unless the error says the run can be resumed (a ``resumable`` attribute that
+    is true, e.g. a cluster that lost its workers); on an interrupt (Ctrl-C) it is kept for the rerun.
     """
     target = Path(target)
     build = partial_path(target)
@@ -177,8 +178,9 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
         os.replace(fresh, build)
     try:
         yield build
-    except Exception:
-        shutil.rmtree(build, ignore_errors=True)
+    except Exception as exc:
+        if not getattr(exc, "resumable", False):
+            shutil.rmtree(build, ignore_errors=True)
         raise
     _stamp(build, owner)
     trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
