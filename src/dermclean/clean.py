@@ -10,7 +10,7 @@ applied; duplicate ids refused; with ``recursive`` the subfolders too) and write
     OUT_DIR/masks/<id>.png    the dilated mask actually used (0/255)
     OUT_DIR/run.json          provenance: method, detector or masks folder, remover and its version,
                               dilation, settings, per-image size and mask area, counts, timings;
-                              address and workers when run on a Ray cluster
+                              address, workers and retried_batches when run on a Ray cluster
     OUT_DIR/errors.csv        with --on-error skip and some input refused: file, reason
 
 An image's id is its file name without the suffix; with ``recursive`` it is the path below

@@ -9,7 +9,7 @@ recursive, address, workers)`` writes::
     out_dir/scores.csv         image, score, ruler, ink, patches (one row per image, in input order)
     out_dir/run.json           model URI and version, L, s, guidance, steps, threshold, device, time,
                                n_images, n_skipped, n_resumed, maps (and map_png), recursive;
-                               address and workers when run on a Ray cluster
+                               address, workers and retried_batches when run on a Ray cluster
     out_dir/errors.csv         with --on-error skip and some image refused: file, reason
 
 An image's id is its file name without the suffix; with ``recursive`` the images of subfolders are
@@ -48,7 +48,7 @@ from dermclean.detection.detector import Detection, Detector, load_detector
 from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.distributed import check_workers, cluster_address, run_resumable
 from dermclean.errors import OptionError
-from dermclean.io import atomic_path, building_dir, check_output, fingerprint, read_json, write_json
+from dermclean.io import atomic_path, building_dir, check_output, fingerprint, write_json
 
 DEFAULT_MODEL = DEFAULT_DETECTOR
 COMMAND = "detect"
@@ -103,9 +103,12 @@ def read_map(out_dir: str | os.PathLike[str], key: str) -> np.ndarray:
         return np.load(folder / f"{key}.npy")
     path = folder / f"{key}.png"
     if not path.is_file():
-        maps = read_json(Path(out_dir) / "run.json").get("maps", "npy") if (Path(out_dir) / "run.json").is_file() else "?"
-        raise FileNotFoundError(f"{out_dir}: no map for {key!r} (written with --maps {maps})")
-    lo, hi = (float(png_text(path, k)) for k in MAP_TEXT)
+        raise FileNotFoundError(f"{out_dir}: no map for {key!r}; expected maps/{key}.npy or .png (a run with "
+                                f"--maps none writes none)")
+    texts = [png_text(path, k) for k in MAP_TEXT]
+    if None in texts:
+        raise ValueError(f"{path}: no {' / '.join(MAP_TEXT)} text; expected a map written by detect --maps png")
+    lo, hi = (float(t) for t in texts)
     with Image.open(path) as image:
         return dequantise_map(np.asarray(image), lo, hi)
 
