@@ -4,9 +4,10 @@ for an ISIC-2020-size archive on GPU workers.
 Measures, over the first ``--n-images`` images of ``--images`` (``--maps none``, as an audit runs):
 
 - images/s and peak memory (summed resident memory of the command's process tree, and of the Ray
-  cluster's processes, sampled every 0.2 s) for one process, and for Ray with 1 and 2 worker actors
-  on a head started here (``ray start --head --num-cpus 2`` on 127.0.0.1);
-- the Ray overhead per image: (Ray wall time with one worker - one-process wall time) / images;
+  cluster's processes, sampled every 0.2 s) for one process (torch's default threads, and one
+  thread), and for Ray with 1 and 2 worker actors (one thread each) on a head started here
+  (``ray start --head --num-cpus 2`` on 127.0.0.1);
+- the Ray overhead per image: (Ray wall time with one worker - one-process one-thread wall time) / images;
 - the per-image cost of what an archive adds on the CPU: decoding a ``6000 x 4000`` JPEG original,
   resizing it to the model's side, bringing the map back to input size for the mask, and writing
   the mask as PNG (one synthetic image, ``--io-repeats`` times).
@@ -98,13 +99,14 @@ def _input_folder(images: Path, n: int, work: Path) -> Path:
     return folder
 
 
-def _detect(folder: Path, out: Path, model: str, extra: list[str], roots: list[int]) -> dict:
+def _detect(folder: Path, out: Path, model: str, extra: list[str], roots: list[int], threads: int | None = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "dermclean", "detect", str(folder), "--out", str(out), "--model", model,
            "--maps", "none", "--no-progress", *extra]
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     with PeakMemory([proc.pid, *roots]) as memory:
         output, _ = proc.communicate()
     wall = time.perf_counter() - began
@@ -199,27 +201,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--io-repeats", type=int, default=5)
     parser.add_argument("--gpu-tflops", type=float, default=100.0, help="assumed sustained bf16 TFLOP/s of a GPU worker")
     parser.add_argument("--archive-images", type=int, default=ISIC_2020)
+    parser.add_argument("--runs", default="single,single_1thread,ray_1,ray_2",
+                        help="which timed runs (comma-separated); the projection always runs")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     folder = _input_folder(args.images, args.n_images, args.work)
     extra = ["--batch-size", str(args.batch_size), "--device", "cpu"]
-    results = {"single": _detect(folder, args.work / "single", args.model, extra, [])}
-    print("single process:", results["single"], flush=True)
-    port = _free_port()
-    head = _ray_head(port, args.work / "ray_head.log")
-    try:
-        idle = PeakMemory([head.pid])
-        idle.peak = idle._total()
-        results["ray_idle_rss_mb"] = idle.peak / 2**20
-        for workers in (1, 2):
-            results[f"ray_{workers}"] = _detect(folder, args.work / f"ray{workers}", args.model,
-                                                [*extra, "--address", f"127.0.0.1:{port}", "--workers", str(workers)],
-                                                [head.pid])
-            print(f"ray, {workers} worker(s):", results[f"ray_{workers}"], flush=True)
-    finally:
-        _stop(head)
-    n = results["single"]["images"]
-    results["ray_overhead_s_per_image"] = (results["ray_1"]["wall_s"] - results["single"]["wall_s"]) / n
+    runs, results = args.runs.split(","), {}
+    for name, threads in (("single", None), ("single_1thread", 1)):
+        if name in runs:
+            results[name] = _detect(folder, args.work / name, args.model, extra, [], threads=threads)
+            print(f"{name}:", results[name], flush=True)
+    ray_runs = [int(r.split("_")[1]) for r in runs if r.startswith("ray_")]
+    if ray_runs:
+        port = _free_port()
+        head = _ray_head(port, args.work / "ray_head.log")
+        try:
+            idle = PeakMemory([head.pid])
+            results["ray_idle_rss_mb"] = idle._total() / 2**20
+            for workers in ray_runs:
+                results[f"ray_{workers}"] = _detect(folder, args.work / f"ray{workers}", args.model,
+                                                    [*extra, "--address", f"127.0.0.1:{port}", "--workers",
+                                                     str(workers)], [head.pid])
+                print(f"ray, {workers} worker(s):", results[f"ray_{workers}"], flush=True)
+        finally:
+            _stop(head)
+    if "ray_1" in results and "single_1thread" in results:
+        n = results["single_1thread"]["images"]
+        results["ray_overhead_s_per_image"] = (results["ray_1"]["wall_s"] - results["single_1thread"]["wall_s"]) / n
     flops, side, batch = gpu_flops_per_image(args.params)
     io_cost = archive_io_seconds(args.io_repeats, side)
     model_s = flops / (args.gpu_tflops * 1e12)

@@ -170,3 +170,19 @@ def test_report_renders_table_and_gallery_in_chromium(collection, tmp_path):
     green = (np.abs(pixels - GREEN).sum(axis=2) < 40)  # the thumbnails' skin
     assert green.sum() > 3 * 8 * 0.4 * 180 * 120, "the gallery's thumbnails did not render"
     assert green[: header_rows.min()].sum() == 0, "the gallery should come after the risk table"
+
+
+def test_recursive_audit_reads_subfolders_and_their_masks(collection, tmp_path):
+    nested = tmp_path / "nested"
+    for i, source in enumerate(sorted((collection / "images").glob("*.png"))[:6]):
+        target = nested / ("a" if i % 2 else "b") / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    out = tmp_path / "report"
+    run_audit(nested, collection / "labels.csv", out, model=str(collection / "bundle"), recursive=True,
+              progress=False)
+    flags = pd.read_csv(out / "flags.csv")
+    assert sorted(flags["image"].str.split("/").str[0].unique()) == ["a", "b"] and len(flags) == 6
+    masks = [out / "detections" / "masks" / Path(name).with_suffix(".png") for name in flags["image"]]
+    assert all(m.is_file() for m in masks)
+    assert "data:image/jpeg;base64," in (out / "report.html").read_text()
