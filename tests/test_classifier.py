@@ -9,8 +9,11 @@ import torch
 
 from dermclean.classifier.metrics import auroc, fit_operating_threshold
 from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.classifier.augment import augmenter
+from dermclean.classifier.augment import geometric as augment
+from dermclean.classifier.model import shades_of_gray
 from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
-from dermclean.classifier.train import LabelledImages, augment, predict_proba, train_classifier
+from dermclean.classifier.train import LabelledImages, predict_proba, train_classifier
 
 
 def tiny_config(**kw) -> ClassifierConfig:
@@ -77,6 +80,25 @@ def test_augment_keeps_every_pixel():
         assert torch.equal(out[i].flatten().sort().values, x[i].flatten().sort().values)
 
 
+def test_strong_augment_is_seeded_and_stays_in_range():
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    first = augmenter("strong")(x, torch.Generator().manual_seed(1))
+    again = augmenter("strong")(x, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again) and first.shape == x.shape
+    assert first.min() >= -1 and first.max() <= 1 and not torch.equal(first, x)
+    with pytest.raises(ValueError, match="expected one of geometric, strong"):
+        augmenter("mixup")
+
+
+def test_shades_of_gray_makes_a_tinted_image_grey():
+    base = torch.rand(1, 1, 8, 8) * 0.5 + 0.25
+    tinted = torch.cat([base * 1.0, base * 0.7, base * 0.5], dim=1)
+    out = shades_of_gray(tinted)
+    means = out.pow(6).mean(dim=(-2, -1)).pow(1 / 6)[0]
+    assert torch.allclose(means, means.mean().expand(3), atol=1e-4)
+    assert torch.allclose(shades_of_gray(base.expand(1, 3, 8, 8)), base.expand(1, 3, 8, 8), atol=1e-6)
+
+
 def test_training_reduces_loss_on_separable_set():
     train, val = separable(32, 0), separable(16, 1)
     model, history = train_classifier(train, val, tiny_config(), epochs=3, batch_size=16, lr=0.01, seed=0,
@@ -86,6 +108,20 @@ def test_training_reduces_loss_on_separable_set():
     assert 1 <= history.best_epoch <= 3
     assert history.best_val_auroc == max(e.val_auroc for e in history.epochs)
     assert auroc(val.melanoma, predict_proba(model, val, batch_size=8, device="cpu")) > 0.9
+
+
+def test_strong_recipe_trains_and_its_colour_constancy_is_saved(tmp_path):
+    train, val = separable(32, 0), separable(16, 1)
+    config = tiny_config(colour_constancy=True)
+    model, history = train_classifier(train, val, config, epochs=3, batch_size=16, lr=0.01, seed=0, device="cpu",
+                                      augment="strong", lr_schedule="onecycle", progress=False)
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    with pytest.raises(ValueError, match="lr_schedule 'cyclic'"):
+        train_classifier(train, val, config, epochs=1, batch_size=16, lr=0.01, seed=0, lr_schedule="cyclic")
+    save_classifier(tmp_path / "clf", module=model, config=config, threshold=None)
+    loaded = load_classifier(tmp_path / "clf", device="cpu")
+    assert loaded.config.colour_constancy is True
+    assert np.allclose(predict_proba(loaded.module, val, device="cpu"), predict_proba(model, val, device="cpu"))
 
 
 def test_auroc_hand_worked():

@@ -59,7 +59,8 @@ def classifier_config(params: dict[str, Any]) -> ClassifierConfig:
     section = params["classifier"]
     size = section.get("image_size") or params["data"]["image_size"]
     return ClassifierConfig(arch=section.get("arch", "resnet18"), width=int(section.get("width", 16)),
-                            image_size=int(size), init_weights=section.get("init_weights"))
+                            image_size=int(size), init_weights=section.get("init_weights"),
+                            colour_constancy=bool(section.get("colour_constancy", False)))
 
 
 def variants(manifest: Path, folder: Path) -> dict[str, Path]:
@@ -86,7 +87,8 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
     model, history = train_classifier(train_ds, val_ds, config, epochs=int(section["epochs"]),
                                       batch_size=int(section["batch_size"]), lr=float(section["lr"]), seed=seed,
                                       device=device, weight_decay=float(section.get("weight_decay", 0.01)),
-                                      progress=progress)
+                                      augment=str(section.get("augment", "geometric")),
+                                      lr_schedule=str(section.get("lr_schedule", "constant")), progress=progress)
     seconds = time.perf_counter() - began
     p_val = predict_proba(model, val_ds, batch_size=int(section["batch_size"]), device=device)
     threshold = fit_operating_threshold(p_val, val_ds.melanoma, method=section.get("threshold", "youden"),

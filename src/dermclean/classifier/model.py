@@ -9,7 +9,10 @@ downloaded; ``init_weights`` names a local state_dict file (loaded with ``weight
 tensors whose shape differs, e.g. a 1000-class ``fc``, are left at their fresh initialisation).
 
 Input ``(B, 3, S, S)`` in ``[-1, 1]`` with ``S = image_size``; output logits ``(B,)`` for
-``num_classes=1`` (``sigmoid`` gives ``p_malignant``), else ``(B, num_classes)``.
+``num_classes=1`` (``sigmoid`` gives ``p_malignant``), else ``(B, num_classes)``. With
+``colour_constancy`` the network first normalises each image's illuminant (shades of grey, p = 6,
+as in the ISIC challenge entries of Barata et al. 2015): dermoscopes differ in their light, and the
+correction is part of the saved model, so ``classify`` applies it too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torchvision.models.resnet import BasicBlock, ResNet
 from dermclean import modelio
 
 KIND = "classifier"
+SHADES_OF_GRAY_P = 6
 LAYOUTS: dict[str, list[int]] = {"resnet18": [2, 2, 2, 2], "resnet10": [1, 1, 1, 1]}
 
 
@@ -37,6 +41,7 @@ class ClassifierConfig:
     image_size: int = 64
     num_classes: int = 1
     init_weights: str | None = None
+    colour_constancy: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in LAYOUTS:
@@ -68,8 +73,17 @@ class DiagnosisResNet(ResNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, 3, S, S)`` in ``[-1, 1]`` -> logits ``(B,)`` (or ``(B, C)`` when ``C > 1``)."""
+        if self.config.colour_constancy:
+            x = shades_of_gray((x + 1) / 2) * 2 - 1
         logits = super().forward(x)
         return logits[:, 0] if self.config.num_classes == 1 else logits
+
+
+def shades_of_gray(x: torch.Tensor, p: int = SHADES_OF_GRAY_P) -> torch.Tensor:
+    """Colour constancy (Finlayson & Trezzi 2004): each channel of ``x`` ``(B, 3, S, S)`` in ``[0, 1]``
+    scaled so that the image's illuminant estimate, the ``p``-norm mean per channel, is grey."""
+    illuminant = x.clamp_min(1e-6).pow(p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / p)
+    return (x * illuminant.mean(dim=-3, keepdim=True) / illuminant).clamp(0.0, 1.0)
 
 
 def load_init_weights(model: nn.Module, path: str | os.PathLike[str]) -> list[str]:

@@ -3,12 +3,11 @@
 Datasets are anything indexable whose items have ``image`` ``(3, S, S)`` in ``[-1, 1]`` and
 ``melanoma`` (0/1) attributes (``dermclean.data.dataset.Sample``, :class:`LabelledImages`); they are
 decoded once into one tensor (``(N, 3, S, S)`` float32, ~49 kB per 64 px image) so epochs cost
-only the network. Augmentations are geometric only -- random horizontal/vertical flips and 90
-degree rotations -- so every pixel, artifacts included, stays in the image (no crops that could
-cut a sticker or a ruler out and no colour jitter that could change an ink mark).
+only the network. Augmentations: ``classifier.augment`` (:mod:`dermclean.classifier.augment`).
 
-Optimiser AdamW; loss BCE-with-logits with ``pos_weight = n_benign / n_malignant`` of the
-training split; bf16 autocast on CUDA; the weights kept are those of the epoch with the best
+Optimiser AdamW, at a constant learning rate or a one-cycle schedule (``classifier.lr_schedule``:
+warm-up over the first 15 % of the steps, then cosine annealing); loss BCE-with-logits with
+``pos_weight = n_benign / n_malignant`` of the training split; bf16 autocast on CUDA; the weights kept are those of the epoch with the best
 validation AUROC (ties and single-class validation fall back to the lowest validation loss).
 """
 
@@ -23,9 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermclean.classifier.augment import augmenter
 from dermclean.classifier.metrics import auroc
 from dermclean.classifier.model import ClassifierConfig, build_classifier
 from dermclean.env import autocast, pick_device
+
+
+LR_SCHEDULES: tuple[str, ...] = ("constant", "onecycle")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,22 +71,6 @@ def materialize(dataset) -> LabelledImages:
     return LabelledImages(images=torch.stack(images), melanoma=labels)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random flips and 90 degree rotations per image of ``x`` ``(B, 3, S, S)`` (pixels kept)."""
-    b = x.shape[0]
-    flips = torch.rand(b, 2, generator=generator) < 0.5
-    turns = torch.randint(0, 4, (b,), generator=generator)
-    out = []
-    for i in range(b):
-        img = x[i]
-        if flips[i, 0]:
-            img = img.flip(-1)
-        if flips[i, 1]:
-            img = img.flip(-2)
-        out.append(torch.rot90(img, int(turns[i]), dims=(-2, -1)))
-    return torch.stack(out)
-
-
 @dataclass(frozen=True, kw_only=True)
 class EpochRecord:
     epoch: int
@@ -122,6 +109,7 @@ def predict_proba(model: nn.Module, data, *, batch_size: int = 64, device: str |
 
 def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int, batch_size: int, lr: float,
                      seed: int, device: str | torch.device | None = None, weight_decay: float = 0.01,
+                     augment: str = "geometric", lr_schedule: str = "constant",
                      progress: bool = True) -> tuple[nn.Module, TrainHistory]:
     """Train a :class:`~dermclean.classifier.model.DiagnosisResNet` from scratch (or ``init_weights``).
 
@@ -130,6 +118,9 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: expected positive values")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"classifier.lr_schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    transform = augmenter(augment)
     device = pick_device(device) if not isinstance(device, torch.device) else device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -147,6 +138,8 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
     y_val = torch.as_tensor(val.melanoma, dtype=torch.float32)
     history, best_key, best_state = TrainHistory(), None, None
     steps_per_epoch = math.ceil(len(train) / batch_size)
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                    pct_start=0.15) if lr_schedule == "onecycle" else None)
     bar = _progress(progress, epochs * steps_per_epoch, f"classifier seed {seed}")
     for epoch in range(1, epochs + 1):
         model.train()
@@ -154,7 +147,7 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
         total, seen = 0.0, 0
         for start in range(0, len(train), batch_size):
             idx = order[start:start + batch_size]
-            x = augment(train.images[idx], gen).to(device)
+            x = transform(train.images[idx], gen).to(device)
             y = y_train[idx].to(device)
             with autocast(device):
                 logits = model(x)
@@ -162,6 +155,8 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
             bar.advance()
