@@ -1,0 +1,83 @@
+"""Benchmark: can the diagnosis classifier diagnose? Melanoma AUROC of the profile's recipe on raw images.
+
+Trains one classifier per seed on the prepared manifest's train split exactly as the
+``train_classifier`` stage does (:func:`dermclean.classifier.fit.fit_classifier`: the profile's
+``classifier`` section, ``--set key=value`` overriding its keys), keeping the epoch of best
+validation AUROC. Reports the learning curve (validation AUROC per epoch), each classifier's
+training time, and on ``--split``: AUROC per seed, their mean with a paired bootstrap 95 % interval
+over images (:func:`dermclean.proof.stats.seed_interval`), and the AUROC of the seeds' mean
+probability (the ensemble). Choose on ``val``; report ``test`` once.
+
+    python benchmarks/classifier_recipe.py --manifest data/prepared/manifest.csv --seeds 0 1 2 --split val \\
+        --set augment=strong --set image_size=128 --out recipe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from dermclean.classifier.fit import classifier_config, fit_classifier
+from dermclean.classifier.metrics import auroc
+from dermclean.classifier.train import predict_proba
+from dermclean.config import load_params
+from dermclean.data.dataset import ManifestDataset
+from dermclean.data.manifest import in_split, read_manifest
+from dermclean.env import pick_device
+from dermclean.io import write_json
+from dermclean.proof.stats import bootstrap_indices, seed_interval
+from dermclean.proof.subgroups import auroc_stat
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the classifier section (YAML value)")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    params = load_params(args.params, profile=args.profile)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params["classifier"][key] = yaml.safe_load(value)
+    section, config = params["classifier"], classifier_config(params)
+    device = pick_device(args.device)
+    df = read_manifest(args.manifest)
+    rows = df[in_split(df, args.split) & df["melanoma"].notna().to_numpy()]
+    data = ManifestDataset(rows, args.manifest, size=config.image_size)
+    y = np.asarray(data.melanoma)
+    runs, probabilities = [], []
+    for seed in args.seeds:
+        began = time.perf_counter()
+        fitted = fit_classifier(args.manifest, config, section, seed=seed, device=device, progress=False)
+        p = predict_proba(fitted.model, data, device=device)
+        probabilities.append(p)
+        runs.append({"seed": seed, "seconds": time.perf_counter() - began, "best_epoch": fitted.history.best_epoch,
+                     "val_auroc_per_epoch": [e.val_auroc for e in fitted.history.epochs],
+                     f"{args.split}_auroc": auroc(y, p)})
+        print(f"seed {seed}: {args.split} AUROC {runs[-1][f'{args.split}_auroc']:.3f}, best epoch "
+              f"{fitted.history.best_epoch}, {runs[-1]['seconds']:.0f} s", flush=True)
+    indices = bootstrap_indices(len(y), n_boot=args.n_boot, seed=0)
+    mean = seed_interval([auroc_stat(y, p) for p in probabilities], indices)
+    ensemble = seed_interval([auroc_stat(y, np.mean(probabilities, axis=0))], indices)
+    print(f"{args.split}: mean AUROC {mean.mean:.3f} [{mean.low:.3f}, {mean.high:.3f}] over {len(args.seeds)} seeds; "
+          f"ensemble {ensemble.mean:.3f} [{ensemble.low:.3f}, {ensemble.high:.3f}]")
+    write_json(args.out, {"profile": args.profile, "classifier": section, "split": args.split, "n_images": len(y),
+                          "n_melanoma": int(y.sum()), "runs": runs, "mean_auroc": mean.as_dict(),
+                          "ensemble_auroc": ensemble.as_dict()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
