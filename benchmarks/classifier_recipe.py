@@ -6,7 +6,9 @@ Trains one classifier per seed on the prepared manifest's train split exactly as
 validation AUROC. Reports the learning curve (validation AUROC per epoch), each classifier's
 training time, and on ``--split``: AUROC per seed, their mean with a paired bootstrap 95 % interval
 over images (:func:`dermclean.proof.stats.seed_interval`), and the AUROC of the seeds' mean
-probability (the ensemble). Choose on ``val``; report ``test`` once.
+probability (the ensemble). Choose on ``val``; report ``test`` once: with ``--models DIR`` each
+seed's classifier is saved there (``DIR/seed<N>``) and a later run with the same ``--models`` loads
+it instead of training, so the test figures come from the very classifiers chosen on validation.
 
     python benchmarks/classifier_recipe.py --manifest data/prepared/manifest.csv --seeds 0 1 2 --split val \\
         --set augment=strong --set image_size=128 --out recipe.json
@@ -24,6 +26,7 @@ import yaml
 
 from dermclean.classifier.fit import classifier_config, fit_classifier
 from dermclean.classifier.metrics import auroc
+from dermclean.classifier.predict import load_classifier, save_classifier
 from dermclean.classifier.train import predict_proba
 from dermclean.config import load_params
 from dermclean.data.dataset import ManifestDataset
@@ -32,6 +35,21 @@ from dermclean.env import pick_device
 from dermclean.io import write_json
 from dermclean.proof.stats import bootstrap_indices, seed_interval
 from dermclean.proof.subgroups import auroc_stat
+
+
+def _classifier(args: argparse.Namespace, config, section: dict, *, seed: int, device) -> tuple[object, dict]:
+    """Seed ``seed``'s classifier: loaded from ``--models`` when saved there, else trained (and saved)."""
+    folder = args.models / f"seed{seed}" if args.models else None
+    if folder is not None and (folder / "config.json").is_file():
+        loaded = load_classifier(folder, device=device)
+        return loaded.module, {"seed": seed, **loaded.meta}
+    began = time.perf_counter()
+    fitted = fit_classifier(args.manifest, config, section, seed=seed, device=device, progress=False)
+    run = {"seed": seed, "seconds": time.perf_counter() - began, "best_epoch": fitted.history.best_epoch,
+           "val_auroc_per_epoch": [e.val_auroc for e in fitted.history.epochs]}
+    if folder is not None:
+        save_classifier(folder, module=fitted.model, config=config, threshold=fitted.threshold, meta=run)
+    return fitted.model, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a key of the classifier section (YAML value)")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--models", type=Path, default=None, help="save (or reuse) each seed's classifier here")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     params = load_params(args.params, profile=args.profile)
@@ -59,15 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     y = np.asarray(data.melanoma)
     runs, probabilities = [], []
     for seed in args.seeds:
-        began = time.perf_counter()
-        fitted = fit_classifier(args.manifest, config, section, seed=seed, device=device, progress=False)
-        p = predict_proba(fitted.model, data, device=device)
+        model, run = _classifier(args, config, section, seed=seed, device=device)
+        p = predict_proba(model, data, device=device)
         probabilities.append(p)
-        runs.append({"seed": seed, "seconds": time.perf_counter() - began, "best_epoch": fitted.history.best_epoch,
-                     "val_auroc_per_epoch": [e.val_auroc for e in fitted.history.epochs],
-                     f"{args.split}_auroc": auroc(y, p)})
+        runs.append({**run, f"{args.split}_auroc": auroc(y, p)})
         print(f"seed {seed}: {args.split} AUROC {runs[-1][f'{args.split}_auroc']:.3f}, best epoch "
-              f"{fitted.history.best_epoch}, {runs[-1]['seconds']:.0f} s", flush=True)
+              f"{run['best_epoch']}, {run['seconds']:.0f} s", flush=True)
     indices = bootstrap_indices(len(y), n_boot=args.n_boot, seed=0)
     mean = seed_interval([auroc_stat(y, p) for p in probabilities], indices)
     ensemble = seed_interval([auroc_stat(y, np.mean(probabilities, axis=0))], indices)
