@@ -301,3 +301,28 @@ def test_every_worker_lost_stops_cleanly_and_the_same_command_resumes(cluster, d
     assert_same_detection(out, data["detect"])
     run = json.loads((out / "run.json").read_text())
     assert run["n_resumed"] == done * BATCH and 0 < done < N_IMAGES // BATCH and run["workers"] == 1
+
+
+def test_audit_on_the_cluster_flags_as_one_process(cluster, data, tmp_path):
+    from dermclean.audit import run_audit
+    from dermclean.detection.operating_points import OperatingPoint, OperatingPoints
+
+    detector = tiny_detector()
+    detector.operating_points = OperatingPoints(points={k: OperatingPoint(threshold=0.5, precision=1.0, recall=1.0,
+                                                                          f1=1.0, n_positive=1, n_negative=1)
+                                                        for k in ("ruler", "ink", "patches", "any")})
+    save_detector(detector, tmp_path / "bundle")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"image_id": [f"img{i:02d}" for i in range(N_IMAGES)], "melanoma": [i % 2 for i in range(N_IMAGES)]}
+                 ).to_csv(labels, index=False)
+    reference = run_audit(data["images"], labels, tmp_path / "reference", model=str(tmp_path / "bundle"),
+                          detections=data["detect"], progress=False)
+    result = CliRunner().invoke(app, ["audit", str(data["images"]), "--labels", str(labels), "--out",
+                                      str(tmp_path / "report"), "--model", str(tmp_path / "bundle"), "--address",
+                                      cluster.address, "--device", "cpu", "--batch-size", str(BATCH), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    got, want = pd.read_csv(tmp_path / "report" / "flags.csv"), pd.read_csv(reference.out_dir / "flags.csv")
+    assert list(got.columns) == list(want.columns) and list(got["image"]) == list(want["image"])
+    np.testing.assert_allclose(got.drop(columns="image").to_numpy(float), want.drop(columns="image").to_numpy(float),
+                               atol=1e-6, rtol=0)
+    assert json.loads((tmp_path / "report" / "detections" / "run.json").read_text())["address"] == cluster.address
