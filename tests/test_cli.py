@@ -54,6 +54,17 @@ def test_classify_on_empty_folder_is_a_clear_error(tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_classify_variant_names_a_registry_model(tmp_path):
+    (tmp_path / "images").mkdir()
+    both = runner.invoke(app, ["classify", str(tmp_path / "images"), "--out", str(tmp_path / "p.csv"),
+                               "--variant", "telea", "--model", str(tmp_path / "m")])
+    assert both.exit_code == 2 and "--variant and --model both given" in both.output
+    bad = runner.invoke(app, ["classify", str(tmp_path / "images"), "--out", str(tmp_path / "p.csv"),
+                              "--variant", "../raw"])
+    assert bad.exit_code == 2 and "expected a variant name" in bad.output
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_generate_writes_a_valid_manifest(tmp_path):
     from dermclean.data.manifest import image_paths, read_manifest
 

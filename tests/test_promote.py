@@ -204,7 +204,11 @@ def test_promote_registers_gates_and_is_idempotent(store):
     assert telea["champion"] is None and telea["challenger"] == 1
     assert "no metrics found for variant 'telea' seed0" in telea["versions"][0]["reason"]
 
+    deploy = report["deploy"]  # the passing cleaned champion is what `classify` uses by default
+    assert (deploy["variant"], deploy["source_version"]) == ("inpaint", inpaint["0"]["version"])
     client = MlflowClient()
+    deployed = client.get_model_version_by_alias("dermclean-classifier", "champion")
+    assert deployed.tags["variant"] == "inpaint" and deployed.tags["seed"] == "0"
     mv = client.get_model_version_by_alias("dermclean-classifier-inpaint", "champion")
     assert mv.tags["seed"] == "0" and mv.tags["promotion.passed"] == "true" and "trap_auroc 0.7000" in mv.description
     assert client.get_model_version_by_alias("dermclean-detector", "champion").tags["kind"] == "imagecond"
@@ -219,6 +223,7 @@ def test_promote_registers_gates_and_is_idempotent(store):
     again = json.loads((store / "reports" / "promotion.json").read_text())
     assert _without_record(again["registered_models"]) == _without_record(report["registered_models"])
     assert {name: _versions(name) for name in models} == before
+    assert again["deploy"] == report["deploy"]
 
     # a retrained, worse guided detector does not dethrone the champion; a better inpaint model does
     _train(store, "detector", "dermclean-detector", 2)
@@ -237,3 +242,5 @@ def test_promote_registers_gates_and_is_idempotent(store):
     assert third["dermclean-classifier-inpaint"]["champion"] == 3
     old = client.get_model_version("dermclean-classifier-inpaint", str(inpaint["0"]["version"]))
     assert old.tags["promotion.role"] == "challenger" and "superseded" in old.tags["promotion.role_reason"]
+    deployed = client.get_model_version_by_alias("dermclean-classifier", "champion")
+    assert deployed.tags["source_version"] == "3"  # follows the new inpaint champion

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -98,6 +99,19 @@ def _require_store(uri: str | None, default: str, **hint: str) -> None:
         from dermclean.tracking.store import existing_store
 
         existing_store(text, **hint)
+
+
+def _variant_model(model: str | None, variant: str | None) -> str | None:
+    """``--variant V`` as the URI of that variant's champion classifier (refused beside ``--model``)."""
+    if variant is None:
+        return model
+    from dermclean.errors import OptionError
+
+    if model is not None:
+        raise OptionError("--variant and --model both given; --variant picks a registry model, --model names one")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", variant):
+        raise OptionError(f"--variant {variant!r}; expected a variant name such as raw, telea or imagecond")
+    return f"models:/dermclean-classifier-{variant}@champion"
 
 
 def _version(value: bool) -> None:
@@ -192,7 +206,8 @@ def clean(
 def classify(
     images_dir: ImagesDir,
     out: Annotated[Path, typer.Option("--out", help="New CSV file with columns image, p_malignant.")],
-    model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI or local folder (default: models:/dermclean-classifier-raw@champion).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="MLflow model URI or local folder (default: models:/dermclean-classifier@champion, the classifier promotion chose to deploy).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Use the champion of this training variant instead (raw, telea, imagecond, ...): models:/dermclean-classifier-VARIANT@champion.")] = None,
     device: Device = None,
     batch_size: BatchSize = None,
     overwrite: Overwrite = False,
@@ -200,6 +215,7 @@ def classify(
     no_progress: NoProgress = False,
 ) -> None:
     """Melanoma probability per image."""
+    model = _variant_model(model, variant)
     _require_store(model, DEFAULT_CLASSIFIER,
                    instead="--model PATH to a local classifier folder (e.g. models/classifiers/raw/seed0)")
     from dermclean.classifier.predict import errors_path, run_classify_dir

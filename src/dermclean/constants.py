@@ -13,5 +13,6 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 DEFAULT_DETECTOR = "models:/dermclean-detector@champion"
 """The registry detector ``detect`` and ``clean`` use without ``--model`` / ``--detector``."""
 
-DEFAULT_CLASSIFIER = "models:/dermclean-classifier-raw@champion"
-"""The registry classifier ``classify`` uses without ``--model``."""
+DEFAULT_CLASSIFIER = "models:/dermclean-classifier@champion"
+"""The registry classifier ``classify`` uses without ``--model``: the one the promote stage chose to deploy
+(the champion of the best cleaned variant that passed its gates, else the raw champion)."""

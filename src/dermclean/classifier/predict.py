@@ -5,8 +5,9 @@
 ``*.jpeg``, ``*.png`` in any case directly inside the folder; ``load_rgb``: EXIF applied, unsafe
 modes refused) and resized to the classifier's ``image_size``. The CSV has one row per image,
 sorted by file name, with columns ``image`` (file name) and ``p_malignant`` (sigmoid of the
-classifier's logit), written atomically. ``URI`` is an MLflow model URI
-(``models:/dermclean-classifier-raw@champion`` by default) or a local model folder.
+classifier's logit), written atomically. ``URI`` is an MLflow model URI (by default
+``models:/dermclean-classifier@champion``, the classifier promotion chose to deploy; ``--variant V``:
+``models:/dermclean-classifier-V@champion``) or a local model folder.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathL
                      progress: bool = True) -> tuple[Path, list[Skipped]]:
     """Classify every image in ``images_dir``; write ``out_csv`` (``image``, ``p_malignant``) atomically.
 
-    ``model``: MLflow model URI or local model folder (default ``models:/dermclean-classifier-raw@champion``).
+    ``model``: MLflow model URI or local model folder (default ``models:/dermclean-classifier@champion``).
     Raises ``ModelNotFound`` saying to run the pipeline or pass ``--model`` when the model cannot be
     resolved, ``OptionError`` when it is not a classifier, and the image errors of
     ``list_images``/``load_rgb`` naming the file (``on_error="skip"``: those images are left out and

@@ -12,6 +12,10 @@ A version that already carries a decision for the same metrics keeps it, and a r
 when the alias does, so rerunning with the same inputs changes nothing. A champion is replaced only
 by a version that passes and ranks strictly above it. The raw classifier is the reference: its
 first version becomes champion when it has none.
+
+Last, the classifier users should deploy: the champion of the best-ranked cleaned variant whose
+champion passed its gates (the raw champion when none did) is registered again, from the same
+model, as ``dermclean-classifier`` and made its champion: what ``dermclean classify`` uses by default.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from dermclean.tracking.promotion.gates import (
     AliasChoice, ClassifierGates, ClassifierMetrics, Decision, DetectorGates, DetectorMetrics, Outcome,
     choose_aliases, classifier_decision, detector_decision)
 from dermclean.tracking.promotion.inputs import (
-    RAW_VARIANT, TrainedModel, classifier_metrics, detector_metrics, discover_models, read_metrics_file)
+    CLASSIFIER_MODEL, RAW_VARIANT, TrainedModel, classifier_metrics, detector_metrics, discover_models, read_metrics_file)
 from dermclean.tracking.registry import get_alias_version, register_model_version, set_alias
 
 MAX_TAG = 5000
+DEPLOY_MODEL = "dermclean-classifier"
+"""The registered model whose champion ``dermclean classify`` uses by default."""
+CLASSIFIER_PREFIX = CLASSIFIER_MODEL.format(variant="")
 
 
 def _metrics_json(metrics: DetectorMetrics | ClassifierMetrics | None) -> str:
@@ -186,6 +193,36 @@ class _Promoter:
                 "challenger": int(challenger.version) if challenger else None, "versions": rows}
 
 
+def choose_deployable(names: list[str]) -> dict[str, Any] | None:
+    """The classifier to deploy among the registered ``names``: the champion (a ``ModelVersion``) of the
+    best-ranked cleaned variant whose champion passed its gates, else the raw champion; with why."""
+    best, raw = None, None
+    for name in sorted(n for n in names if n.startswith(CLASSIFIER_PREFIX)):
+        variant, champion = name[len(CLASSIFIER_PREFIX):], get_alias_version(name, "champion")
+        if champion is None:
+            continue
+        if variant == RAW_VARIANT:
+            raw = {"variant": variant, "mv": champion, "why": "no cleaned variant's champion passed its gates"}
+            continue
+        metrics = _recorded_metrics(champion, ClassifierMetrics)
+        rank = metrics.rank() if metrics is not None else None
+        if champion.tags.get("promotion.passed") == "true" and rank is not None and (best is None or rank > best["rank"]):
+            best = {"variant": variant, "mv": champion, "rank": rank,
+                    "why": f"best-ranked cleaned variant whose champion passed its gates ({name} v{champion.version})"}
+    return best or raw
+
+
+def _register_deployable(choice: Mapping[str, Any]) -> dict[str, Any]:
+    """Register the chosen champion again as ``dermclean-classifier`` and make it that model's champion."""
+    source = choice["mv"]
+    mv = register_model_version(source.source, DEPLOY_MODEL,
+                                tags={"variant": choice["variant"], "source_version": str(source.version),
+                                      "seed": source.tags.get("seed", ""), "deploy.reason": choice["why"]})
+    set_alias(DEPLOY_MODEL, "champion", mv.version)
+    return {"model": DEPLOY_MODEL, "version": int(mv.version), "variant": choice["variant"],
+            "source_version": int(source.version), "why": choice["why"]}
+
+
 def promote(gates: Mapping[str, Any] | None, *, models_dir: str | Path, metrics_dir: str | Path) -> dict[str, Any]:
     """Register every trained model under ``models_dir`` and set aliases; return the decisions report.
 
@@ -199,5 +236,6 @@ def promote(gates: Mapping[str, Any] | None, *, models_dir: str | Path, metrics_
     for model in discover_models(models_dir):
         by_name.setdefault(model.registered_name, []).append(model)
     report = {name: promoter.promote_model(name, models) for name, models in sorted(by_name.items())}
+    choice = choose_deployable(list(report))
     return {"gates": {"detector": asdict(promoter.detector_gates), "classifier": asdict(promoter.classifier_gates)},
-            "registered_models": report}
+            "registered_models": report, "deploy": _register_deployable(choice) if choice else None}
