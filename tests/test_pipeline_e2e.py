@@ -127,6 +127,10 @@ def test_outputs_have_expected_content(pipeline):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)
     assert list((work / "reports/shortcut").glob("*.html")), "no Evidently report"
+    shortcut = json.loads((work / "metrics/shortcut.json").read_text())
+    excess = shortcut["excess_over_natural"]["raw"]  # trap classifier minus natural one, paired over seeds
+    assert excess["flip_rate"]["low"] <= excess["flip_rate"]["mean"] <= excess["flip_rate"]["high"]
+    assert all("excess_flip_rate" in seed for seed in shortcut["classifiers"]["raw"].values())
     for name in ("prepare", "train_diffusion", "train_imagecond", "train_segmenter", "imagecond_eval", "detect", "detection_eval", "clean",
                  "classifier", "shortcut"):
         data = json.loads((work / "metrics" / f"{name}.json").read_text())

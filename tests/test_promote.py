@@ -53,6 +53,19 @@ def test_classifier_gates_hand_worked():
     assert not missing.passed and all(not g.passed for g in missing.gates) and "missing" in missing.reason
 
 
+def test_excess_flip_gate_replaces_the_absolute_one():
+    gates = ClassifierGates(max_excess_flip_rate=0.02)
+    raw = ClassifierMetrics(id_auroc=0.80, trap_auroc=0.60, flip_rate=0.30)
+    fragile = ClassifierMetrics(id_auroc=0.80, trap_auroc=0.70, flip_rate=0.25, excess_flip_rate=0.01)
+    ok = classifier_decision(fragile, raw, gates=gates)
+    assert ok.passed and "excess_flip_rate 0.0100 <= bound 0.02" in ok.reason  # 0.25 absolute: fragility
+    shortcut = ClassifierMetrics(id_auroc=0.80, trap_auroc=0.70, flip_rate=0.05, excess_flip_rate=0.04)
+    bad = classifier_decision(shortcut, raw, gates=gates)
+    assert not bad.passed and "excess_flip_rate 0.0400 > bound 0.02" in bad.reason
+    unknown = ClassifierMetrics(id_auroc=0.80, trap_auroc=0.70, flip_rate=0.05)
+    assert not classifier_decision(unknown, raw, gates=gates).passed  # no natural classifier: cannot say
+
+
 def test_detector_gates_hand_worked():
     champion = DetectorMetrics(pixel_ap=0.40, image_auroc=0.75)
     gates = DetectorGates()

@@ -123,6 +123,7 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
                                "n_insertion": {a: len(s.melanoma) for a, s in data.insertions.items()},
                                "n_trap_test": len(data.trap["test"].df) if "test" in data.trap else 0}
     metrics["classifiers"] = gate_inputs(evals, data, trap_artifact)
+    metrics["excess_over_natural"] = excess_over_natural(data, evals, intervals, plans, trap_artifact)
     val_aurocs: dict[str, list[float]] = {}
     for m in models:
         if m["family"] == "natural":
@@ -132,7 +133,8 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
 
 
 def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per-seed gate inputs (promote): id AUROC of the natural classifier; trap AUROC and flip rate of the trap one."""
+    """Per-seed gate inputs (promote): id AUROC of the natural classifier; trap AUROC and flip rate of the trap
+    one, and that flip rate's excess over the natural classifier's of the same variant and seed."""
     gates: dict[str, dict[str, dict[str, Any]]] = {}
     for (family, variant), group in evals.items():
         for ev in group:
@@ -140,6 +142,8 @@ def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, d
             h = headline(ev, data, trap_artifact)
             if family == "natural":
                 entry["id_auroc"] = h["shortcut/id_auroc"]
+                if "shortcut/flip_rate" in h:
+                    entry["natural_flip_rate"] = h["shortcut/flip_rate"]
             else:
                 entry["trap_auroc"] = h.get("shortcut/trap_auroc")
                 entry["biased_auroc"] = h.get("shortcut/biased_auroc")
@@ -147,7 +151,26 @@ def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, d
                     entry["flip_rate"] = {"overall": h["shortcut/flip_rate"],
                                           "benign_to_malignant": h["shortcut/flip_b2m"],
                                           "malignant_to_benign": h["shortcut/flip_m2b"]}
+    for seeds in gates.values():
+        for entry in seeds.values():
+            if "flip_rate" in entry and "natural_flip_rate" in entry:
+                entry["excess_flip_rate"] = entry["flip_rate"]["overall"] - entry["natural_flip_rate"]
     return gates
+
+
+def excess_over_natural(data, evals, intervals, plans, trap_artifact: str | None) -> dict[str, dict[str, Any]]:
+    """Per variant: the trap classifiers' trap gap and flip rate minus the natural classifiers' (same recipe,
+    same seeds), with paired bootstrap intervals: what the planted shortcut adds over plain fragility."""
+    names = {"trap_gap": "trap/test/gap", "flip_rate": f"counterfactual/{trap_artifact}/painted/flip_rate"}
+    out: dict[str, dict[str, Any]] = {}
+    for variant in sorted({v for (f, v) in evals if f == "trap" and ("natural", v) in evals}):
+        trap, natural = evals[("trap", variant)], evals[("natural", variant)]
+        if sorted(e.seed for e in trap) != sorted(e.seed for e in natural):
+            continue
+        out[variant] = {key: paired_difference(data, trap, natural, name, plans).as_dict()
+                        for key, name in names.items()
+                        if name in intervals[("trap", variant)] and name in intervals[("natural", variant)]}
+    return out
 
 
 def choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs: dict[str, list[float]]) -> dict[str, Any]:

@@ -7,7 +7,10 @@ data are promoted when, against the raw-data classifier of the same seed (Bissot
 Winkler et al. counterfactual insertion):
 
 - trap AUROC is not below the raw model's (minus ``max_trap_auroc_drop``, 0 by default);
-- the counterfactual flip rate is at most ``max_flip_rate``;
+- the counterfactual flip rate is at most ``max_flip_rate``; or, with ``max_excess_flip_rate``
+  set, its *excess* over the trap-free ("natural") classifier of the same variant, recipe and seed
+  is at most that: a classifier trained without any planted shortcut also flips some predictions
+  when an artifact is pasted (fragility, not a shortcut), and only the excess is the shortcut's;
 - in-distribution AUROC is at most ``max_auroc_drop`` (0.02) below the raw model's.
 
 Every gate returns its numbers, so a :class:`Decision` says which gate passed or failed and why.
@@ -40,6 +43,7 @@ class ClassifierMetrics:
     id_auroc: float | None
     trap_auroc: float | None
     flip_rate: float | None
+    excess_flip_rate: float | None = None
 
     def rank(self) -> tuple[float, ...] | None:
         """Higher is better: trap AUROC first, then in-distribution AUROC, then fewer flips."""
@@ -57,6 +61,7 @@ class DetectorGates:
 @dataclass(frozen=True, kw_only=True)
 class ClassifierGates:
     max_flip_rate: float = 0.2
+    max_excess_flip_rate: float | None = None
     max_auroc_drop: float = 0.02
     max_trap_auroc_drop: float = 0.0
 
@@ -151,7 +156,8 @@ def classifier_decision(candidate: ClassifierMetrics, raw: ClassifierMetrics | N
     results = (
         at_least("trap_auroc", candidate.trap_auroc, raw.trap_auroc, slack=gates.max_trap_auroc_drop,
                  ref_name=raw_label),
-        at_most("flip_rate", candidate.flip_rate, gates.max_flip_rate),
+        (at_most("flip_rate", candidate.flip_rate, gates.max_flip_rate) if gates.max_excess_flip_rate is None
+         else at_most("excess_flip_rate", candidate.excess_flip_rate, gates.max_excess_flip_rate)),
         at_least("id_auroc", candidate.id_auroc, raw.id_auroc, slack=gates.max_auroc_drop, ref_name=raw_label),
     )
     return Decision(passed=all(g.passed for g in results), gates=results)

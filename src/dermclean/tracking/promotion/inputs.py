@@ -182,5 +182,6 @@ def classifier_metrics(data: Mapping[str, Any], variant: str, seed: int) -> Clas
                 return ClassifierMetrics(
                     id_auroc=_pick(section, ("id_auroc", "in_distribution_auroc", "test_auroc", "auroc")),
                     trap_auroc=_pick(section, ("trap_auroc", "auroc_trap")),
-                    flip_rate=_flip_rate(section))
+                    flip_rate=_flip_rate(section),
+                    excess_flip_rate=_pick(section, ("excess_flip_rate",)))
     return None
