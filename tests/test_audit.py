@@ -22,7 +22,7 @@ from dermclean.cli import app
 from dermclean.data.readers import LabelsError
 from dermclean.detection import run_detect_dir, save_detector
 from dermclean.detection.operating_points import OperatingPoint, OperatingPoints
-from dermclean.errors import OutputError
+from dermclean.errors import OptionError, OutputError
 from tests.test_detection_contract import tiny_detector
 
 GREEN = (0, 190, 0)
@@ -125,6 +125,16 @@ def test_audit_writes_the_contract_and_finds_the_planted_shortcut(collection, tm
     summary = json.loads((out / "audit.json").read_text())
     assert summary["agreement"]["patches"]["precision"] == 1.0 and summary["human_risk"][2]["risk"] == 1
     assert not (out / "detections").exists()  # --detections given: nothing copied
+
+
+def test_incomplete_detections_are_one_clear_error(collection, tmp_path):
+    partial = tmp_path / "detections"
+    shutil.copytree(collection / "detections", partial)
+    (partial / "masks" / "img03.png").unlink()
+    with pytest.raises(OptionError, match=r"masks/img03.png is missing"):
+        run_audit(collection / "images", collection / "labels.csv", tmp_path / "report",
+                  model=str(collection / "bundle"), detections=partial, progress=False)
+    assert not (tmp_path / "report").exists()
 
 
 def test_audit_refuses_an_output_inside_the_images(collection):

@@ -65,5 +65,10 @@ def read_flags(detections: str | os.PathLike[str], points: OperatingPoints) -> p
     table = scores[["image", *OUTLIER_CLASSES]].copy()
     table["any"] = scores["score"]
     table = pd.concat([table, points.flags(scores)], axis=1)
-    table["mask_area"] = [mask_area(mask_path(detections, name)) for name in table["image"]]
+    masks = [mask_path(detections, name) for name in table["image"]]
+    missing = next((m for m in masks if not m.is_file()), None)
+    if missing is not None:
+        raise OptionError(f"--detections {detections}: {missing.relative_to(detections)} is missing; expected a "
+                          f"complete `dermclean detect` output (a mask for every row of scores.csv)")
+    table["mask_area"] = [mask_area(m) for m in masks]
     return table[list(FLAG_COLUMNS)]
