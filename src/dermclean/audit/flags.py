@@ -23,16 +23,9 @@ FLAG_COLUMNS: tuple[str, ...] = ("image", *SCORE_KEYS, *(f"{k}_flag" for k in SC
 """``flags.csv``'s columns (a contract): probabilities in [0, 1], flags 0/1, ``mask_area`` the masked share."""
 
 
-def bundle_folder(model: str) -> Path:
-    """The local folder of a detector bundle given as a folder or an MLflow model URI."""
-    if (Path(model) / "config.json").is_file():
-        return Path(model)
-    return resolve_model(model)
-
-
 def load_operating_points(model: str) -> OperatingPoints:
     """The bundle's operating points; a clear error for a bundle saved without them."""
-    folder = bundle_folder(model)
+    folder = resolve_model(model)
     path = folder / "operating_points.json"
     if not path.is_file():
         raise OptionError(f"the detector {model} has no operating_points.json (per-type flag thresholds fitted on "

@@ -35,9 +35,8 @@ from dermclean.audit.risk import shortcut_risk
 from dermclean.batch import ERRORS_FILE, Skipped, read_errors
 from dermclean.constants import DEFAULT_DETECTOR, OUTLIER_CLASSES
 from dermclean.detection.contract import run_detect_dir
+from dermclean.detection.family_eval import type_auroc_intervals
 from dermclean.io import building_dir, check_output, fingerprint, read_json, write_json
-from dermclean.proof.stats import bootstrap_ci
-from dermclean.proof.subgroups import auroc_stat
 
 COMMAND = "audit"
 
@@ -54,22 +53,16 @@ class AuditResult:
 def agreement(flags: pd.DataFrame, human: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Per type with human labels: image AUROC of the probability (that type against images with none
     of the three, bootstrap 95 % CI) and precision / recall of the flag over images with that label."""
+    labels = human.reindex(columns=list(OUTLIER_CLASSES)).to_numpy(dtype=np.float64, na_value=np.nan)
+    aurocs = type_auroc_intervals(labels, flags[list(OUTLIER_CLASSES)].to_numpy(float), n_boot=n_boot, seed=seed)
     out: dict[str, Any] = {}
-    known = human[list(OUTLIER_CLASSES)].notna().all(axis=1).to_numpy() if set(OUTLIER_CLASSES) <= set(human) \
-        else np.zeros(len(human), bool)
-    clean = known & (human.reindex(columns=list(OUTLIER_CLASSES)).fillna(1).sum(axis=1).to_numpy() == 0)
-    for kind in [k for k in OUTLIER_CLASSES if k in human.columns]:
-        y = (human[kind].fillna(0).to_numpy(float) == 1)
-        member = clean | y
-        if y.sum() == 0 or clean.sum() == 0:
+    for j, kind in enumerate(OUTLIER_CLASSES):
+        y = labels[:, j] == 1
+        if y.sum() == 0 or aurocs[kind]["images"] == y.sum():  # no images of that class, or no clean ones
             continue
-        ci = bootstrap_ci(auroc_stat(y.astype(int), flags[kind].to_numpy(float), member), len(flags),
-                          n_boot=n_boot, seed=seed)
-        has = human[kind].notna().to_numpy() & flags[f"{kind}_flag"].notna().to_numpy()
+        has = ~np.isnan(labels[:, j]) & flags[f"{kind}_flag"].notna().to_numpy()
         flag, truth = flags[f"{kind}_flag"].to_numpy()[has].astype(int) == 1, y[has]
-        out[kind] = {"auroc": ci.mean, "low": ci.low, "high": ci.high, "images": int(member.sum()),
-                     "positives": int(y.sum()),
-                     "precision": float((flag & truth).sum() / max(flag.sum(), 1)),
+        out[kind] = {**aurocs[kind], "precision": float((flag & truth).sum() / max(flag.sum(), 1)),
                      "recall": float((flag & truth).sum() / max(truth.sum(), 1))}
     return out
 

@@ -7,8 +7,9 @@ only the network. Augmentations: ``classifier.augment`` (:mod:`dermclean.classif
 
 Optimiser AdamW, at a constant learning rate or a one-cycle schedule (``classifier.lr_schedule``:
 warm-up over the first 15 % of the steps, then cosine annealing); loss BCE-with-logits with
-``pos_weight = n_benign / n_malignant`` of the training split; bf16 autocast on CUDA; the weights kept are those of the epoch with the best
-validation AUROC (ties and single-class validation fall back to the lowest validation loss).
+``pos_weight = n_benign / n_malignant`` of the training split; bf16 autocast on CUDA; the weights
+kept are those of the epoch with the best validation AUROC (ties and single-class validation fall
+back to the lowest validation loss).
 """
 
 from __future__ import annotations

@@ -156,7 +156,8 @@ def fit_operating_points(detector: Any, manifest_path: str | os.PathLike[str], *
     run after the image score is fitted, since the ``any`` point reads it)."""
     df = _split_rows(Path(manifest_path), split)
     labels = df[list(OUTLIER_CLASSES)].astype("Float64")
-    df, labels = df[labels.notna().any(axis=1).to_numpy()], labels[labels.notna().any(axis=1).to_numpy()]
+    labelled = labels.notna().any(axis=1).to_numpy()
+    df, labels = df[labelled], labels[labelled]
     dets = detector.detect(_load(df), list(df["image_id"]))
     scores = pd.DataFrame([{"score": d.score, **d.type_scores} for d in dets], index=df.index)
     return OperatingPoints.fit(scores, labels, fitted_on=f"{split} images of {Path(manifest_path).name} with labels")

@@ -107,6 +107,27 @@ ACQUISITION_EFFECTS: tuple[str, ...] = tuple(f for f in ARTIFACT_FLAGS if f not 
 """The manifest's acquisition-effect labels: content a detector must leave unflagged."""
 
 
+def type_auroc_intervals(labels: np.ndarray, type_scores: np.ndarray, *, n_boot: int = 1000,
+                         seed: int = 0) -> dict[str, dict[str, float | int]]:
+    """Per outlier class: image AUROC of its score, images with that class against images with none of
+    the three, with a bootstrap 95 % interval over all ``N`` rows.
+
+    ``labels`` (N, 3) holds 0/1 in ``OUTLIER_CLASSES`` order, NaN where unknown: a row with an unknown
+    label is never clean, but still counts as a positive of a class it carries. ``type_scores`` (N, 3).
+    Returns ``{class: {auroc, low, high, positives, images}}`` (``images``: the rows compared).
+    """
+    labels, type_scores = np.asarray(labels, dtype=np.float64), np.asarray(type_scores, dtype=np.float64)
+    clean = ~np.isnan(labels).any(axis=1) & (np.nan_to_num(labels, nan=1.0).sum(axis=1) == 0)
+    out = {}
+    for j, name in enumerate(OUTLIER_CLASSES):
+        y = labels[:, j] == 1
+        member = clean | y
+        ci = bootstrap_ci(auroc_stat(y.astype(int), type_scores[:, j], member), len(labels), n_boot=n_boot, seed=seed)
+        out[name] = {"auroc": ci.mean, "low": ci.low, "high": ci.high, "positives": int(y.sum()),
+                     "images": int(member.sum())}
+    return out
+
+
 def real_label_report(detector: Any, manifest: str | os.PathLike[str], split: str, *, n_boot: int = 1000,
                       seed: int = 0) -> dict[str, Any]:
     """Image AUROC per type on the human labels of ``split`` (bootstrap 95 % CI over images), and the
@@ -125,12 +146,9 @@ def real_label_report(detector: Any, manifest: str | os.PathLike[str], split: st
     types = np.array([[d.type_scores[c] for c in OUTLIER_CLASSES] for d in dets])
     scores = np.array([d.score for d in dets])
     clean = labels.sum(axis=1) == 0
-    aurocs = {}
-    for name, y, p, member in [("any", (~clean).astype(int), scores, np.ones(len(rows), bool))] + [
-            (c, labels[:, j].astype(int), types[:, j], clean | (labels[:, j] == 1))
-            for j, c in enumerate(OUTLIER_CLASSES)]:
-        ci = bootstrap_ci(auroc_stat(y, p, member), len(rows), n_boot=n_boot, seed=seed)
-        aurocs[name] = {"auroc": ci.mean, "low": ci.low, "high": ci.high, "positives": int(y[member].sum())}
+    ci = bootstrap_ci(auroc_stat((~clean).astype(int), scores), len(rows), n_boot=n_boot, seed=seed)
+    aurocs = {"any": {"auroc": ci.mean, "low": ci.low, "high": ci.high, "positives": int((~clean).sum())},
+              **type_auroc_intervals(labels, types, n_boot=n_boot, seed=seed)}
     area = np.array([d.mask.mean() for d in dets])[clean]
     effects = rows.loc[clean, [e for e in ACQUISITION_EFFECTS if e in rows.columns]].fillna(0).to_numpy() == 1
     fp = {"all": float(area.mean()) if area.size else float("nan"),
