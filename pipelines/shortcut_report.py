@@ -2,7 +2,8 @@
 
 Reads ``proof`` and ``seed`` from ``--params`` (profile applied) and calls
 :func:`dermclean.proof.report.shortcut_report` over every classifier in ``--classifiers``, with the
-raw test split of ``--manifest`` and the trap set ``--trap``: Evidently HTML reports and per-image
+raw test split of ``--manifest``, the trap set ``--trap`` and real artifacts (cut along ``--detections``'
+masks, removed as in ``--cleaned``): Evidently HTML reports and per-image
 predictions into ``--out``, everything else (figures with intervals over seeds, the best cleaned
 variant chosen on validation, the promote stage's gate inputs) into ``--metrics``.
 """
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     parser.add_argument("--classifiers", type=Path, default=Path("models/classifiers"))
     parser.add_argument("--trap", type=Path, default=Path("data/trap_sets/raw"))
+    parser.add_argument("--detections", type=Path, default=Path("data/detections"),
+                        help="the detect stage's folder: real artifacts are cut along its masks")
+    parser.add_argument("--cleaned", type=Path, default=Path("data/cleaned"),
+                        help="the clean stage's folder: removal counterfactuals read cleaned/<removal.method>")
     parser.add_argument("--definition", type=Path, default=Path("monitoring/evidently/shortcut_report.yaml"))
     parser.add_argument("--out", type=Path, default=Path("reports/shortcut"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/shortcut.json"))
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_tracking()
     metrics = shortcut_report(params, manifest=args.manifest, classifiers=args.classifiers, trap_dir=args.trap,
                               definition=args.definition, out_dir=args.out, device=pick_device(args.device),
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, detections=args.detections, cleaned=args.cleaned)
     write_json(args.metrics, json_ready(metrics))
     print(f"reports in {args.out}; metrics in {args.metrics}")
     return 0

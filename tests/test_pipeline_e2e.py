@@ -126,8 +126,23 @@ def test_outputs_have_expected_content(pipeline):
     for method in ("inpaint", "imagecond", "telea"):
         cleaned = pd.read_csv(work / "data/cleaned" / method / "manifest.csv")
         assert len(cleaned) == len(df)
-    assert list((work / "reports/shortcut").glob("*.html")), "no Evidently report"
     shortcut = json.loads((work / "metrics/shortcut.json").read_text())
+    variants = ["imagecond", "inpaint", "raw", "telea"]
+    assert sorted(p.stem for p in (work / "reports/shortcut").glob("*.html")) == variants  # one report per variant
+    assert (work / "reports/shortcut/evidently.js").is_file() and sorted(shortcut["evidently"]) == variants
+    assert shortcut["evidently"]["telea"]["reference"] == "raw"
+    real = shortcut["real_shortcut"]  # real cutouts pasted, real artifacts removed by the pipeline's remover
+    assert real["removal_variant"] == "telea" and set(real["banks"]) == {"patches", "ruler", "ink"}
+    assert sorted(real["variants"]) == variants and set(real["claim"]) == {"imagecond", "inpaint", "telea"}
+    for a, bank in real["banks"].items():
+        figures = real["variants"]["telea"][a]
+        assert "benign_p_gap" in figures["benign_p_gap"]
+        if bank["n_cutouts"]:
+            excess = figures["insertion_excess"]["shift_benign"]
+            assert excess["low"] <= excess["mean"] <= excess["high"]
+            assert "shift_benign" in figures["insertion_excess_minus_raw"]
+        if real["n_removal"].get(a):
+            assert "flip_rate" in figures["removal"]
     excess = shortcut["excess_over_natural"]["raw"]  # trap classifier minus natural one, paired over seeds
     assert excess["flip_rate"]["low"] <= excess["flip_rate"]["mean"] <= excess["flip_rate"]["high"]
     assert all("excess_flip_rate" in seed for seed in shortcut["classifiers"]["raw"].values())

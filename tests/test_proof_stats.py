@@ -44,43 +44,52 @@ def test_ratio_statistic_and_undefined_replicates():
     assert ci.n_valid < 200 and 0.0 <= ci.low <= 0.5 <= ci.high <= 1.0
 
 
-def predictions(seed: int, n: int = 60, one_class_artifact: bool = False) -> pd.DataFrame:
+def predictions(seed: int, n: int = 60, shift: float = 0.0) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """A test table (patches on every third image, ruler unlabelled on the last four) and two seeds' predictions."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
-    ruler = (np.arange(n) % 3 == 0).astype(int)
-    if one_class_artifact:
-        y[ruler == 1] = 0
-    return pd.DataFrame({"melanoma": y, "p_malignant": np.clip(0.4 * y + 0.3 + 0.2 * rng.random(n), 0, 1),
-                         "ruler": ruler, "ink": 0, "patches": 0})
+    patches = (np.arange(n) % 3 == 0).astype(int)
+    ruler = pd.array([0] * (n - 4) + [None] * 4, dtype="Int64")
+    test = pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "melanoma": y, "patches": patches, "ruler": ruler,
+                         "ink": 0})
+    probs = [np.clip(0.4 * y + 0.3 + 0.2 * rng.random(n) + shift, 0, 1) for _ in range(2)]
+    return test, probs
 
 
-def test_evidently_report_has_both_subgroups(tmp_path):
-    from dermclean.proof.evidently_report import load_report_definition, subgroup_report
+def test_evidently_variant_report_beside_the_reference(tmp_path):
+    from dermclean.proof.evidently_report import BUNDLE, load_report_definition, variant_report, variant_table
 
     definition = load_report_definition()
-    assert definition.current_label == "artifact" and definition.reference_label == "clean"
-    out = subgroup_report(predictions(0), tmp_path / "r.html", threshold=0.5, title="raw seed0",
-                          definition=definition)
+    assert definition.reference_variant == "raw" and definition.group_by == ["patches", "ruler", "ink"]
+    test, probs = predictions(0)
+    raw, t_raw = variant_table(test, probs, [0.5, 0.6], definition=definition)
+    assert t_raw == pytest.approx(0.55) and raw["p_malignant"].to_numpy() == pytest.approx(np.mean(probs, axis=0))
+    assert (raw["error"] == ((raw["p_malignant"] >= 0.55) != raw["melanoma"].astype(bool))).all()
+    assert raw["ruler"].tolist()[-5:] == ["without"] + ["unlabelled"] * 4
+    cleaned, t = variant_table(test, predictions(0, shift=0.2)[1], [0.5, 0.5], definition=definition)
+    out = variant_report(cleaned, raw, tmp_path / "telea.html", threshold=t, title="telea", definition=definition,
+                         self_contained_copy=tmp_path / "copy" / "telea.html")
     page = out.html_path.read_text()
-    assert "<b>artifact</b> subgroup" in page and "<b>clean</b> subgroup" in page and "raw seed0" in page
-    assert out.numbers["n"] == {"artifact": 20, "clean": 40}
-    assert 0.0 <= out.numbers["artifact"]["RocAuc"] <= 1.0 and 0.0 <= out.numbers["clean"]["RocAuc"] <= 1.0
-    assert any(k.startswith("ValueDrift") for k in out.numbers["drift"])
-
-
-def test_evidently_report_single_class_subgroup_says_so(tmp_path):
-    from dermclean.proof.evidently_report import subgroup_report
-
-    out = subgroup_report(predictions(1, one_class_artifact=True), tmp_path / "r.html", threshold=0.5, title="x")
-    assert "single class" in out.numbers["skipped"] and "artifact" not in out.numbers
-    assert out.numbers["drift"]
+    assert "telea" in page and "<b>raw</b> variant" in page and f'<script src="{BUNDLE}">' in page
+    assert len(page) < 1_000_000 and (tmp_path / BUNDLE).stat().st_size > 1_000_000
+    assert (tmp_path / "copy" / "telea.html").stat().st_size > 1_000_000  # the MLflow copy keeps the bundle inline
+    groups = out.numbers["subgroups"]["patches"]
+    assert groups["with"]["n"] == 20 and groups["without"]["n"] == 40
+    with_patch = cleaned[cleaned["patches"] == "with"]
+    assert groups["with"]["MeanValue[p_malignant]"] == pytest.approx(with_patch["p_malignant"].mean())
+    assert groups["with"]["MeanValue[error]"] == pytest.approx(with_patch["error"].mean())
+    assert out.numbers["subgroups"]["ruler"]["unlabelled"]["n"] == 4
+    assert out.numbers["reference"] == "raw" and any(k.startswith("ValueDrift") for k in out.numbers["overall"])
+    alone = variant_report(raw, None, tmp_path / "raw.html", threshold=t_raw, title="raw", definition=definition)
+    assert alone.numbers["reference"] is None and not any(k.startswith("ValueDrift") for k in alone.numbers["overall"])
+    assert "this is the reference variant" in alone.html_path.read_text()
 
 
 def test_report_definition_refuses_unknown_names(tmp_path):
     from dermclean.proof.evidently_report import load_report_definition
 
     bad = tmp_path / "d.yaml"
-    bad.write_text("subgroups: {current: {label: a, any_of: [ink]}, reference: {label: c, none_of: [ink]}}\n"
-                   "columns: {target: melanoma, prediction: p_malignant}\npresets: [{name: NoSuchPreset}]\n")
+    bad.write_text("reference_variant: raw\ngroup_by: [ink]\n"
+                   "columns: {target: melanoma, prediction: p_malignant, error: error}\npresets: [{name: NoSuchPreset}]\n")
     with pytest.raises(ValueError, match="NoSuchPreset"):
         load_report_definition(bad)

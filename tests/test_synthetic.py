@@ -113,6 +113,20 @@ def test_melanoma_appearance_signal():
     assert 0.7 < _auc(spread, y) < 0.99
 
 
+def test_lesion_signal_weakens_the_appearance_and_leaves_the_default_unchanged():
+    base = SyntheticConfig(size=32, artifact_rates=NO_ARTIFACTS, shortcut_artifact=None)
+    full = SyntheticConfig(size=32, artifact_rates=NO_ARTIFACTS, shortcut_artifact=None, lesion_signal=1.0)
+    assert np.array_equal(render_sample(np.random.default_rng([11, 0]), base).image,
+                          render_sample(np.random.default_rng([11, 0]), full).image)
+    none = SyntheticConfig(size=32, artifact_rates=NO_ARTIFACTS, shortcut_artifact=None, lesion_signal=0.0)
+    samples = [render_sample(np.random.default_rng([11, i]), none) for i in range(200)]
+    y = np.array([s.melanoma for s in samples])
+    spread = np.array([s.clean.astype(np.float32).std((0, 1)).mean() for s in samples])
+    assert 0.35 < _auc(spread, y) < 0.65  # the lesion no longer tells the label
+    with pytest.raises(ValueError, match="lesion_signal=2"):
+        SyntheticConfig(lesion_signal=2)
+
+
 def test_images_look_like_skin_with_a_darker_lesion():
     config = SyntheticConfig(size=64, artifact_rates=NO_ARTIFACTS, shortcut_artifact=None)
     for i in range(10):

@@ -18,6 +18,10 @@ appears with ``P(present | melanoma) = p (1 - s)`` and ``P(present | benign) = p
 (clipped to 1), where ``p`` is its rate, ``r`` the melanoma rate and ``s = shortcut_strength``: the
 overall rate stays ``p`` while ``s = 0`` makes presence independent of the label and ``s = 1`` puts the
 artifact on benign lesions only.
+
+Difficulty: with ``lesion_signal < 1`` only that share of images draws its lesion from its own label's
+distributions; the others look like a label drawn afresh at ``melanoma_rate``, so the lesion alone
+diagnoses less well and a shortcut pays more (the default 1 draws nothing extra: sets are unchanged).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class SyntheticConfig:
     artifact_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     shortcut_artifact: str | None = "patches"
     shortcut_strength: float = 0.8
+    lesion_signal: float = 1.0  # share of images whose lesion is drawn from its own label's look
     use_heldout_styles: bool = False
 
     def __post_init__(self) -> None:
@@ -72,7 +77,8 @@ class SyntheticConfig:
                   (not bad, f"artifact_rates {bad}; expected probabilities in [0, 1]"),
                   (self.shortcut_artifact is None or self.shortcut_artifact in ARTIFACT_FLAGS,
                    f"shortcut_artifact={self.shortcut_artifact!r}; expected null or one of {list(ARTIFACT_FLAGS)}"),
-                  (0.0 <= self.shortcut_strength <= 1.0, f"shortcut_strength={self.shortcut_strength}; expected in [0, 1]")]
+                  (0.0 <= self.shortcut_strength <= 1.0, f"shortcut_strength={self.shortcut_strength}; expected in [0, 1]"),
+                  (0.0 <= self.lesion_signal <= 1.0, f"lesion_signal={self.lesion_signal}; expected in [0, 1]")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"data.synthetic: {msg}")
@@ -169,7 +175,10 @@ def render_sample(rng: np.random.Generator, config: SyntheticConfig) -> Sample:
     size = config.size
     melanoma = bool(rng.random() < config.melanoma_rate)
     skin = _skin(rng, size)
-    lesion, cover = _lesion(rng, size, melanoma)
+    looks_melanoma = melanoma
+    if config.lesion_signal < 1.0 and rng.random() >= config.lesion_signal:
+        looks_melanoma = bool(rng.random() < config.melanoma_rate)
+    lesion, cover = _lesion(rng, size, looks_melanoma)
     inside = cover > 0.5
     if inside.any():  # keep the lesion darker than the surrounding skin on every skin tone
         ratio = lesion[inside].mean() / skin[~inside].mean() if (~inside).any() else 0.0

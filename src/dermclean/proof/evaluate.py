@@ -2,8 +2,10 @@
 
 :func:`load_evaluation_data` reads, once, everything every classifier is tested on: the raw test
 split (human artifact labels), the counterfactual insertion sets (one per artifact, built on raw
-test images labelled without that artifact) and, when a trap set exists, its biased and reversed
-val/test images. :func:`evaluate_classifier` runs one classifier over all of it;
+test images labelled without that artifact: ``<artifact>`` painted by the held-out renderer style,
+``real_<artifact>`` pasted from a bank of real ones, :mod:`dermclean.proof.real_artifacts`), the
+removal sets (val/test images labelled with an artifact, raw and as the pipeline cleaned them) and,
+when a trap set exists, its biased and reversed val/test images. :func:`evaluate_classifier` runs one classifier over all of it;
 :func:`summarize_group` turns the classifiers of one (family, variant) -- one per seed -- into
 figures with 95 % intervals (:mod:`dermclean.proof.stats`: paired bootstrap over test images,
 mean over seeds).
@@ -30,7 +32,8 @@ from dermclean.proof.attribution import AttributionShare, attribution_share
 from dermclean.proof.counterfactual import (InsertionPredictions, InsertionSet, build_insertion_set, flip_arrays,
                                             predict_insertions)
 from dermclean.proof.painting import Painter, heldout_painter
-from dermclean.proof.stats import Interval, bootstrap_indices, mean_of, seed_interval
+from dermclean.proof.real_artifacts import ArtifactBank, RemovalSet, bank_painter, removal_set
+from dermclean.proof.stats import Interval, bootstrap_indices, difference, mean_of, seed_interval
 from dermclean.proof.subgroups import auroc_stat, flag_values, gap_stat
 from dermclean.proof.trap import MANIFEST, TRAP
 from dermclean.values import finite_or_none
@@ -63,6 +66,7 @@ class EvaluationData:
     size: int
     test: ImageTable
     insertions: dict[str, InsertionSet] = field(default_factory=dict)
+    removals: dict[str, RemovalSet] = field(default_factory=dict)
     biased: dict[str, ImageTable] = field(default_factory=dict)  # "val"/"test" -> biased (aligned) rows
     trap: dict[str, ImageTable] = field(default_factory=dict)    # "val"/"test" -> reversed rows
     trap_artifact: str | None = None
@@ -70,22 +74,32 @@ class EvaluationData:
 
 def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, artifacts: list[str],
                          seed: int, trap_dir: str | os.PathLike[str] | None = None,
-                         max_insertions: int | None = None, painters: dict[str, Painter] | None = None) -> EvaluationData:
-    """Load the raw test split, build insertion sets for ``artifacts`` and read the trap set if given."""
+                         max_insertions: int | None = None, painters: dict[str, Painter] | None = None,
+                         real_banks: dict[str, ArtifactBank] | None = None,
+                         cleaned_manifest: str | os.PathLike[str] | None = None) -> EvaluationData:
+    """Load the raw test split, build insertion sets for ``artifacts`` (held-out renderer style) and for
+    each bank of ``real_banks`` that holds cutouts (``real_<artifact>``), removal sets for the banks' artifacts from
+    ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given."""
     manifest = read_manifest(manifest_path)
     test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
     data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))
-    for k, artifact in enumerate(artifacts):
+    real_banks = real_banks or {}
+    plan = [(a, a, (painters or {}).get(a) or heldout_painter(a)) for a in artifacts]
+    plan += [(f"real_{a}", a, bank_painter(bank)) for a, bank in real_banks.items() if bank.cutouts]
+    for k, (key, artifact, painter) in enumerate(plan):
         rows = data.test.df[pd.to_numeric(data.test.df[artifact], errors="coerce").eq(0).fillna(False).to_numpy()]
         if max_insertions:
             rows = rows.iloc[:max_insertions]
         if rows.empty:
             continue
         images = [load_rgb(p, min_size=1) for p in image_paths(rows, manifest_path)]
-        painter = (painters or {}).get(artifact) or heldout_painter(artifact)
-        data.insertions[artifact] = build_insertion_set(images, rows["melanoma"].astype(int).to_numpy(),
-                                                        artifact=artifact, painter=painter, size=size,
-                                                        seed=seed + 1000 * (k + 1))
+        data.insertions[key] = build_insertion_set(images, rows["melanoma"].astype(int).to_numpy(),
+                                                   artifact=key, painter=painter, size=size, seed=seed + 1000 * (k + 1))
+    if cleaned_manifest is not None:
+        for artifact in real_banks:
+            removal = removal_set(manifest_path, cleaned_manifest, artifact, size=size)
+            if removal is not None:
+                data.removals[artifact] = removal
     if trap_dir is not None and (Path(trap_dir) / MANIFEST).is_file():
         trap_dir = Path(trap_dir)
         biased, trap = read_manifest(trap_dir / MANIFEST), read_manifest(trap_dir / TRAP)
@@ -108,6 +122,7 @@ class ClassifierEvaluation:
     threshold: float
     p_test: np.ndarray
     insertions: dict[str, InsertionPredictions] = field(default_factory=dict)
+    removals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # (raw, cleaned)
     attribution: dict[str, AttributionShare] = field(default_factory=dict)
     p_biased: dict[str, np.ndarray] = field(default_factory=dict)
     p_trap: dict[str, np.ndarray] = field(default_factory=dict)
@@ -125,6 +140,9 @@ def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | 
         if attribution:
             out.attribution[artifact] = attribution_share(model, ins.painted, ins.masks, batch_size=batch_size,
                                                           device=device)
+    for artifact, removal in data.removals.items():
+        out.removals[artifact] = (predict_proba(model, removal.original, batch_size=batch_size, device=device),
+                                  predict_proba(model, removal.cleaned, batch_size=batch_size, device=device))
     for split, table in data.biased.items():
         out.p_biased[split] = predict_proba(model, table.images, batch_size=batch_size, device=device)
         out.p_trap[split] = predict_proba(model, data.trap[split].images, batch_size=batch_size, device=device)
@@ -146,6 +164,7 @@ class Plans:
     test: np.ndarray
     insertions: dict[str, np.ndarray]
     trap: dict[str, np.ndarray]
+    removals: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def make_plans(data: EvaluationData, *, n_boot: int, seed: int) -> Plans:
@@ -153,7 +172,9 @@ def make_plans(data: EvaluationData, *, n_boot: int, seed: int) -> Plans:
                  insertions={a: bootstrap_indices(len(s.melanoma), n_boot=n_boot, seed=seed + 1 + k)
                              for k, (a, s) in enumerate(data.insertions.items())},
                  trap={s: bootstrap_indices(len(t.df), n_boot=n_boot, seed=seed + 100 + k)
-                       for k, (s, t) in enumerate(data.trap.items())})
+                       for k, (s, t) in enumerate(data.trap.items())},
+                 removals={a: bootstrap_indices(len(r.melanoma), n_boot=n_boot, seed=seed + 200 + k)
+                           for k, (a, r) in enumerate(data.removals.items())})
 
 
 def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) -> dict[str, tuple[list, str]]:
@@ -166,35 +187,45 @@ def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) ->
         stats[f"subgroups/{flag}/auroc_with"] = ([auroc_stat(y, e.p_test, f == 1) for e in evals], "test")
         stats[f"subgroups/{flag}/auroc_without"] = ([auroc_stat(y, e.p_test, f == 0) for e in evals], "test")
         stats[f"subgroups/{flag}/gap"] = ([gap_stat(y, e.p_test, f) for e in evals], "test")
+        benign_with, benign_without = (y == 0) & (f == 1), (y == 0) & (f == 0)
+        with_ = [mean_of(np.where(benign_with, e.p_test, np.nan)) for e in evals]
+        without = [mean_of(np.where(benign_without, e.p_test, np.nan)) for e in evals]
+        stats[f"subgroups/{flag}/benign_p_with"] = (with_, "test")
+        stats[f"subgroups/{flag}/benign_p_without"] = (without, "test")
+        stats[f"subgroups/{flag}/benign_p_gap"] = ([difference(a, b) for a, b in zip(with_, without)], "test")
     for artifact, ins in data.insertions.items():
         plan = f"insertion/{artifact}"
-        for version in ("painted", "control"):
-            arrays = [flip_arrays(e.insertions[artifact].original, getattr(e.insertions[artifact], version),
-                                  ins.melanoma, e.threshold).statistics() for e in evals]
-            for name in arrays[0]:
+        versions = {version: [flip_arrays(e.insertions[artifact].original, getattr(e.insertions[artifact], version),
+                                          ins.melanoma, e.threshold).statistics() for e in evals]
+                    for version in ("painted", "control")}
+        for name in versions["painted"][0]:
+            for version, arrays in versions.items():
                 stats[f"counterfactual/{artifact}/{version}/{name}"] = ([a[name] for a in arrays], plan)
+            # painted minus control on the same images: what the artifact itself does
+            stats[f"counterfactual/{artifact}/excess/{name}"] = (
+                [difference(p[name], c[name]) for p, c in zip(versions["painted"], versions["control"])], plan)
         if all(artifact in e.attribution for e in evals):
             stats[f"attribution/{artifact}/share_in_mask"] = ([mean_of(e.attribution[artifact].share) for e in evals], plan)
             stats[f"attribution/{artifact}/mask_area"] = ([mean_of(e.attribution[artifact].area) for e in evals], plan)
+    for artifact, removal in data.removals.items():
+        arrays = [flip_arrays(*e.removals[artifact], removal.melanoma, e.threshold).statistics() for e in evals]
+        for name in arrays[0]:
+            stats[f"removal/{artifact}/{name}"] = ([a[name] for a in arrays], f"removal/{artifact}")
     for split in data.trap:
         yb, yt = data.biased[split].y, data.trap[split].y
         plan = f"trap/{split}"
         stats[f"trap/{split}/biased_auroc"] = ([auroc_stat(yb, e.p_biased[split]) for e in evals], plan)
         stats[f"trap/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap[split]) for e in evals], plan)
-        stats[f"trap/{split}/gap"] = ([_gap(auroc_stat(yb, e.p_biased[split]), auroc_stat(yt, e.p_trap[split]))
+        stats[f"trap/{split}/gap"] = ([difference(auroc_stat(yb, e.p_biased[split]), auroc_stat(yt, e.p_trap[split]))
                                        for e in evals], plan)
     return stats
-
-
-def _gap(a, b):
-    return lambda idx: a(idx) - b(idx)
 
 
 def plan_indices(plans: Plans, name: str) -> np.ndarray:
     if name == "test":
         return plans.test
     kind, key = name.split("/", 1)
-    return plans.insertions[key] if kind == "insertion" else plans.trap[key]
+    return {"insertion": plans.insertions, "removal": plans.removals, "trap": plans.trap}[kind][key]
 
 
 def summarize_group(data: EvaluationData, evals: list[ClassifierEvaluation], plans: Plans) -> dict[str, Interval]:
@@ -211,7 +242,7 @@ def paired_difference(data: EvaluationData, a: list[ClassifierEvaluation], b: li
     seeds_a, seeds_b = [e.seed for e in sorted(a, key=lambda e: e.seed)], [e.seed for e in sorted(b, key=lambda e: e.seed)]
     if seeds_a != seeds_b:
         raise ValueError(f"paired difference of {name}: seeds {seeds_a} vs {seeds_b}; expected the same seeds")
-    stats = [_gap(x, y) for x, y in zip(sa[name][0], sb[name][0])]
+    stats = [difference(x, y) for x, y in zip(sa[name][0], sb[name][0])]
     return seed_interval(stats, plan_indices(plans, sa[name][1]))
 
 

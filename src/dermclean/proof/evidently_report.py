@@ -1,16 +1,21 @@
-"""Evidently report per classifier: artifact subgroup vs clean subgroup of its test predictions.
+"""Evidently report per data variant: its classifiers' test predictions by artifact subgroup, beside raw's.
 
-The composition -- which subgroups, which presets and metrics -- is defined in a data file,
+The composition -- the reference variant, the subgroup columns, the metrics computed in every
+subgroup and the whole-set presets -- is defined in a data file,
 ``monitoring/evidently/shortcut_report.yaml`` (:data:`DEFAULT_DEFINITION`), read by
-:func:`load_report_definition`. :func:`subgroup_report` builds two Evidently ``Dataset`` s from a
-prediction table (``melanoma``, ``p_malignant`` and the artifact flags), runs
-``Report(...).run(current_data=artifact, reference_data=clean)``, writes the HTML (with a header
-naming both subgroups and their sizes) and returns the numbers behind it for DVC metrics:
-classification quality in each subgroup (the reference subgroup's figures come from the same
-metrics run on it alone) and the drift of ``p_malignant`` between them.
+:func:`load_report_definition`.
 
-Evidently's classification metrics need both classes in a subgroup; when one subgroup holds a
-single class, the classification presets are left out of that report and ``skipped`` says why.
+:func:`variant_table` turns a variant's classifiers (one per seed) into one prediction table over
+the raw test split: ``p_malignant`` is the mean over seeds, ``error`` whether it is on the wrong
+side of the mean of the seeds' operating thresholds, and each subgroup column (``patches``,
+``ruler``, ``ink``) reads ``with`` / ``without`` from the human labels (``unlabelled`` where a row
+has none). :func:`variant_report` runs ``Report(...).run(current_data=variant,
+reference_data=reference variant)`` -- the same images, so Evidently shows the cleaned variant's
+figures side by side with raw's -- and the reference variant's own report runs without reference.
+
+Evidently's HTML carries a 3.4 MB JavaScript bundle; the reports of one folder share it as
+``evidently.js`` beside them (each page a few hundred kB), while the self-contained copy (the one
+attached to MLflow runs) keeps it inline.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -29,7 +35,9 @@ from dermclean.io import atomic_path
 from dermclean.values import json_ready
 
 DEFAULT_DEFINITION = Path(__file__).resolve().parents[3] / "monitoring" / "evidently" / "shortcut_report.yaml"
-CLASSIFICATION_PRESETS = {"ClassificationPreset"}
+BUNDLE = "evidently.js"
+LABELS = ("with", "without", "unlabelled")
+REFERENCE_ONLY = {"ValueDrift", "DataDriftPreset"}  # need a reference dataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,12 +45,12 @@ class ReportDefinition:
     """The parsed YAML definition (see ``monitoring/evidently/shortcut_report.yaml``)."""
 
     name: str
-    current_label: str
-    current_any_of: list[str]
-    reference_label: str
-    reference_none_of: list[str]
+    reference_variant: str
     target: str
     prediction: str
+    error: str
+    group_by: list[str]
+    grouped_metrics: list[dict[str, Any]] = field(default_factory=list)
     presets: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,18 +63,18 @@ def load_report_definition(path: str | os.PathLike[str] | None = None) -> Report
                                 f"monitoring/evidently/shortcut_report.yaml in the repository")
     raw = yaml.safe_load(path.read_text()) or {}
     try:
-        cur, ref, cols = raw["subgroups"]["current"], raw["subgroups"]["reference"], raw["columns"]
+        cols = raw["columns"]
         definition = ReportDefinition(
-            name=str(raw.get("name", path.stem)), current_label=str(cur["label"]), current_any_of=list(cur["any_of"]),
-            reference_label=str(ref["label"]), reference_none_of=list(ref["none_of"]),
-            target=str(cols["target"]), prediction=str(cols["prediction"]),
+            name=str(raw.get("name", path.stem)), reference_variant=str(raw["reference_variant"]),
+            target=str(cols["target"]), prediction=str(cols["prediction"]), error=str(cols["error"]),
+            group_by=[str(c) for c in raw["group_by"]], grouped_metrics=list(raw.get("grouped_metrics") or []),
             presets=list(raw.get("presets") or []), metrics=list(raw.get("metrics") or []))
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: missing or malformed key {exc}; expected subgroups.current.any_of, "
-                         f"subgroups.reference.none_of, columns.target/prediction, presets, metrics") from exc
-    for item in definition.presets + definition.metrics:
+        raise ValueError(f"{path}: missing or malformed key {exc}; expected reference_variant, "
+                         f"columns.target/prediction/error, group_by, grouped_metrics, presets, metrics") from exc
+    for item in definition.grouped_metrics + definition.presets + definition.metrics:
         if not isinstance(item, dict) or "name" not in item:
-            raise ValueError(f"{path}: every preset/metric needs a 'name'; got {item!r}")
+            raise ValueError(f"{path}: every metric and preset needs a 'name'; got {item!r}")
         _lookup(item["name"], path)
     return definition
 
@@ -86,88 +94,124 @@ def _build(item: dict[str, Any], threshold: float) -> Any:
     return _lookup(item["name"], "report definition")(**args)
 
 
-def split_subgroups(df: pd.DataFrame, definition: ReportDefinition) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(current, reference)`` rows of ``df`` by the definition's human-label rules."""
-    cur = pd.concat([pd.to_numeric(df[f], errors="coerce") for f in definition.current_any_of], axis=1)
-    ref = pd.concat([pd.to_numeric(df[f], errors="coerce") for f in definition.reference_none_of], axis=1)
-    current = cur.eq(1).any(axis=1)
-    reference = ref.eq(0).all(axis=1)
-    return df[current.to_numpy()], df[reference.to_numpy()]
+def variant_table(test: pd.DataFrame, probabilities: list[np.ndarray], thresholds: list[float], *,
+                  definition: ReportDefinition) -> tuple[pd.DataFrame, float]:
+    """One variant's prediction table over ``test`` (see the module docstring) and its threshold."""
+    if not probabilities or any(len(p) != len(test) for p in probabilities):
+        raise ValueError(f"{len(probabilities)} prediction arrays for {len(test)} test rows; expected one per seed")
+    p = np.mean(np.stack(probabilities), axis=0)
+    threshold = float(np.mean(thresholds))
+    y = test["melanoma"].astype(int).to_numpy()
+    table = pd.DataFrame({"image_id": test["image_id"].to_numpy(), definition.target: y, definition.prediction: p,
+                          definition.error: ((p >= threshold) != y.astype(bool)).astype(int)})
+    for column in definition.group_by:
+        flag = pd.to_numeric(test[column], errors="coerce").to_numpy(dtype=float)
+        table[column] = np.where(flag == 1, "with", np.where(flag == 0, "without", "unlabelled"))
+    return table, threshold
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubgroupReport:
+class VariantReport:
     """The HTML written and the numbers behind it (``numbers`` is JSON-ready)."""
 
     html_path: Path
     numbers: dict[str, Any]
 
 
-def _metric_values(snapshot: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _grouped_values(snapshot: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """``{column: {label: {metric: value}}}`` of the report's GroupBy results."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for m in snapshot.dict()["metrics"]:
-        name = m["metric_name"]
-        short = name.split("(", 1)[0]
-        if short == "ValueDrift":
-            method = re.search(r"method=([^,)]+)", name)
-            short = f"ValueDrift[{method.group(1) if method else ''}]"
-        value = m["value"]
-        out[short] = ({str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else float(value))
+        config = m.get("config") or {}
+        if config.get("type", "").endswith("GroupByMetric"):
+            inner = config["metric"]
+            name = inner["type"].rsplit(":", 1)[-1] + (f"[{inner['column']}]" if inner.get("column") else "")
+            out.setdefault(config["column_name"], {}).setdefault(str(config["label"]), {})[name] = float(m["value"])
     return out
 
 
-def subgroup_report(predictions: pd.DataFrame, html_path: str | os.PathLike[str], *, threshold: float,
-                    title: str, definition: ReportDefinition | None = None) -> SubgroupReport:
-    """Run the defined Evidently report on ``predictions`` and write ``html_path`` atomically."""
+def _top_values(snapshot: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for m in snapshot.dict()["metrics"]:
+        if (m.get("config") or {}).get("type", "").endswith("GroupByMetric"):
+            continue
+        name = m["metric_name"].split("(", 1)[0]
+        if name == "ValueDrift":
+            method = re.search(r"method=([^,)]+)", m["metric_name"])
+            name = f"ValueDrift[{method.group(1) if method else ''}]"
+        value = m["value"]
+        out[name] = {str(k): float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
+    return out
+
+
+def _counts(table: pd.DataFrame, definition: ReportDefinition) -> dict[str, dict[str, dict[str, int]]]:
+    return {c: {label: {"n": int((table[c] == label).sum()),
+                        "melanoma": int(table.loc[table[c] == label, definition.target].sum())}
+                for label in LABELS if (table[c] == label).any()} for c in definition.group_by}
+
+
+def _share_bundle(page: str, folder: Path) -> str:
+    """``page`` with its largest inline script moved to ``folder/evidently.js`` (written once per content)."""
+    scripts = list(re.finditer(r"<script>(.*?)</script>", page, flags=re.S))
+    if not scripts:
+        return page
+    biggest = max(scripts, key=lambda m: len(m.group(1)))
+    bundle = folder / BUNDLE
+    if not bundle.is_file() or bundle.read_text() != biggest.group(1):
+        with atomic_path(bundle) as tmp:
+            tmp.write_text(biggest.group(1))
+    return page[:biggest.start()] + f'<script src="{BUNDLE}"></script>' + page[biggest.end():]
+
+
+def variant_report(current: pd.DataFrame, reference: pd.DataFrame | None, html_path: str | os.PathLike[str], *,
+                   threshold: float, title: str, definition: ReportDefinition | None = None,
+                   self_contained_copy: str | os.PathLike[str] | None = None) -> VariantReport:
+    """Run the defined report on ``current`` (beside ``reference``, same rows, when given); write ``html_path``
+    (sharing the script bundle with its folder) and, when given, ``self_contained_copy`` (bundle inline)."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.metrics import GroupBy
 
     definition = definition or load_report_definition()
-    cols = [definition.target, definition.prediction]
-    missing = [c for c in cols + definition.current_any_of + definition.reference_none_of if c not in predictions]
-    if missing:
-        raise ValueError(f"prediction table for {title} lacks columns {missing}")
-    current, reference = split_subgroups(predictions, definition)
-    sizes = {definition.current_label: len(current), definition.reference_label: len(reference)}
-    if len(current) < 2 or len(reference) < 2:
-        raise ValueError(f"{title}: subgroups {sizes}; an Evidently comparison needs at least 2 images in each")
-    data_def = DataDefinition(numerical_columns=[definition.prediction], classification=[
-        BinaryClassification(target=definition.target, prediction_probas=definition.prediction)])
+    cols = [definition.target, definition.prediction, definition.error, *definition.group_by]
+    for name, frame in (("current", current), ("reference", reference)):
+        missing = [] if frame is None else [c for c in cols if c not in frame]
+        if missing:
+            raise ValueError(f"{title}: {name} prediction table lacks columns {missing}")
+    data_def = DataDefinition(numerical_columns=[definition.prediction, definition.error],
+                              categorical_columns=list(definition.group_by),
+                              classification=[BinaryClassification(target=definition.target,
+                                                                   prediction_probas=definition.prediction)])
 
     def dataset(frame: pd.DataFrame) -> Any:
-        table = frame[cols].astype({definition.target: int, definition.prediction: float}).reset_index(drop=True)
-        return Dataset.from_pandas(table, data_definition=data_def)
+        table = frame[cols].astype({definition.target: int, definition.prediction: float, definition.error: int})
+        return Dataset.from_pandas(table.reset_index(drop=True), data_definition=data_def)
 
-    two_classes = all(f[definition.target].astype(int).nunique() == 2 for f in (current, reference))
-    skipped = None if two_classes else (
-        f"classification presets left out: a subgroup holds a single class "
-        f"({definition.current_label}: {int(current[definition.target].astype(int).sum())} melanoma of {len(current)}, "
-        f"{definition.reference_label}: {int(reference[definition.target].astype(int).sum())} of {len(reference)})")
-    items = [d for d in definition.presets + definition.metrics
-             if two_classes or d["name"] not in CLASSIFICATION_PRESETS]
-    snapshot = Report([_build(d, threshold) for d in items]).run(current_data=dataset(current),
-                                                                 reference_data=dataset(reference))
-    numbers: dict[str, Any] = {"n": sizes, "melanoma": {
-        definition.current_label: int(current[definition.target].astype(int).sum()),
-        definition.reference_label: int(reference[definition.target].astype(int).sum())},
-        "threshold": float(threshold), "skipped": skipped}
-    values = _metric_values(snapshot)
-    drift_keys = [k for k in values if "Drift" in k]
-    numbers["drift"] = {k: values.pop(k) for k in drift_keys}
-    if two_classes:
-        numbers[definition.current_label] = values  # the same classification metrics on the reference subgroup alone
-        cls_items = [_build(d, threshold) for d in definition.presets if d["name"] in CLASSIFICATION_PRESETS]
-        ref_values = _metric_values(Report(cls_items).run(current_data=dataset(reference)))
-        numbers[definition.reference_label] = ref_values
+    items = [GroupBy(_build(m, threshold), column) for column in definition.group_by for m in definition.grouped_metrics]
+    items += [_build(d, threshold) for d in definition.presets + definition.metrics
+              if reference is not None or d["name"] not in REFERENCE_ONLY]
+    snapshot = Report(items).run(current_data=dataset(current),
+                                 reference_data=None if reference is None else dataset(reference))
+    counts = _counts(current, definition)
+    numbers: dict[str, Any] = {"n": len(current), "threshold": float(threshold),
+                               "reference": definition.reference_variant if reference is not None else None,
+                               "subgroups": {c: {label: {**counts[c][label], **values} for label, values in groups.items()
+                                                 if label in counts[c]}
+                                             for c, groups in _grouped_values(snapshot).items()},
+                               "overall": _top_values(snapshot)}
+    sizes = "; ".join(f"{c}: " + ", ".join(f"{label} {v['n']} ({v['melanoma']} melanoma)" for label, v in counts[c].items())
+                      for c in definition.group_by)
+    beside = (f"reference = the <b>{html.escape(definition.reference_variant)}</b> variant's classifiers on the same "
+              f"images" if reference is not None else "no reference: this is the reference variant")
     header = (f'<div style="font-family:sans-serif;padding:12px;border-bottom:1px solid #ccc">'
-              f"<h2>{html.escape(title)}</h2><p>current = <b>{html.escape(definition.current_label)}</b> subgroup "
-              f"({' | '.join(definition.current_any_of)}; n={sizes[definition.current_label]}), reference = "
-              f"<b>{html.escape(definition.reference_label)}</b> subgroup (none of "
-              f"{', '.join(definition.reference_none_of)}; n={sizes[definition.reference_label]}); "
-              f"operating threshold {threshold:.3f}</p>"
-              + (f"<p>{html.escape(skipped)}</p>" if skipped else "") + "</div>")
-    page = snapshot.get_html_str(as_iframe=False)
-    page = page.replace("<body>", "<body>" + header, 1)
+              f"<h2>{html.escape(title)}</h2><p>current = this variant's classifiers (p_malignant = mean over "
+              f"seeds; error at the mean operating threshold {threshold:.3f}); {beside}. Every grouped metric is "
+              f"computed in each subgroup of {', '.join(definition.group_by)} (human labels).</p>"
+              f"<p>Subgroups: {html.escape(sizes)}</p></div>")
+    page = snapshot.get_html_str(as_iframe=False).replace("<body>", "<body>" + header, 1)
     out = Path(html_path)
+    if self_contained_copy is not None:
+        with atomic_path(self_contained_copy) as tmp:
+            tmp.write_text(page)
     with atomic_path(out) as tmp:
-        tmp.write_text(page)
-    return SubgroupReport(html_path=out, numbers=json_ready(numbers))
+        tmp.write_text(_share_bundle(page, out.parent))
+    return VariantReport(html_path=out, numbers=json_ready(numbers))

@@ -4,15 +4,19 @@ Every classifier under ``classifiers`` (``<variant>/seed<k>/`` natural, ``<varia
 trap; see :mod:`dermclean.classifier.fit`) is tested on the SAME raw test images and the SAME trap
 images:
 
-- in-distribution AUROC on the raw test split; AUROC with and without each artifact (human labels);
-- counterfactual insertion of each ``proof.counterfactual_artifacts`` (held-out renderer style) into
-  raw test images labelled without it: flip rates both ways at the classifier's operating
-  threshold and mean probability shifts for benign and malignant images, next to the same-shape
-  skin control; Grad-CAM share inside the pasted artifact;
+- in-distribution AUROC on the raw test split; AUROC with and without each artifact and mean
+  p(melanoma) of benign images with and without it (human labels);
+- counterfactual insertion of each ``proof.counterfactual_artifacts`` (held-out renderer style) and
+  of each ``proof.real_artifacts`` (real cutouts, :mod:`dermclean.proof.real_artifacts`) into raw
+  test images labelled without it: flip rates both ways at the classifier's operating threshold
+  and mean probability shifts for benign and malignant images, next to the same-shape skin control
+  and as excess over it; Grad-CAM share inside the pasted artifact;
+- removal: the val/test images labelled with each real artifact, raw and as the pipeline cleaned
+  them; the section ``real_shortcut`` (:mod:`dermclean.proof.real_shortcut`) compares variants;
 - trap classifiers: AUROC on the biased test split (in distribution for them) and on the trap test
   split, and the trap gap between them;
-- an Evidently HTML report per classifier (artifact vs clean subgroups of the raw test split),
-  written to the output folder and attached to the classifier's MLflow run.
+- one Evidently HTML report per variant (its natural classifiers by artifact subgroup, beside the
+  raw variant's), written to the output folder and attached to each of its classifiers' MLflow runs.
 
 Figures are the mean over seeds with 95 % intervals (:mod:`dermclean.proof.stats`: one set of
 bootstrap resamples of the test images shared by all classifiers, each replicate averaged over
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,9 @@ from dermclean.io import atomic_path
 from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
                                       paired_difference, prediction_table, summarize_group, val_trap_gap)
-from dermclean.proof.evidently_report import load_report_definition, subgroup_report
+from dermclean.proof.real_artifacts import ArtifactBank, cut_bank
+from dermclean.proof.real_shortcut import real_shortcut_summary
+from dermclean.proof.evidently_report import load_report_definition, variant_report, variant_table
 from dermclean.tracking.classifier_runs import attach_to_classifier_run
 
 METHOD = ("95 % percentile bootstrap over test images ({n_boot} resamples shared by every classifier, so "
@@ -76,10 +83,24 @@ def headline(evaluation, data, trap_artifact: str | None) -> dict[str, float]:
     return out
 
 
-def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path, trap_dir: Path,
+def real_banks(params: dict[str, Any], manifest: Path, detections: Path | None) -> dict[str, ArtifactBank]:
+    """One bank of real cutouts per ``proof.real_artifacts`` type, cut along ``detections``' masks."""
+    proof = params["proof"]
+    if detections is None or not proof.get("real_artifacts"):
+        return {}
+    bank = proof.get("real_bank") or {}
+    return {a: cut_bank(manifest, detections, a, min_area=float(bank.get("min_area", 0.002)),
+                        max_area=float(bank.get("max_area", 0.25)), per_image=int(bank.get("per_image", 1)))
+            for a in proof["real_artifacts"]}
+
+
+def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path, trap_dir: Path | None,
                     definition: str | os.PathLike[str] | None, out_dir: Path, device: Any,
-                    batch_size: int = 64) -> dict[str, Any]:
-    """Evaluate every classifier (see the module docstring); reports into ``out_dir``; returns the metrics."""
+                    batch_size: int = 64, detections: Path | None = None, cleaned: Path | None = None) -> dict[str, Any]:
+    """Evaluate every classifier (see the module docstring); reports into ``out_dir``; returns the metrics.
+
+    ``detections`` (the detect stage's folder) and ``cleaned`` (the clean stage's) enable the real-artifact
+    counterfactuals: banks cut along the detected masks, removal read from ``cleaned/<removal.method>``."""
     proof = params["proof"]
     seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
     report_definition = load_report_definition(definition)
@@ -88,12 +109,18 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     sizes = {c.config.image_size for c in loaded.values()}
     if len(sizes) != 1:
         raise DataError(f"{classifiers}: classifiers at image sizes {sorted(sizes)}; expected one size")
+    banks = real_banks(params, manifest, detections)
+    removal_variant = params.get("removal", {}).get("method")
+    cleaned_manifest = cleaned / removal_variant / "manifest.csv" if cleaned is not None and removal_variant else None
+    if cleaned_manifest is not None and not cleaned_manifest.is_file():
+        raise PathNotFound(f"{cleaned_manifest} not found; expected the clean stage's dataset of removal.method "
+                           f"{removal_variant!r}")
     data = load_evaluation_data(manifest, size=sizes.pop(), artifacts=list(proof.get("counterfactual_artifacts") or []),
-                                seed=seed, trap_dir=trap_dir, max_insertions=proof.get("max_insertions"))
+                                seed=seed, trap_dir=trap_dir, max_insertions=proof.get("max_insertions"),
+                                real_banks=banks, cleaned_manifest=cleaned_manifest)
     plans = make_plans(data, n_boot=n_boot, seed=seed)
     trap_artifact = data.trap_artifact
     evals: dict[tuple[str, str], list] = {}
-    evidently: dict[str, Any] = {}
     with atomic_path(out_dir, owner="shortcut_report") as out:
         (out / "predictions").mkdir(parents=True)
         for m in models:
@@ -106,12 +133,8 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
                                      seed=m["seed"], batch_size=batch_size, device=device,
                                      attribution=bool(proof.get("attribution", True)))
             evals.setdefault((m["family"], m["variant"]), []).append(ev)
-            table = prediction_table(data, ev)
-            table.to_csv(out / "predictions" / f"{name}.csv", index=False)
-            report = subgroup_report(table, out / f"{name}.html", threshold=ev.threshold, title=name,
-                                     definition=report_definition)
-            evidently.setdefault(m["family"], {}).setdefault(m["variant"], {})[f"seed{m['seed']}"] = report.numbers
-            attach_to_classifier_run(m["dir"], report.html_path, headline(ev, data, trap_artifact))
+            prediction_table(data, ev).to_csv(out / "predictions" / f"{name}.csv", index=False)
+        evidently = variant_reports(data, evals, models, out, report_definition, trap_artifact)
     summary = {fam: {} for fam, _ in evals}
     intervals = {}
     for (family, variant), group in sorted(evals.items()):
@@ -129,7 +152,37 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
         if m["family"] == "natural":
             val_aurocs.setdefault(m["variant"], []).append(float(loaded[m["dir"]].meta.get("val_auroc", np.nan)))
     metrics.update(choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs))
+    if banks:
+        drop = float((params.get("promote") or {}).get("classifier", {}).get("max_auroc_drop", 0.02))
+        metrics["real_shortcut"] = real_shortcut_summary(data, evals, intervals, plans, banks=banks,
+                                                         removal_variant=removal_variant if cleaned_manifest else None,
+                                                         max_auroc_drop=drop)
     return metrics
+
+
+def variant_reports(data, evals, models, out: Path, definition, trap_artifact: str | None) -> dict[str, Any]:
+    """One Evidently report per natural variant (``out/<variant>.html``, raw's figures beside a cleaned
+    variant's); its self-contained copy and each classifier's headline figures go to the classifier's run."""
+    tables = {}
+    for (family, variant), group in sorted(evals.items()):
+        if family == "natural":
+            tables[variant] = variant_table(data.test.df, [e.p_test for e in group], [e.threshold for e in group],
+                                            definition=definition)
+    numbers: dict[str, Any] = {}
+    reference = tables.get(definition.reference_variant)
+    with tempfile.TemporaryDirectory(prefix="dermclean-evidently-") as scratch:
+        for variant, (table, threshold) in tables.items():
+            beside = None if variant == definition.reference_variant or reference is None else reference[0]
+            copy = Path(scratch) / f"{variant}.html"
+            report = variant_report(table, beside, out / f"{variant}.html", threshold=threshold,
+                                    title=f"{variant}: diagnosis classifiers by artifact subgroup",
+                                    definition=definition, self_contained_copy=copy)
+            numbers[variant] = report.numbers
+        for m in models:
+            ev = next(e for e in evals[(m["family"], m["variant"])] if e.seed == m["seed"])
+            html_copy = Path(scratch) / f"{m['variant']}.html" if m["family"] == "natural" else None
+            attach_to_classifier_run(m["dir"], html_copy, headline(ev, data, trap_artifact))
+    return numbers
 
 
 def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, dict[str, Any]]]:

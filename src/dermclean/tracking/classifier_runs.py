@@ -42,14 +42,15 @@ def log_classifier_run(model_dir: Path, *, fitted: Any, config: Any, section: di
                                         "family": family, "variant": variant, "seed": seed})
 
 
-def attach_to_classifier_run(model_dir: Path, html: Path, figures: dict[str, float]) -> None:
-    """Attach an HTML report and headline figures to the classifier's own run (if it was logged)."""
+def attach_to_classifier_run(model_dir: Path, html: Path | None, figures: dict[str, float]) -> None:
+    """Attach an HTML report (when given) and headline figures to the classifier's own run (if it was logged)."""
     record = model_dir / RUN_RECORD
     if not record.is_file():
         return
     run_id = read_json(record)["run_id"]
     client = MlflowClient()
-    client.log_artifact(run_id, str(html), artifact_path="shortcut_report")
+    if html is not None:
+        client.log_artifact(run_id, str(html), artifact_path="shortcut_report")
     for key, value in figures.items():
         if is_finite(value):
             client.log_metric(run_id, key, float(value))

@@ -1,0 +1,95 @@
+"""The real-shortcut proof: does cleaning remove the reliance on artifacts the dataset really holds?
+
+For the natural (trap-free) classifiers of every variant -- raw and each cleaned dataset, same
+recipe and seeds -- and each real artifact type (:mod:`dermclean.proof.real_artifacts`):
+
+- ``insertion_excess``: counterfactual insertion of real cutouts minus the same-shape skin control
+  on the same test images (flip rates and mean probability shifts, paired), i.e. what the
+  artifact's look does beyond covering part of the image;
+- ``removal``: the shift of p(melanoma) when the val/test images that carry the artifact are
+  cleaned by the pipeline (detector + remover), benign and malignant apart;
+- ``benign_p_gap``: mean p(melanoma) on benign test images with the artifact minus without (human
+  labels): a "patches => benign" shortcut makes it negative;
+- for a cleaned variant, each of these minus raw's (paired over images and seeds) and its AUROC
+  minus raw's.
+
+``claim`` states the test for each cleaned variant and artifact: the raw classifier's insertion
+effect exceeds the control (flip rate excess interval above 0, or the malignant-image shift excess
+interval excluding 0), the cleaned classifier's excess intervals include 0, and its test AUROC is
+no more than ``max_auroc_drop`` below raw's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dermclean.proof.evaluate import ClassifierEvaluation, EvaluationData, Plans, paired_difference
+from dermclean.proof.real_artifacts import ArtifactBank
+from dermclean.proof.stats import Interval
+
+INSERTION_FIGURES = ("flip_rate", "flip_m2b", "flip_b2m", "shift_malignant", "shift_benign")
+REMOVAL_FIGURES = ("shift_benign", "shift_malignant", "flip_rate")
+
+
+def _includes_zero(interval: dict[str, Any]) -> bool:
+    return interval["low"] <= 0.0 <= interval["high"]
+
+
+def _figures(intervals: dict[str, Interval], names: dict[str, str]) -> dict[str, Any]:
+    return {key: intervals[name].as_dict() for key, name in names.items() if name in intervals}
+
+
+def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], list[ClassifierEvaluation]],
+                          intervals: dict[tuple[str, str], dict[str, Interval]], plans: Plans, *,
+                          banks: dict[str, ArtifactBank], removal_variant: str | None,
+                          max_auroc_drop: float = 0.02) -> dict[str, Any]:
+    """The section ``real_shortcut`` of ``metrics/shortcut.json`` (see the module docstring)."""
+    variants = sorted(v for f, v in evals if f == "natural")
+    out: dict[str, Any] = {
+        "removal_variant": removal_variant,
+        "banks": {a: {"n_source_images": b.n_source_images, "n_cutouts": len(b.cutouts)} for a, b in banks.items()},
+        "n_insertion": {a: int(len(data.insertions[f"real_{a}"].melanoma)) for a in banks if f"real_{a}" in data.insertions},
+        "n_removal": {a: {"benign": int((r.melanoma == 0).sum()), "melanoma": int((r.melanoma == 1).sum())}
+                      for a, r in data.removals.items()},
+        "variants": {}, "claim": {}}
+    for v in variants:
+        values = intervals[("natural", v)]
+        entry: dict[str, Any] = {"auroc_test": values["auroc_test"].as_dict()}
+        paired = v != "raw" and ("natural", "raw") in evals and (
+            sorted(e.seed for e in evals[("natural", v)]) == sorted(e.seed for e in evals[("natural", "raw")]))
+
+        def minus_raw(name: str) -> dict[str, Any]:
+            return paired_difference(data, evals[("natural", v)], evals[("natural", "raw")], name, plans).as_dict()
+
+        if paired:
+            entry["auroc_minus_raw"] = minus_raw("auroc_test")
+        for a in banks:
+            names = {"insertion_excess": {k: f"counterfactual/real_{a}/excess/{k}" for k in INSERTION_FIGURES},
+                     "removal": {k: f"removal/{a}/{k}" for k in REMOVAL_FIGURES},
+                     "benign_p_gap": {"benign_p_gap": f"subgroups/{a}/benign_p_gap"}}
+            fig: dict[str, Any] = {}
+            for section, mapping in names.items():
+                fig[section] = _figures(values, mapping)
+                if paired:
+                    fig[f"{section}_minus_raw"] = {k: minus_raw(n) for k, n in mapping.items() if n in values}
+            entry[a] = fig
+        out["variants"][v] = entry
+    raw = out["variants"].get("raw")
+    for v in variants:
+        if v == "raw" or raw is None or "auroc_minus_raw" not in out["variants"][v]:
+            continue
+        cleaned = out["variants"][v]
+        claims = {}
+        for a in banks:
+            r_ex, c_ex = raw[a]["insertion_excess"], cleaned[a]["insertion_excess"]
+            if "flip_rate" not in r_ex:
+                continue
+            claims[a] = {
+                "raw_insertion_exceeds_control": bool(r_ex["flip_rate"]["low"] > 0
+                                                      or not _includes_zero(r_ex["shift_malignant"])),
+                "cleaned_at_control_level": bool(_includes_zero(c_ex["flip_rate"])
+                                                 and _includes_zero(c_ex["shift_malignant"])),
+                "auroc_within_drop": bool(cleaned["auroc_minus_raw"]["mean"] >= -max_auroc_drop),
+            }
+        out["claim"][v] = claims
+    return out
