@@ -5,12 +5,15 @@ Runs the ``shortcut_report`` stage's function (:func:`dermclean.proof.report.sho
 classifiers trained elsewhere (``--classifiers DIR`` with ``DIR/<variant>/seed<k>/``, e.g. the
 ``train_classifier`` stage's folder or ``benchmarks/classifier_recipe.py --models`` folders linked
 as ``raw`` and ``telea``), the real artifacts cut along ``--detections``' masks and removed as in
-``--cleaned/<removal.method>/``, with the profile's ``proof`` section. Writes the full metrics to
+``--cleaned/<removal.method>/``, with the profile's ``proof`` section; with ``--detector`` (the
+bundle that made ``--detections``) the pasted images also go through detect + clean before the
+classifiers. Writes the full metrics to
 ``--out`` (as ``metrics/shortcut.json``), the Evidently reports to ``--reports`` and prints the
 table of docs/results/real_shortcut.md.
 
     python benchmarks/real_shortcut.py --manifest data/prepared/manifest.csv --detections data/detections \\
-        --cleaned data/cleaned --classifiers models/classifiers --out real_shortcut.json --reports real_reports
+        --cleaned data/cleaned --classifiers models/classifiers --detector models/detector_segment \\
+        --out real_shortcut.json --reports real_reports
 """
 
 from __future__ import annotations
@@ -38,15 +41,18 @@ def table(metrics: dict[str, Any]) -> str:
     """Markdown: per variant and real artifact, AUROC, insertion excess, removal shift, benign subgroup gap."""
     real = metrics["real_shortcut"]
     lines = ["| variant | artifact | melanoma AUROC (test) | insertion excess: flip rate | insertion excess: shift "
-             "(melanoma) | removal: shift (benign) | benign p with - without |", "|---|---|---|---|---|---|---|"]
+             "(melanoma) | behind cleaning: flip rate | behind cleaning: shift (melanoma) | removal: shift (benign) "
+             "| benign p with - without |", "|---|---|---|---|---|---|---|---|---|"]
     for variant, entry in real["variants"].items():
         auroc = entry["auroc_test"]
         auroc_text = f"{auroc['mean']:.3f} [{auroc['low']:.3f}, {auroc['high']:.3f}]"
         for artifact in real["banks"]:
             fig = entry[artifact]
             ins, rem = fig.get("insertion_excess", {}), fig.get("removal", {})
+            behind = fig.get("insertion_excess_cleaned", {})
             lines.append(f"| {variant} | {artifact} | {auroc_text} | {_ci(ins.get('flip_rate'))} | "
-                         f"{_ci(ins.get('shift_malignant'))} | {_ci(rem.get('shift_benign'))} | "
+                         f"{_ci(ins.get('shift_malignant'))} | {_ci(behind.get('flip_rate'))} | "
+                         f"{_ci(behind.get('shift_malignant'))} | {_ci(rem.get('shift_benign'))} | "
                          f"{_ci(fig['benign_p_gap'].get('benign_p_gap'))} |")
     return "\n".join(lines)
 
@@ -59,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detections", type=Path, required=True)
     parser.add_argument("--cleaned", type=Path, required=True)
     parser.add_argument("--classifiers", type=Path, required=True)
+    parser.add_argument("--detector", type=Path, default=None,
+                        help="the pipeline's detector bundle: insertions also shown behind detect + clean")
+    parser.add_argument("--remover", type=Path, default=None, help="model of removal.method (none for telea)")
     parser.add_argument("--reports", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default=None)
@@ -67,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     metrics = shortcut_report(params, manifest=args.manifest, classifiers=args.classifiers,
                               trap_dir=None, definition=None, out_dir=args.reports,
-                              device=pick_device(args.device), detections=args.detections, cleaned=args.cleaned)
+                              device=pick_device(args.device), detections=args.detections, cleaned=args.cleaned,
+                              detector=args.detector,
+                              remover_models={params["removal"]["method"]: args.remover})
     metrics["seconds"] = time.perf_counter() - began
     write_json(args.out, json_ready(metrics))
     print(table(metrics))

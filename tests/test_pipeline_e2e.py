@@ -141,6 +141,7 @@ def test_outputs_have_expected_content(pipeline):
             excess = figures["insertion_excess"]["shift_benign"]
             assert excess["low"] <= excess["mean"] <= excess["high"]
             assert "shift_benign" in figures["insertion_excess_minus_raw"]
+            assert "flip_rate" in figures["insertion_excess_cleaned"]  # pasted, detected, cleaned, classified
         if real["n_removal"].get(a):
             assert "flip_rate" in figures["removal"]
     excess = shortcut["excess_over_natural"]["raw"]  # trap classifier minus natural one, paired over seeds

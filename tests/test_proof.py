@@ -119,6 +119,27 @@ def test_insertion_flips_a_red_shortcut_but_not_the_control():
     assert ins.masks.shape == (6, 32, 32) and ins.masks[0, 2:10, 2:10].all() and ins.masks[0].sum() == 64
 
 
+def test_insertion_set_keeps_the_three_versions_as_a_cleaner_returns_them():
+    calls = []
+
+    def unred(images):  # a cleaner that removes pure red pixels (what red_square paints)
+        calls.append(len(images))
+        out = [im.copy() for im in images]
+        for im in out:
+            im[(im == (255, 0, 0)).all(-1)] = 128
+        return out
+
+    ins = build_insertion_set(grey(3), np.array([0, 1, 0]), artifact="ink", painter=red_square, size=16, seed=0,
+                              cleaner=unred)
+    assert calls == [3, 3, 3] and set(ins.cleaned) == {"original", "painted", "control"}
+    assert torch.allclose(ins.cleaned["painted"], ins.original) and not torch.allclose(ins.painted, ins.original)
+    preds = predict_insertions(Redness(), ins, cleaned=True)
+    assert np.allclose(preds.painted, preds.original)  # behind the cleaner the red square does nothing
+    with pytest.raises(ValueError, match="without a cleaner"):
+        predict_insertions(Redness(), build_insertion_set(grey(1), np.array([0]), artifact="ink", painter=red_square,
+                                                          size=16, seed=0), cleaned=True)
+
+
 def test_control_pastes_skin_from_the_same_image_in_the_same_shape():
     h, w = 20, 24
     image = np.arange(h * w * 3, dtype=np.int64).reshape(h, w, 3) % 251

@@ -19,6 +19,7 @@ Every figure is also computed for the control; the evidence is the insertion fig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,9 @@ from dermclean.classifier.train import predict_proba
 from dermclean.data.images import resize_map, to_tensor
 from dermclean.proof.painting import Painter
 from dermclean.proof.stats import Statistic, mean_of, ratio_of
+
+Cleaner = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""uint8 H x W x 3 images -> the same images cleaned (the pipeline's detector and remover)."""
 
 LESION_RADIUS = 0.3  # of min(H, W): the centre region a control avoids copying from (the lesion)
 
@@ -83,27 +87,35 @@ class InsertionSet:
     masks: np.ndarray
     melanoma: np.ndarray
     styles: list[str]
+    cleaned: dict[str, torch.Tensor] | None = None  # "original"/"painted"/"control" after the pipeline's cleaning
 
 
 def build_insertion_set(images: list[np.ndarray], melanoma: np.ndarray, *, artifact: str, painter: Painter,
-                        size: int, seed: int) -> InsertionSet:
-    """Paint ``artifact`` into each uint8 image at its own resolution, build its control, resize to ``size``."""
+                        size: int, seed: int, cleaner: Cleaner | None = None) -> InsertionSet:
+    """Paint ``artifact`` into each uint8 image at its own resolution, build its control, resize to ``size``.
+
+    With a ``cleaner`` (uint8 images -> the same images cleaned, e.g. the pipeline's detector and
+    remover) the three versions are also kept as they come out of it (``cleaned``): what a classifier
+    meant for cleaned inputs is shown when deployed behind the cleaning."""
     if len(images) != len(melanoma) or not images:
         raise ValueError(f"{len(images)} images and {len(melanoma)} labels: expected equal, non-zero counts")
     rng = np.random.default_rng(seed)
-    orig, painted, control, masks, styles = [], [], [], [], []
+    full: dict[str, list[np.ndarray]] = {"original": [], "painted": [], "control": []}
+    masks, styles = [], []
     for img in images:
         out = painter(img, rng)
         mask = np.asarray(out.mask, dtype=bool)
-        ctrl = control_paste(img, mask, rng)
-        orig.append(to_tensor(img, size))
-        painted.append(to_tensor(np.asarray(out.image, dtype=np.uint8), size))
-        control.append(to_tensor(ctrl.image, size))
+        full["original"].append(img)
+        full["painted"].append(np.asarray(out.image, dtype=np.uint8))
+        full["control"].append(control_paste(img, mask, rng).image)
         masks.append(resize_map(mask, (size, size)))
         styles.append(str(getattr(out, "style", "")))
-    return InsertionSet(artifact=artifact, original=torch.stack(orig), painted=torch.stack(painted),
-                        control=torch.stack(control), masks=np.stack(masks),
-                        melanoma=np.asarray(melanoma, dtype=int), styles=styles)
+    tensors = {k: torch.stack([to_tensor(im, size) for im in v]) for k, v in full.items()}
+    cleaned = None if cleaner is None else {k: torch.stack([to_tensor(im, size) for im in cleaner(v)])
+                                            for k, v in full.items()}
+    return InsertionSet(artifact=artifact, original=tensors["original"], painted=tensors["painted"],
+                        control=tensors["control"], masks=np.stack(masks), melanoma=np.asarray(melanoma, dtype=int),
+                        styles=styles, cleaned=cleaned)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,9 +170,11 @@ class InsertionPredictions:
 
 
 def predict_insertions(model: torch.nn.Module, insertion: InsertionSet, *, batch_size: int = 64,
-                       device: str | torch.device | None = None) -> InsertionPredictions:
-    """Run ``model`` on the original, painted and control images of ``insertion``."""
-    return InsertionPredictions(
-        original=predict_proba(model, insertion.original, batch_size=batch_size, device=device),
-        painted=predict_proba(model, insertion.painted, batch_size=batch_size, device=device),
-        control=predict_proba(model, insertion.control, batch_size=batch_size, device=device))
+                       device: str | torch.device | None = None, cleaned: bool = False) -> InsertionPredictions:
+    """Run ``model`` on the original, painted and control images of ``insertion`` (``cleaned``: as cleaned)."""
+    source = insertion.cleaned if cleaned else {"original": insertion.original, "painted": insertion.painted,
+                                                "control": insertion.control}
+    if source is None:
+        raise ValueError(f"insertion set {insertion.artifact!r} was built without a cleaner")
+    return InsertionPredictions(**{k: predict_proba(model, source[k], batch_size=batch_size, device=device)
+                                   for k in ("original", "painted", "control")})

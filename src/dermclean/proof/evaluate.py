@@ -29,8 +29,8 @@ from dermclean.data.images import load_rgb, to_tensor
 from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.io import read_json
 from dermclean.proof.attribution import AttributionShare, attribution_share
-from dermclean.proof.counterfactual import (InsertionPredictions, InsertionSet, build_insertion_set, flip_arrays,
-                                            predict_insertions)
+from dermclean.proof.counterfactual import (Cleaner, InsertionPredictions, InsertionSet, build_insertion_set,
+                                            flip_arrays, predict_insertions)
 from dermclean.proof.painting import Painter, heldout_painter
 from dermclean.proof.real_artifacts import ArtifactBank, RemovalSet, bank_painter, removal_set
 from dermclean.proof.stats import Interval, bootstrap_indices, difference, mean_of, seed_interval
@@ -76,17 +76,19 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
                          seed: int, trap_dir: str | os.PathLike[str] | None = None,
                          max_insertions: int | None = None, painters: dict[str, Painter] | None = None,
                          real_banks: dict[str, ArtifactBank] | None = None,
-                         cleaned_manifest: str | os.PathLike[str] | None = None) -> EvaluationData:
+                         cleaned_manifest: str | os.PathLike[str] | None = None,
+                         cleaner: Cleaner | None = None) -> EvaluationData:
     """Load the raw test split, build insertion sets for ``artifacts`` (held-out renderer style) and for
     each bank of ``real_banks`` that holds cutouts (``real_<artifact>``), removal sets for the banks' artifacts from
-    ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given."""
+    ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given. With a ``cleaner``
+    the real insertion sets are also kept as cleaned by it (the deployed path of a cleaned-data classifier)."""
     manifest = read_manifest(manifest_path)
     test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
     data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))
     real_banks = real_banks or {}
-    plan = [(a, a, (painters or {}).get(a) or heldout_painter(a)) for a in artifacts]
-    plan += [(f"real_{a}", a, bank_painter(bank)) for a, bank in real_banks.items() if bank.cutouts]
-    for k, (key, artifact, painter) in enumerate(plan):
+    plan = [(a, a, (painters or {}).get(a) or heldout_painter(a), None) for a in artifacts]
+    plan += [(f"real_{a}", a, bank_painter(bank), cleaner) for a, bank in real_banks.items() if bank.cutouts]
+    for k, (key, artifact, painter, clean) in enumerate(plan):
         rows = data.test.df[pd.to_numeric(data.test.df[artifact], errors="coerce").eq(0).fillna(False).to_numpy()]
         if max_insertions:
             rows = rows.iloc[:max_insertions]
@@ -94,7 +96,8 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
             continue
         images = [load_rgb(p, min_size=1) for p in image_paths(rows, manifest_path)]
         data.insertions[key] = build_insertion_set(images, rows["melanoma"].astype(int).to_numpy(),
-                                                   artifact=key, painter=painter, size=size, seed=seed + 1000 * (k + 1))
+                                                   artifact=key, painter=painter, size=size, seed=seed + 1000 * (k + 1),
+                                                   cleaner=clean)
     if cleaned_manifest is not None:
         for artifact in real_banks:
             removal = removal_set(manifest_path, cleaned_manifest, artifact, size=size)
@@ -122,6 +125,7 @@ class ClassifierEvaluation:
     threshold: float
     p_test: np.ndarray
     insertions: dict[str, InsertionPredictions] = field(default_factory=dict)
+    insertions_cleaned: dict[str, InsertionPredictions] = field(default_factory=dict)  # behind the pipeline's cleaning
     removals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # (raw, cleaned)
     attribution: dict[str, AttributionShare] = field(default_factory=dict)
     p_biased: dict[str, np.ndarray] = field(default_factory=dict)
@@ -137,6 +141,9 @@ def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | 
                                p_test=predict_proba(model, data.test.images, batch_size=batch_size, device=device))
     for artifact, ins in data.insertions.items():
         out.insertions[artifact] = predict_insertions(model, ins, batch_size=batch_size, device=device)
+        if ins.cleaned is not None:
+            out.insertions_cleaned[artifact] = predict_insertions(model, ins, batch_size=batch_size, device=device,
+                                                                  cleaned=True)
         if attribution:
             out.attribution[artifact] = attribution_share(model, ins.painted, ins.masks, batch_size=batch_size,
                                                           device=device)
@@ -195,15 +202,18 @@ def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) ->
         stats[f"subgroups/{flag}/benign_p_gap"] = ([difference(a, b) for a, b in zip(with_, without)], "test")
     for artifact, ins in data.insertions.items():
         plan = f"insertion/{artifact}"
-        versions = {version: [flip_arrays(e.insertions[artifact].original, getattr(e.insertions[artifact], version),
-                                          ins.melanoma, e.threshold).statistics() for e in evals]
-                    for version in ("painted", "control")}
-        for name in versions["painted"][0]:
-            for version, arrays in versions.items():
-                stats[f"counterfactual/{artifact}/{version}/{name}"] = ([a[name] for a in arrays], plan)
-            # painted minus control on the same images: what the artifact itself does
-            stats[f"counterfactual/{artifact}/excess/{name}"] = (
-                [difference(p[name], c[name]) for p, c in zip(versions["painted"], versions["control"])], plan)
+        for root, field_name in (("counterfactual", "insertions"), ("counterfactual_cleaned", "insertions_cleaned")):
+            if not all(artifact in getattr(e, field_name) for e in evals):
+                continue
+            preds = [getattr(e, field_name)[artifact] for e in evals]
+            versions = {version: [flip_arrays(p.original, getattr(p, version), ins.melanoma, e.threshold).statistics()
+                                  for p, e in zip(preds, evals)] for version in ("painted", "control")}
+            for name in versions["painted"][0]:
+                for version, arrays in versions.items():
+                    stats[f"{root}/{artifact}/{version}/{name}"] = ([a[name] for a in arrays], plan)
+                # painted minus control on the same images: what the artifact itself does
+                stats[f"{root}/{artifact}/excess/{name}"] = (
+                    [difference(p[name], c[name]) for p, c in zip(versions["painted"], versions["control"])], plan)
         if all(artifact in e.attribution for e in evals):
             stats[f"attribution/{artifact}/share_in_mask"] = ([mean_of(e.attribution[artifact].share) for e in evals], plan)
             stats[f"attribution/{artifact}/mask_area"] = ([mean_of(e.attribution[artifact].area) for e in evals], plan)

@@ -13,6 +13,9 @@ the shortcuts a dataset really holds (coloured patches on ISIC's benign lesions,
   the central disc where the lesion sits; a cutout that touched the border of its image (a sticker
   partly out of frame, a ruler along the edge) stays on the matching border and moves along it, so the counterfactual insertion
   (:mod:`dermclean.proof.counterfactual`, with its same-shape skin control) uses real artifacts.
+- :func:`pipeline_cleaner`: the pipeline's detector and remover as a
+  :data:`~dermclean.proof.counterfactual.Cleaner`, so an insertion can also be shown to a classifier
+  the way it is deployed for cleaned data (paste, detect, clean, classify).
 - :func:`removal_set`: the images of some splits whose human label says the type is present, raw
   and as the pipeline cleaned them (the ``clean`` stage's dataset of the pipeline's remover), so a
   classifier's probability shift under removal can be measured on real artifacts.
@@ -24,6 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,9 +38,9 @@ from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import Painted
 from dermclean.data.images import load_rgb, to_tensor
 from dermclean.data.manifest import image_paths, in_split, read_manifest
-from dermclean.data.masks import read_mask
+from dermclean.data.masks import dilate_mask, read_mask
 from dermclean.errors import DataError
-from dermclean.proof.counterfactual import LESION_RADIUS
+from dermclean.proof.counterfactual import LESION_RADIUS, Cleaner
 from dermclean.proof.painting import Painter
 
 
@@ -192,3 +196,18 @@ def removal_set(manifest_path: str | os.PathLike[str], cleaned_manifest: str | o
                       cleaned=torch.stack([to_tensor(load_rgb(p, min_size=1), size)
                                            for p in image_paths(cleaned_rows, cleaned_manifest)]),
                       melanoma=rows["melanoma"].astype(int).to_numpy())
+
+
+def pipeline_cleaner(detector: Any, remover: Any, *, dilation: int, batch_size: int = 16) -> Cleaner:
+    """Detect with ``detector`` (a loaded :class:`~dermclean.detection.detector.Detector`), dilate each mask by
+    ``dilation`` px and fill it with ``remover`` (:func:`~dermclean.removal.engine.make_remover`), as ``clean`` does."""
+
+    def clean(images: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            masks = [dilate_mask(d.mask, dilation) for d in detector.detect(chunk, batch_size=batch_size)]
+            out.extend(remover.fill(chunk, masks))
+        return out
+
+    return clean

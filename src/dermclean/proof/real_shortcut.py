@@ -5,7 +5,9 @@ recipe and seeds -- and each real artifact type (:mod:`dermclean.proof.real_arti
 
 - ``insertion_excess``: counterfactual insertion of real cutouts minus the same-shape skin control
   on the same test images (flip rates and mean probability shifts, paired), i.e. what the
-  artifact's look does beyond covering part of the image;
+  artifact's look does beyond covering part of the image; ``insertion_excess_cleaned``: the same
+  when all three versions first go through the pipeline's detector and remover, as images do
+  before a classifier trained on cleaned data in deployment;
 - ``removal``: the shift of p(melanoma) when the val/test images that carry the artifact are
   cleaned by the pipeline (detector + remover), benign and malignant apart;
 - ``benign_p_gap``: mean p(melanoma) on benign test images with the artifact minus without (human
@@ -15,8 +17,9 @@ recipe and seeds -- and each real artifact type (:mod:`dermclean.proof.real_arti
 
 ``claim`` states the test for each cleaned variant and artifact: the raw classifier's insertion
 effect exceeds the control (flip rate excess interval above 0, or the malignant-image shift excess
-interval excluding 0), the cleaned classifier's excess intervals include 0, and its test AUROC is
-no more than ``max_auroc_drop`` below raw's.
+interval excluding 0), the cleaned classifier's excess intervals include 0 (on raw inputs, and
+behind the cleaning when it was measured), and its test AUROC is no more than ``max_auroc_drop``
+below raw's.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], lis
             entry["auroc_minus_raw"] = minus_raw("auroc_test")
         for a in banks:
             names = {"insertion_excess": {k: f"counterfactual/real_{a}/excess/{k}" for k in INSERTION_FIGURES},
+                     "insertion_excess_cleaned": {k: f"counterfactual_cleaned/real_{a}/excess/{k}"
+                                                  for k in INSERTION_FIGURES},
                      "removal": {k: f"removal/{a}/{k}" for k in REMOVAL_FIGURES},
                      "benign_p_gap": {"benign_p_gap": f"subgroups/{a}/benign_p_gap"}}
             fig: dict[str, Any] = {}
@@ -89,6 +94,9 @@ def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], lis
                                                       or not _includes_zero(r_ex["shift_malignant"])),
                 "cleaned_at_control_level": bool(_includes_zero(c_ex["flip_rate"])
                                                  and _includes_zero(c_ex["shift_malignant"])),
+                "cleaned_at_control_level_behind_cleaning": (
+                    bool(_includes_zero(c_cl["flip_rate"]) and _includes_zero(c_cl["shift_malignant"]))
+                    if (c_cl := cleaned[a]["insertion_excess_cleaned"]) else None),
                 "auroc_within_drop": bool(cleaned["auroc_minus_raw"]["mean"] >= -max_auroc_drop),
             }
         out["claim"][v] = claims

@@ -43,7 +43,9 @@ from dermclean.io import atomic_path
 from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
                                       paired_difference, prediction_table, summarize_group, val_trap_gap)
-from dermclean.proof.real_artifacts import ArtifactBank, cut_bank
+from dermclean.detection.detector import load_detector
+from dermclean.proof.real_artifacts import ArtifactBank, cut_bank, pipeline_cleaner
+from dermclean.removal.engine import make_remover, removal_config
 from dermclean.proof.real_shortcut import real_shortcut_summary
 from dermclean.proof.evidently_report import load_report_definition, variant_report, variant_table
 from dermclean.tracking.classifier_runs import attach_to_classifier_run
@@ -96,11 +98,14 @@ def real_banks(params: dict[str, Any], manifest: Path, detections: Path | None) 
 
 def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path, trap_dir: Path | None,
                     definition: str | os.PathLike[str] | None, out_dir: Path, device: Any,
-                    batch_size: int = 64, detections: Path | None = None, cleaned: Path | None = None) -> dict[str, Any]:
+                    batch_size: int = 64, detections: Path | None = None, cleaned: Path | None = None,
+                    detector: Path | None = None, remover_models: dict[str, Path | None] | None = None) -> dict[str, Any]:
     """Evaluate every classifier (see the module docstring); reports into ``out_dir``; returns the metrics.
 
     ``detections`` (the detect stage's folder) and ``cleaned`` (the clean stage's) enable the real-artifact
-    counterfactuals: banks cut along the detected masks, removal read from ``cleaned/<removal.method>``."""
+    counterfactuals: banks cut along the detected masks, removal read from ``cleaned/<removal.method>``; with
+    the pipeline's ``detector`` bundle (and ``remover_models[removal.method]``, ``None`` for Telea) the real
+    insertions are also shown to every classifier behind the pipeline's cleaning."""
     proof = params["proof"]
     seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
     report_definition = load_report_definition(definition)
@@ -115,9 +120,16 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     if cleaned_manifest is not None and not cleaned_manifest.is_file():
         raise PathNotFound(f"{cleaned_manifest} not found; expected the clean stage's dataset of removal.method "
                            f"{removal_variant!r}")
+    cleaner = None
+    if banks and detector is not None and removal_variant:
+        config = removal_config(params, seed=seed)
+        cleaner = pipeline_cleaner(load_detector(detector, device=device),
+                                   make_remover(removal_variant, model=(remover_models or {}).get(removal_variant),
+                                                config=config, device=device),
+                                   dilation=config.dilation)
     data = load_evaluation_data(manifest, size=sizes.pop(), artifacts=list(proof.get("counterfactual_artifacts") or []),
                                 seed=seed, trap_dir=trap_dir, max_insertions=proof.get("max_insertions"),
-                                real_banks=banks, cleaned_manifest=cleaned_manifest)
+                                real_banks=banks, cleaned_manifest=cleaned_manifest, cleaner=cleaner)
     plans = make_plans(data, n_boot=n_boot, seed=seed)
     trap_artifact = data.trap_artifact
     evals: dict[tuple[str, str], list] = {}
@@ -155,7 +167,7 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     if banks:
         drop = float((params.get("promote") or {}).get("classifier", {}).get("max_auroc_drop", 0.02))
         metrics["real_shortcut"] = real_shortcut_summary(data, evals, intervals, plans, banks=banks,
-                                                         removal_variant=removal_variant if cleaned_manifest else None,
+                                                         removal_variant=removal_variant if cleaned_manifest or cleaner else None,
                                                          max_auroc_drop=drop)
     return metrics
 
