@@ -5,8 +5,8 @@ split (human artifact labels), the counterfactual insertion sets (one per artifa
 test images labelled without that artifact: ``<artifact>`` painted by the held-out renderer style,
 ``real_<artifact>`` pasted from a bank of real ones, :mod:`dermclean.proof.real_artifacts`), the
 removal sets (val/test images labelled with an artifact, raw and as the pipeline cleaned them) and,
-when a trap set exists, its biased and reversed val/test images. :func:`evaluate_classifier` runs one classifier over all of it;
-:func:`summarize_group` turns the classifiers of one (family, variant) -- one per seed -- into
+when a trap set exists, its biased and reversed val/test images. :func:`evaluate_classifier` runs
+one classifier over all of it; :func:`summarize_group` turns the classifiers of one (family, variant) -- one per seed -- into
 figures with 95 % intervals (:mod:`dermclean.proof.stats`: paired bootstrap over test images,
 mean over seeds).
 """
@@ -79,9 +79,10 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
                          cleaned_manifest: str | os.PathLike[str] | None = None,
                          cleaner: Cleaner | None = None) -> EvaluationData:
     """Load the raw test split, build insertion sets for ``artifacts`` (held-out renderer style) and for
-    each bank of ``real_banks`` that holds cutouts (``real_<artifact>``), removal sets for the banks' artifacts from
-    ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given. With a ``cleaner``
-    the real insertion sets are also kept as cleaned by it (the deployed path of a cleaned-data classifier)."""
+    each bank of ``real_banks`` that holds cutouts (``real_<artifact>``), removal sets for the banks'
+    artifacts from ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given.
+    With a ``cleaner`` the real insertion sets are also kept as cleaned by it (the deployed path of a
+    cleaned-data classifier)."""
     manifest = read_manifest(manifest_path)
     test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
     data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))

@@ -38,16 +38,16 @@ import numpy as np
 from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
 from dermclean.config import params_seed
+from dermclean.detection.detector import load_detector
 from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path
 from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
                                       paired_difference, prediction_table, summarize_group, val_trap_gap)
-from dermclean.detection.detector import load_detector
-from dermclean.proof.real_artifacts import ArtifactBank, cut_bank, pipeline_cleaner
-from dermclean.removal.engine import make_remover, removal_config
-from dermclean.proof.real_shortcut import real_shortcut_summary
 from dermclean.proof.evidently_report import load_report_definition, variant_report, variant_table
+from dermclean.proof.real_artifacts import ArtifactBank, cut_bank, pipeline_cleaner
+from dermclean.proof.real_shortcut import real_shortcut_summary
+from dermclean.removal.engine import make_remover, removal_config
 from dermclean.tracking.classifier_runs import attach_to_classifier_run
 
 METHOD = ("95 % percentile bootstrap over test images ({n_boot} resamples shared by every classifier, so "
@@ -166,9 +166,9 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     metrics.update(choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs))
     if banks:
         drop = float((params.get("promote") or {}).get("classifier", {}).get("max_auroc_drop", 0.02))
+        used = removal_variant if cleaned_manifest or cleaner else None
         metrics["real_shortcut"] = real_shortcut_summary(data, evals, intervals, plans, banks=banks,
-                                                         removal_variant=removal_variant if cleaned_manifest or cleaner else None,
-                                                         max_auroc_drop=drop)
+                                                         removal_variant=used, max_auroc_drop=drop)
     return metrics
 
 
