@@ -80,6 +80,12 @@ def test_evidently_variant_report_beside_the_reference(tmp_path):
     assert groups["with"]["MeanValue[error]"] == pytest.approx(with_patch["error"].mean())
     assert out.numbers["subgroups"]["ruler"]["unlabelled"]["n"] == 4
     assert out.numbers["reference"] == "raw" and any(k.startswith("ValueDrift") for k in out.numbers["overall"])
+    flagged, _ = variant_table(test, probs, [0.5, 0.6], definition=definition,  # detector flags where unlabelled
+                               flags=pd.DataFrame({"image_id": ["i0", "i56", "i57"], "ruler": [1, 1, 0]}))
+    assert flagged["ruler"].tolist()[-5:] == ["without", "with", "without", "unlabelled", "unlabelled"]
+    assert flagged["ruler"].iloc[0] == "without"  # i0's human 0 stands against the detector's 1
+    assert flagged["ruler_source"].tolist()[:1] + flagged["ruler_source"].tolist()[-4:] == [
+        "human", "detector", "detector", "none", "none"]  # a human label is never overridden (i0)
     alone = variant_report(raw, None, tmp_path / "raw.html", threshold=t_raw, title="raw", definition=definition)
     assert alone.numbers["reference"] is None and not any(k.startswith("ValueDrift") for k in alone.numbers["overall"])
     assert "this is the reference variant" in alone.html_path.read_text()

@@ -8,8 +8,8 @@ subgroup and the whole-set presets -- is defined in a data file,
 :func:`variant_table` turns a variant's classifiers (one per seed) into one prediction table over
 the raw test split: ``p_malignant`` is the mean over seeds, ``error`` whether it is on the wrong
 side of the mean of the seeds' operating thresholds, and each subgroup column (``patches``,
-``ruler``, ``ink``) reads ``with`` / ``without`` from the human labels (``unlabelled`` where a row
-has none). :func:`variant_report` runs ``Report(...).run(current_data=variant,
+``ruler``, ``ink``) reads ``with`` / ``without`` from the human labels, from the pipeline detector's
+flags where a row has none (``unlabelled`` where neither is known). :func:`variant_report` runs ``Report(...).run(current_data=variant,
 reference_data=reference variant)`` -- the same images, so Evidently shows the cleaned variant's
 figures side by side with raw's -- and the reference variant's own report runs without reference.
 
@@ -95,8 +95,12 @@ def _build(item: dict[str, Any], threshold: float) -> Any:
 
 
 def variant_table(test: pd.DataFrame, probabilities: list[np.ndarray], thresholds: list[float], *,
-                  definition: ReportDefinition) -> tuple[pd.DataFrame, float]:
-    """One variant's prediction table over ``test`` (see the module docstring) and its threshold."""
+                  definition: ReportDefinition, flags: pd.DataFrame | None = None) -> tuple[pd.DataFrame, float]:
+    """One variant's prediction table over ``test`` (see the module docstring) and its threshold.
+
+    ``flags`` (``image_id`` and 0/1 columns named like the subgroup columns, e.g. the pipeline
+    detector's flags at its operating points) fill the subgroup of rows without a human label;
+    ``<column>_source`` says which rows took a flag."""
     if not probabilities or any(len(p) != len(test) for p in probabilities):
         raise ValueError(f"{len(probabilities)} prediction arrays for {len(test)} test rows; expected one per seed")
     p = np.mean(np.stack(probabilities), axis=0)
@@ -104,9 +108,16 @@ def variant_table(test: pd.DataFrame, probabilities: list[np.ndarray], threshold
     y = test["melanoma"].astype(int).to_numpy()
     table = pd.DataFrame({"image_id": test["image_id"].to_numpy(), definition.target: y, definition.prediction: p,
                           definition.error: ((p >= threshold) != y.astype(bool)).astype(int)})
+    detected = None if flags is None else flags.set_index("image_id").reindex(test["image_id"].to_numpy())
     for column in definition.group_by:
         flag = pd.to_numeric(test[column], errors="coerce").to_numpy(dtype=float)
+        source = np.where(np.isnan(flag), "none", "human")
+        if detected is not None and column in detected:
+            guess = pd.to_numeric(detected[column], errors="coerce").to_numpy(dtype=float)
+            fill = np.isnan(flag) & ~np.isnan(guess)
+            flag, source = np.where(fill, guess, flag), np.where(fill, "detector", source)
         table[column] = np.where(flag == 1, "with", np.where(flag == 0, "without", "unlabelled"))
+        table[f"{column}_source"] = source
     return table, threshold
 
 
@@ -145,9 +156,14 @@ def _top_values(snapshot: Any) -> dict[str, Any]:
 
 
 def _counts(table: pd.DataFrame, definition: ReportDefinition) -> dict[str, dict[str, dict[str, int]]]:
-    return {c: {label: {"n": int((table[c] == label).sum()),
-                        "melanoma": int(table.loc[table[c] == label, definition.target].sum())}
-                for label in LABELS if (table[c] == label).any()} for c in definition.group_by}
+    def count(c: str, label: str) -> dict[str, int]:
+        rows = table[c] == label
+        out = {"n": int(rows.sum()), "melanoma": int(table.loc[rows, definition.target].sum())}
+        if f"{c}_source" in table:
+            out["from_detector"] = int((rows & (table[f"{c}_source"] == "detector")).sum())
+        return out
+
+    return {c: {label: count(c, label) for label in LABELS if (table[c] == label).any()} for c in definition.group_by}
 
 
 def _share_bundle(page: str, folder: Path) -> str:
@@ -198,14 +214,17 @@ def variant_report(current: pd.DataFrame, reference: pd.DataFrame | None, html_p
                                                  if label in counts[c]}
                                              for c, groups in _grouped_values(snapshot).items()},
                                "overall": _top_values(snapshot)}
-    sizes = "; ".join(f"{c}: " + ", ".join(f"{label} {v['n']} ({v['melanoma']} melanoma)" for label, v in counts[c].items())
+    sizes = "; ".join(f"{c}: " + ", ".join(f"{label} {v['n']} ({v['melanoma']} melanoma"
+                                           + (f", {v['from_detector']} by detector flag" if v.get("from_detector") else "")
+                                           + ")" for label, v in counts[c].items())
                       for c in definition.group_by)
     beside = (f"reference = the <b>{html.escape(definition.reference_variant)}</b> variant's classifiers on the same "
               f"images" if reference is not None else "no reference: this is the reference variant")
     header = (f'<div style="font-family:sans-serif;padding:12px;border-bottom:1px solid #ccc">'
               f"<h2>{html.escape(title)}</h2><p>current = this variant's classifiers (p_malignant = mean over "
               f"seeds; error at the mean operating threshold {threshold:.3f}); {beside}. Every grouped metric is "
-              f"computed in each subgroup of {', '.join(definition.group_by)} (human labels).</p>"
+              f"computed in each subgroup of {', '.join(definition.group_by)} (human labels; the pipeline "
+              f"detector's flags where a row has none).</p>"
               f"<p>Subgroups: {html.escape(sizes)}</p></div>")
     page = snapshot.get_html_str(as_iframe=False).replace("<body>", "<body>" + header, 1)
     out = Path(html_path)

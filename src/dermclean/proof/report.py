@@ -30,17 +30,21 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from dermclean.audit.flags import read_flags
 from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
 from dermclean.config import params_seed
+from dermclean.constants import OUTLIER_CLASSES
 from dermclean.detection.detector import load_detector
+from dermclean.detection.operating_points import OperatingPoints
 from dermclean.errors import DataError, PathNotFound
-from dermclean.io import atomic_path
+from dermclean.io import atomic_path, read_json
 from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
                                       paired_difference, prediction_table, summarize_group, val_trap_gap)
@@ -146,7 +150,8 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
                                      attribution=bool(proof.get("attribution", True)))
             evals.setdefault((m["family"], m["variant"]), []).append(ev)
             prediction_table(data, ev).to_csv(out / "predictions" / f"{name}.csv", index=False)
-        evidently = variant_reports(data, evals, models, out, report_definition, trap_artifact)
+        flags = detector_flags(detections, detector)
+        evidently = variant_reports(data, evals, models, out, report_definition, trap_artifact, flags)
     summary = {fam: {} for fam, _ in evals}
     intervals = {}
     for (family, variant), group in sorted(evals.items()):
@@ -172,14 +177,27 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     return metrics
 
 
-def variant_reports(data, evals, models, out: Path, definition, trap_artifact: str | None) -> dict[str, Any]:
+def detector_flags(detections: Path | None, detector: Path | None) -> pd.DataFrame | None:
+    """``image_id`` and 0/1 ruler / ink / patches flags of ``detections`` at ``detector``'s operating points
+    (``None`` without both, or for a bundle saved without operating points)."""
+    if detections is None or detector is None or not (Path(detector) / "operating_points.json").is_file():
+        return None
+    table = read_flags(detections, OperatingPoints.from_dict(read_json(Path(detector) / "operating_points.json")))
+    out = pd.DataFrame({"image_id": [str(PurePosixPath(name).with_suffix("")) for name in table["image"]]})
+    for flag in OUTLIER_CLASSES:
+        out[flag] = table[f"{flag}_flag"].to_numpy()
+    return out
+
+
+def variant_reports(data, evals, models, out: Path, definition, trap_artifact: str | None,
+                    flags: pd.DataFrame | None = None) -> dict[str, Any]:
     """One Evidently report per natural variant (``out/<variant>.html``, raw's figures beside a cleaned
     variant's); its self-contained copy and each classifier's headline figures go to the classifier's run."""
     tables = {}
     for (family, variant), group in sorted(evals.items()):
         if family == "natural":
             tables[variant] = variant_table(data.test.df, [e.p_test for e in group], [e.threshold for e in group],
-                                            definition=definition)
+                                            definition=definition, flags=flags)
     numbers: dict[str, Any] = {}
     reference = tables.get(definition.reference_variant)
     with tempfile.TemporaryDirectory(prefix="dermclean-evidently-") as scratch:
