@@ -126,3 +126,14 @@ def test_embedded_default_raw_classifier_shifts_more_under_real_patches_than_the
         excess[variant] = float(np.mean(shifts))
     assert excess["raw"] < -0.05, excess  # real patches pull predictions towards benign
     assert abs(excess["cleaned"]) < 0.03 and excess["raw"] < excess["cleaned"] - 0.05, excess
+
+
+def test_claim_intervals_need_defined_bounds():
+    from dermclean.proof.real_shortcut import _excludes_zero, _includes_zero
+
+    nan = float("nan")
+    assert _includes_zero({"low": -0.1, "high": 0.2}) and not _excludes_zero({"low": -0.1, "high": 0.2})
+    assert _excludes_zero({"low": -0.3, "high": -0.2}) and _excludes_zero({"low": 0.1, "high": 0.2})
+    # an undefined figure (no melanoma among the insertion images) supports neither side of the claim
+    assert not _includes_zero({"low": nan, "high": nan}) and not _excludes_zero({"low": nan, "high": nan})
+    assert not _includes_zero(None) and not _excludes_zero({})

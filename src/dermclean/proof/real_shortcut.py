@@ -24,6 +24,7 @@ below raw's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dermclean.proof.evaluate import ClassifierEvaluation, EvaluationData, Plans, paired_difference
@@ -34,8 +35,16 @@ INSERTION_FIGURES = ("flip_rate", "flip_m2b", "flip_b2m", "shift_malignant", "sh
 REMOVAL_FIGURES = ("shift_benign", "shift_malignant", "flip_rate")
 
 
-def _includes_zero(interval: dict[str, Any]) -> bool:
-    return interval["low"] <= 0.0 <= interval["high"]
+def _includes_zero(interval: dict[str, Any] | None) -> bool:
+    """The interval is defined and holds 0."""
+    low, high = (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
+    return math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high
+
+
+def _excludes_zero(interval: dict[str, Any] | None) -> bool:
+    """The interval is defined and lies wholly above or below 0."""
+    low, high = (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
+    return math.isfinite(low) and math.isfinite(high) and (low > 0.0 or high < 0.0)
 
 
 def _figures(intervals: dict[str, Interval], names: dict[str, str]) -> dict[str, Any]:
@@ -90,12 +99,13 @@ def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], lis
             if "flip_rate" not in r_ex:
                 continue
             claims[a] = {
-                "raw_insertion_exceeds_control": bool(r_ex["flip_rate"]["low"] > 0
-                                                      or not _includes_zero(r_ex["shift_malignant"])),
-                "cleaned_at_control_level": bool(_includes_zero(c_ex["flip_rate"])
-                                                 and _includes_zero(c_ex["shift_malignant"])),
+                "raw_insertion_exceeds_control": bool((math.isfinite(r_ex["flip_rate"]["low"])
+                                                       and r_ex["flip_rate"]["low"] > 0)
+                                                      or _excludes_zero(r_ex.get("shift_malignant"))),
+                "cleaned_at_control_level": bool(_includes_zero(c_ex.get("flip_rate"))
+                                                 and _includes_zero(c_ex.get("shift_malignant"))),
                 "cleaned_at_control_level_behind_cleaning": (
-                    bool(_includes_zero(c_cl["flip_rate"]) and _includes_zero(c_cl["shift_malignant"]))
+                    bool(_includes_zero(c_cl.get("flip_rate")) and _includes_zero(c_cl.get("shift_malignant")))
                     if (c_cl := cleaned[a]["insertion_excess_cleaned"]) else None),
                 "auroc_within_drop": bool(cleaned["auroc_minus_raw"]["mean"] >= -max_auroc_drop),
             }
