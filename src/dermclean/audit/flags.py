@@ -44,8 +44,8 @@ def mask_area(path: Path) -> float:
         return float((np.asarray(handle.convert("L")) > 0).mean())
 
 
-def read_flags(detections: str | os.PathLike[str], points: OperatingPoints) -> pd.DataFrame:
-    """The :data:`FLAG_COLUMNS` frame of a ``detect`` output folder, in its ``scores.csv`` order."""
+def read_scores(detections: str | os.PathLike[str], points: OperatingPoints) -> pd.DataFrame:
+    """``image``, the probabilities and the flags of a ``detect`` output folder's ``scores.csv``, in its order."""
     detections = Path(detections)
     scores_file = detections / "scores.csv"
     if not scores_file.is_file():
@@ -57,7 +57,13 @@ def read_flags(detections: str | os.PathLike[str], points: OperatingPoints) -> p
         raise OptionError(f"{scores_file} lacks the columns {missing}; expected a `dermclean detect` scores.csv")
     table = scores[["image", *OUTLIER_CLASSES]].copy()
     table["any"] = scores["score"]
-    table = pd.concat([table, points.flags(scores)], axis=1)
+    return pd.concat([table, points.flags(scores)], axis=1)
+
+
+def read_flags(detections: str | os.PathLike[str], points: OperatingPoints) -> pd.DataFrame:
+    """The :data:`FLAG_COLUMNS` frame of a ``detect`` output folder, in its ``scores.csv`` order."""
+    detections = Path(detections)
+    table = read_scores(detections, points)
     masks = [mask_path(detections, name) for name in table["image"]]
     missing = next((m for m in masks if not m.is_file()), None)
     if missing is not None:

@@ -14,6 +14,7 @@ mean over seeds).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,15 +247,18 @@ def summarize_group(data: EvaluationData, evals: list[ClassifierEvaluation], pla
             for name, (seed_stats, plan) in group_statistics(data, evals).items()}
 
 
-def paired_difference(data: EvaluationData, a: list[ClassifierEvaluation], b: list[ClassifierEvaluation],
-                      name: str, plans: Plans) -> Interval:
-    """``figure(a) - figure(b)`` (mean over seeds) with a paired interval; seeds matched by number."""
-    sa, sb = group_statistics(data, sorted(a, key=lambda e: e.seed)), group_statistics(data, sorted(b, key=lambda e: e.seed))
-    seeds_a, seeds_b = [e.seed for e in sorted(a, key=lambda e: e.seed)], [e.seed for e in sorted(b, key=lambda e: e.seed)]
+def paired_differences(data: EvaluationData, a: list[ClassifierEvaluation], b: list[ClassifierEvaluation],
+                       names: Iterable[str], plans: Plans) -> dict[str, Interval]:
+    """``figure(a) - figure(b)`` (mean over seeds) with a paired interval, for each of ``names`` that both
+    groups have; seeds matched by number. Each group's statistics are built once."""
+    a, b = sorted(a, key=lambda e: e.seed), sorted(b, key=lambda e: e.seed)
+    seeds_a, seeds_b = [e.seed for e in a], [e.seed for e in b]
     if seeds_a != seeds_b:
-        raise ValueError(f"paired difference of {name}: seeds {seeds_a} vs {seeds_b}; expected the same seeds")
-    stats = [difference(x, y) for x, y in zip(sa[name][0], sb[name][0])]
-    return seed_interval(stats, plan_indices(plans, sa[name][1]))
+        raise ValueError(f"paired differences: seeds {seeds_a} vs {seeds_b}; expected the same seeds")
+    sa, sb = group_statistics(data, a), group_statistics(data, b)
+    return {name: seed_interval([difference(x, y) for x, y in zip(sa[name][0], sb[name][0])],
+                                plan_indices(plans, sa[name][1]))
+            for name in names if name in sa and name in sb}
 
 
 def point(values: dict[str, Interval], name: str) -> float:

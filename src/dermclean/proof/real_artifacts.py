@@ -11,8 +11,9 @@ the shortcuts a dataset really holds (coloured patches on ISIC's benign lesions,
 - :func:`bank_painter`: a :data:`~dermclean.proof.painting.Painter` that pastes one cutout (chosen
   at random, flipped at random) at a random position that keeps it inside the image and away from
   the central disc where the lesion sits; a cutout that touched the border of its image (a sticker
-  partly out of frame, a ruler along the edge) stays on the matching border and moves along it, so the counterfactual insertion
-  (:mod:`dermclean.proof.counterfactual`, with its same-shape skin control) uses real artifacts.
+  partly out of frame, a ruler along the edge) stays on the matching border and moves along it.
+  The counterfactual insertion (:mod:`dermclean.proof.counterfactual`, with its same-shape skin
+  control) thus uses real artifacts.
 - :func:`pipeline_cleaner`: the pipeline's detector and remover as a
   :data:`~dermclean.proof.counterfactual.Cleaner`, so an insertion can also be shown to a classifier
   the way it is deployed for cleaned data (paste, detect, clean, classify).

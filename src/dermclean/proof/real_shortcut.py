@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from dermclean.proof.evaluate import ClassifierEvaluation, EvaluationData, Plans, paired_difference
+from dermclean.proof.evaluate import ClassifierEvaluation, EvaluationData, Plans, paired_differences
 from dermclean.proof.real_artifacts import ArtifactBank
 from dermclean.proof.stats import Interval
 
@@ -39,6 +39,12 @@ def _includes_zero(interval: dict[str, Any] | None) -> bool:
     """The interval is defined and holds 0."""
     low, high = (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
     return math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high
+
+
+def _above_zero(interval: dict[str, Any] | None) -> bool:
+    """The interval is defined and lies wholly above 0."""
+    low = (interval or {}).get("low", math.nan)
+    return math.isfinite(low) and low > 0.0
 
 
 def _excludes_zero(interval: dict[str, Any] | None) -> bool:
@@ -67,25 +73,24 @@ def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], lis
     for v in variants:
         values = intervals[("natural", v)]
         entry: dict[str, Any] = {"auroc_test": values["auroc_test"].as_dict()}
-        paired = v != "raw" and ("natural", "raw") in evals and (
-            sorted(e.seed for e in evals[("natural", v)]) == sorted(e.seed for e in evals[("natural", "raw")]))
-
-        def minus_raw(name: str) -> dict[str, Any]:
-            return paired_difference(data, evals[("natural", v)], evals[("natural", "raw")], name, plans).as_dict()
-
-        if paired:
-            entry["auroc_minus_raw"] = minus_raw("auroc_test")
-        for a in banks:
-            names = {"insertion_excess": {k: f"counterfactual/real_{a}/excess/{k}" for k in INSERTION_FIGURES},
+        names = {a: {"insertion_excess": {k: f"counterfactual/real_{a}/excess/{k}" for k in INSERTION_FIGURES},
                      "insertion_excess_cleaned": {k: f"counterfactual_cleaned/real_{a}/excess/{k}"
                                                   for k in INSERTION_FIGURES},
                      "removal": {k: f"removal/{a}/{k}" for k in REMOVAL_FIGURES},
-                     "benign_p_gap": {"benign_p_gap": f"subgroups/{a}/benign_p_gap"}}
+                     "benign_p_gap": {"benign_p_gap": f"subgroups/{a}/benign_p_gap"}} for a in banks}
+        paired = v != "raw" and ("natural", "raw") in evals and (
+            sorted(e.seed for e in evals[("natural", v)]) == sorted(e.seed for e in evals[("natural", "raw")]))
+        diffs = {}
+        if paired:
+            wanted = ["auroc_test"] + [n for sections in names.values() for m in sections.values() for n in m.values()]
+            diffs = paired_differences(data, evals[("natural", v)], evals[("natural", "raw")], wanted, plans)
+            entry["auroc_minus_raw"] = diffs["auroc_test"].as_dict()
+        for a, sections in names.items():
             fig: dict[str, Any] = {}
-            for section, mapping in names.items():
+            for section, mapping in sections.items():
                 fig[section] = _figures(values, mapping)
                 if paired:
-                    fig[f"{section}_minus_raw"] = {k: minus_raw(n) for k, n in mapping.items() if n in values}
+                    fig[f"{section}_minus_raw"] = _figures(diffs, mapping)
             entry[a] = fig
         out["variants"][v] = entry
     raw = out["variants"].get("raw")
@@ -99,8 +104,7 @@ def real_shortcut_summary(data: EvaluationData, evals: dict[tuple[str, str], lis
             if "flip_rate" not in r_ex:
                 continue
             claims[a] = {
-                "raw_insertion_exceeds_control": bool((math.isfinite(r_ex["flip_rate"]["low"])
-                                                       and r_ex["flip_rate"]["low"] > 0)
+                "raw_insertion_exceeds_control": bool(_above_zero(r_ex["flip_rate"])
                                                       or _excludes_zero(r_ex.get("shift_malignant"))),
                 "cleaned_at_control_level": bool(_includes_zero(c_ex.get("flip_rate"))
                                                  and _includes_zero(c_ex.get("shift_malignant"))),

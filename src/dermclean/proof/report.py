@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dermclean.audit.flags import read_flags
+from dermclean.audit.flags import read_scores
 from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
 from dermclean.config import params_seed
@@ -47,7 +47,7 @@ from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path, read_json
 from dermclean.proof.counterfactual import flip_arrays
 from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evaluation_data, make_plans,
-                                      paired_difference, prediction_table, summarize_group, val_trap_gap)
+                                      paired_differences, prediction_table, summarize_group, val_trap_gap)
 from dermclean.proof.evidently_report import load_report_definition, variant_report, variant_table
 from dermclean.proof.real_artifacts import ArtifactBank, cut_bank, pipeline_cleaner
 from dermclean.proof.real_shortcut import real_shortcut_summary
@@ -94,10 +94,8 @@ def real_banks(params: dict[str, Any], manifest: Path, detections: Path | None) 
     proof = params["proof"]
     if detections is None or not proof.get("real_artifacts"):
         return {}
-    bank = proof.get("real_bank") or {}
-    return {a: cut_bank(manifest, detections, a, min_area=float(bank.get("min_area", 0.002)),
-                        max_area=float(bank.get("max_area", 0.25)), per_image=int(bank.get("per_image", 1)))
-            for a in proof["real_artifacts"]}
+    bank = {k: v for k, v in (proof.get("real_bank") or {}).items() if k in ("min_area", "max_area", "per_image")}
+    return {a: cut_bank(manifest, detections, a, **bank) for a in proof["real_artifacts"]}
 
 
 def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path, trap_dir: Path | None,
@@ -182,7 +180,7 @@ def detector_flags(detections: Path | None, detector: Path | None) -> pd.DataFra
     (``None`` without both, or for a bundle saved without operating points)."""
     if detections is None or detector is None or not (Path(detector) / "operating_points.json").is_file():
         return None
-    table = read_flags(detections, OperatingPoints.from_dict(read_json(Path(detector) / "operating_points.json")))
+    table = read_scores(detections, OperatingPoints.from_dict(read_json(Path(detector) / "operating_points.json")))
     out = pd.DataFrame({"image_id": [str(PurePosixPath(name).with_suffix("")) for name in table["image"]]})
     for flag in OUTLIER_CLASSES:
         out[flag] = table[f"{flag}_flag"].to_numpy()
@@ -250,9 +248,8 @@ def excess_over_natural(data, evals, intervals, plans, trap_artifact: str | None
         trap, natural = evals[("trap", variant)], evals[("natural", variant)]
         if sorted(e.seed for e in trap) != sorted(e.seed for e in natural):
             continue
-        out[variant] = {key: paired_difference(data, trap, natural, name, plans).as_dict()
-                        for key, name in names.items()
-                        if name in intervals[("trap", variant)] and name in intervals[("natural", variant)]}
+        diffs = paired_differences(data, trap, natural, names.values(), plans)
+        out[variant] = {key: diffs[name].as_dict() for key, name in names.items() if name in diffs}
     return out
 
 
@@ -273,9 +270,10 @@ def choose_and_compare(data, evals, intervals, plans, trap_artifact, val_aurocs:
     flip = f"counterfactual/{trap_artifact}/painted/flip_rate"
     comparison = {}
     for v in cleaned:
-        comparison[v] = {key: paired_difference(data, evals[("trap", v)], evals[("trap", "raw")], name, plans).as_dict()
+        diffs = paired_differences(data, evals[("trap", v)], evals[("trap", "raw")], ["trap/test/gap", flip], plans)
+        comparison[v] = {key: diffs[name].as_dict()
                          for key, name in (("trap_gap_minus_raw", "trap/test/gap"), ("flip_rate_minus_raw", flip))
-                         if name in intervals[("trap", "raw")]}
+                         if name in diffs}
     out["comparison"] = comparison
     raw_i, best_i = intervals[("trap", "raw")], intervals[("trap", best)]
     bar = {"raw_trap_gap": raw_i["trap/test/gap"].as_dict(), "best_trap_gap": best_i["trap/test/gap"].as_dict(),
