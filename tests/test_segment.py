@@ -19,7 +19,7 @@ from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
 from dermclean.methods.segment.data import load_training_images
 from dermclean.methods.segment.fit import fit_segmenter
-from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, topk_mean
+from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, top_hats, topk_mean
 from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
 from dermclean.modelio import save_model_dir
 from dermclean.proof.trap_sets import pipeline_detector
@@ -56,6 +56,22 @@ def test_model_maps_every_type_at_the_input_size_and_topk_pools_the_largest():
     assert topk_mean(x, 2).item() == pytest.approx(4.0)
     with pytest.raises(ValueError, match="divisible"):
         SegmenterConfig(image_size=30, widths=[4, 8, 8])
+
+
+def test_line_filters_mark_thin_dark_and_light_lines_and_feed_the_model():
+    x = torch.full((1, 3, SIDE, SIDE), 0.4)
+    x[0, :, 10, :] = -0.6       # a dark 1 px line
+    x[0, :, :, 20] = 1.0        # a light 1 px line
+    x[0, :, 24:, 24:] = -0.6    # a dark block wider than the filter
+    hats = top_hats(x, [5])
+    assert hats.shape == (1, 2, SIDE, SIDE)
+    black, white = hats[0, 0], hats[0, 1]
+    assert black[10, 5] > 2.5 and black[4, 4] == pytest.approx(-1.0) and black[28, 28] == pytest.approx(-1.0)
+    assert white[4, 20] > 1.0 and white[10, 5] == pytest.approx(-1.0, abs=1e-6)
+    model = Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 8], line_filters=[3, 5]))
+    assert model(x).shape == (1, len(OUTLIER_CLASSES), SIDE, SIDE)
+    with pytest.raises(ValueError, match="odd"):
+        SegmenterConfig(image_size=SIDE, widths=[4, 8], line_filters=[4])
 
 
 def test_batches_supervise_painted_pixels_and_only_the_absent_types_of_weak_images():

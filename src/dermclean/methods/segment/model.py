@@ -6,6 +6,10 @@ Encoder: per level two 3x3 convolutions with BatchNorm (2.5x faster than GroupNo
 decoder: nearest upsampling, concatenation with the encoder's map of the same level, two 3x3
 convolutions. No pooling before the first level, so a 1 px tick mark reaches the first layer at its
 native width; ``image_size`` is the side the model works at (inputs are resized to it).
+
+``line_filters`` (odd sizes, px) adds two fixed input channels per size, computed in ``forward`` from
+the luminance: the black top-hat (closing minus image: dark lines and dots narrower than the size,
+as ruler ticks and ink) and the white top-hat (image minus opening: light ones), by max pooling.
 """
 
 from __future__ import annotations
@@ -31,9 +35,13 @@ class SegmenterConfig:
     in_channels: int = 3
     classes: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
     score_topk: int = 32        # per-type image score: sigmoid of the mean of the k largest logits
+    line_filters: list[int] = field(default_factory=list)  # top-hat sizes (odd px) added as input channels
 
     def __post_init__(self) -> None:
         self.widths = [int(w) for w in self.widths]
+        self.line_filters = [int(k) for k in self.line_filters]
+        if any(k < 3 or k % 2 == 0 for k in self.line_filters):
+            raise ValueError(f"segment model line_filters must be odd sizes of at least 3 px; got {self.line_filters}")
         self.classes = list(self.classes)
         if not self.widths or min(self.widths) < 1:
             raise ValueError(f"segment model widths must be positive channel counts; got {self.widths}")
@@ -48,6 +56,21 @@ class _Block(nn.Sequential):
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.SiLU())
 
 
+def top_hats(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Black and white top-hats of the luminance of ``x (B,3,S,S)`` at each size: ``(B, 2*len(sizes), S, S)``,
+    scaled to about [-1, 1] like the image."""
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    out = []
+    for k in sizes:
+        def dilate(t: torch.Tensor) -> torch.Tensor:
+            return F.max_pool2d(F.pad(t, [k // 2] * 4, mode="replicate"), k, stride=1)
+
+        closing = -dilate(-dilate(gray))
+        opening = dilate(-dilate(-gray))
+        out += [closing - gray, gray - opening]
+    return torch.cat(out, dim=1) * 4.0 - 1.0
+
+
 class Segmenter(nn.Module):
     """Per-type artifact logits (the detector reads their sigmoid as maps, :func:`topk_mean` as scores)."""
 
@@ -55,7 +78,7 @@ class Segmenter(nn.Module):
         super().__init__()
         self.config = config
         w = config.widths
-        self.down = nn.ModuleList([_Block(config.in_channels, w[0])])
+        self.down = nn.ModuleList([_Block(config.in_channels + 2 * len(config.line_filters), w[0])])
         self.pool = nn.ModuleList()
         for a, b in zip(w[:-1], w[1:]):
             self.pool.append(nn.Conv2d(a, a, 3, stride=2, padding=1))
@@ -65,6 +88,8 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
+        if self.config.line_filters:
+            x = torch.cat([x, top_hats(x, self.config.line_filters)], dim=1)
         h = self.down[0](x)
         for pool, block in zip(self.pool, self.down[1:]):
             skips.append(h)
