@@ -94,6 +94,17 @@ def test_batches_supervise_painted_pixels_and_only_the_absent_types_of_weak_imag
     assert sum(int((d.pixel_weight.sum(1) < 3).sum()) for d in draws) > 0  # weak images are drawn
 
 
+def test_distractors_change_clean_images_but_stay_negatives():
+    plain = small_batches(untouched_fraction=1.0, weak_fraction=0.0, crop=None).batch(2)
+    hard = small_batches(untouched_fraction=1.0, weak_fraction=0.0, crop=None, distractor_fraction=1.0,
+                         distractors=["hair"]).batch(2)
+    assert float(hard.target.sum()) == 0.0 and float(hard.pixel_weight.min()) == 1.0
+    # dark hair drawn over the skin: some pixels far darker than any clean draw
+    assert float(hard.x.min()) < float(plain.x.min()) - 0.3
+    with pytest.raises(ValueError, match="acquisition effects"):
+        SegmentDataConfig(distractors=["ruler"])
+
+
 def test_excluded_families_and_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="at most 1"):
         SegmentDataConfig(untouched_fraction=0.6, weak_fraction=0.6)

@@ -10,6 +10,11 @@ resumed run sees exactly the batches an uninterrupted one would):
 - **untouched**: a clean real image with only the families' image degradation (noise, blur, JPEG):
   every channel's target is empty, so specular highlights, the dark rim of the field, hair, gel
   bubbles and gel borders are negatives the model sees at every step (the hard negatives);
+- **distractors**: with ``distractor_fraction``, a painted or untouched image first receives 1-2
+  acquisition effects of the project's own renderer (:func:`dermclean.data.artifacts.paint_artifact`:
+  hair, the dark rim of the field, gel bubbles, gel borders) that stay negatives in every channel, so
+  thin dark hair is taught apart from ruler ticks and pen strokes more often than real clean images
+  carry it;
 - **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
   per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
   its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
@@ -31,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.artifacts import STYLES, paint_artifact
 from dermclean.data.families import paint_random_family
 from dermclean.data.masks import crop_origin
 
@@ -47,16 +53,23 @@ class SegmentDataConfig:
     crop: int | None = 128             # train on crop x crop px views (None: whole images)
     artifact_crop_fraction: float = 0.5
     scale_fraction: float = 0.25       # painted/untouched images shrunk whole to crop rather than cut
+    distractor_fraction: float = 0.0   # painted/untouched images given 1-2 acquisition effects as negatives
+    distractors: list[str] = field(default_factory=lambda: ["hair", "dark_corner", "gel_bubble", "gel_border"])
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
+        self.distractors = list(self.distractors)
+        unknown = sorted(set(self.distractors) - (set(STYLES) - set(OUTLIER_CLASSES)))
+        if unknown or not self.distractors:
+            raise ValueError(f"segment distractors must be acquisition effects of "
+                             f"{sorted(set(STYLES) - set(OUTLIER_CLASSES))}; got {self.distractors}")
         for name in ("untouched_fraction", "weak_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.untouched_fraction + self.weak_fraction > 1.0:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
-        for name in ("artifact_crop_fraction", "scale_fraction"):
+        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -132,6 +145,9 @@ class SegmentBatches:
                 image, target = _shrink(image, target, cfg.crop)
             return image, target, (labels == 0).astype(np.float32), labels, np.ones(k, np.float32)
         image = np.asarray(self.clean[int(rng.integers(len(self.clean)))])
+        if cfg.distractor_fraction > 0 and rng.random() < cfg.distractor_fraction:
+            for _ in range(int(rng.integers(1, 3))):
+                image = paint_artifact(image, cfg.distractors[int(rng.integers(len(cfg.distractors)))], rng).image
         untouched = u < cfg.weak_fraction + cfg.untouched_fraction
         painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
                                       n_max=0 if untouched else cfg.n_max, exclude_families=cfg.exclude_families)
