@@ -192,8 +192,9 @@ def test_segment_detector_end_to_end(manifest, tmp_path):
     clean, weak, labels = load_training_images(manifest, size=SIDE)
     assert clean.shape == (4, SIDE, SIDE, 3) and weak.shape == (2, SIDE, SIDE, 3)
     assert labels.tolist() == [[1, 0, 0], [0, 0, 1]]
-    batches = SegmentBatches(clean, weak, labels, batch_size=4, seed=0, config=SegmentDataConfig(crop=16))
-    cfg = SegmenterConfig(image_size=SIDE, widths=[4, 8])
+    batches = SegmentBatches(clean, weak, labels, batch_size=4, seed=0,
+                             config=SegmentDataConfig(crop=16, distractor_fraction=0.5))
+    cfg = SegmenterConfig(image_size=SIDE, widths=[4, 8], line_filters=[3])  # the saved bundle keeps its channels
     model = train_segmenter(batches, cfg, SegmentTrainConfig(steps=3, warmup_steps=1), checkpoint_dir=tmp_path / "ck",
                             device="cpu", seed=0, progress=False)
     save_model_dir(tmp_path / "model", kind=SEGMENTER_KIND, config=cfg, module=model)

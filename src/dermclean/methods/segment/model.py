@@ -57,8 +57,9 @@ class _Block(nn.Sequential):
 
 
 def top_hats(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Black and white top-hats of the luminance of ``x (B,3,S,S)`` at each size: ``(B, 2*len(sizes), S, S)``,
-    scaled to about [-1, 1] like the image."""
+    """Black and white top-hats of the luminance of ``x (B,3,S,S)`` (in [-1, 1]) at each size:
+    ``(B, 2*len(sizes), S, S)``, as ``4 * hat - 1``: -1 where nothing narrower than the size stands out,
+    3 for a line as far from its surroundings as half the image's range."""
     gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
     out = []
     for k in sizes:
