@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dermclean.constants import OUTLIER_CLASSES
+from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.manifest import COLUMNS, write_manifest
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.detector import build_detector, load_detector, save_detector
 from dermclean.detection.evaluate import fit_threshold
-from dermclean.detection.family_eval import ACQUISITION_EFFECTS, real_label_report
+from dermclean.detection.family_eval import real_label_report
 from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
 from dermclean.methods.segment.data import load_training_images

@@ -6,6 +6,9 @@ ARTIFACT_FLAGS: tuple[str, ...] = ("ruler", "ink", "patches", "hair", "dark_corn
 OUTLIER_CLASSES: tuple[str, ...] = ("ruler", "ink", "patches")
 """The three kinds of outlier content the project detects and removes (the model's condition)."""
 
+ACQUISITION_EFFECTS: tuple[str, ...] = tuple(f for f in ARTIFACT_FLAGS if f not in OUTLIER_CLASSES)
+"""The manifest's acquisition-effect labels: content a detector must leave unflagged."""
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DIAGNOSES: tuple[str, ...] = ("nevus", "melanoma", "seborrheic_keratosis", "other")
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")

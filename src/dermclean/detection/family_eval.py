@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
+from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import clean_mask, image_paths, in_split, labelled_rows, read_manifest
@@ -102,9 +102,6 @@ def evaluate_families(detector: Any, images: Sequence[np.ndarray], *, seed: int 
                             held_out_report=_report([r for r in results if r.held_out], report_on),
                             seen_report=_report([r for r in results if not r.held_out], report_on))
 
-
-ACQUISITION_EFFECTS: tuple[str, ...] = tuple(f for f in ARTIFACT_FLAGS if f not in OUTLIER_CLASSES)
-"""The manifest's acquisition-effect labels: content a detector must leave unflagged."""
 
 
 def type_auroc_intervals(labels: np.ndarray, type_scores: np.ndarray, *, n_boot: int = 1000,

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.artifacts import STYLES, paint_artifact
+from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
+from dermclean.data.artifacts import paint_artifact
 from dermclean.data.families import paint_random_family
 from dermclean.data.masks import crop_origin
 
@@ -54,15 +54,14 @@ class SegmentDataConfig:
     artifact_crop_fraction: float = 0.5
     scale_fraction: float = 0.25       # painted/untouched images shrunk whole to crop rather than cut
     distractor_fraction: float = 0.0   # painted/untouched images given 1-2 acquisition effects as negatives
-    distractors: list[str] = field(default_factory=lambda: ["hair", "dark_corner", "gel_bubble", "gel_border"])
+    distractors: list[str] = field(default_factory=lambda: list(ACQUISITION_EFFECTS))
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
         self.distractors = list(self.distractors)
-        unknown = sorted(set(self.distractors) - (set(STYLES) - set(OUTLIER_CLASSES)))
-        if unknown or not self.distractors:
-            raise ValueError(f"segment distractors must be acquisition effects of "
-                             f"{sorted(set(STYLES) - set(OUTLIER_CLASSES))}; got {self.distractors}")
+        if not self.distractors or not set(self.distractors) <= set(ACQUISITION_EFFECTS):
+            raise ValueError(f"segment distractors must be acquisition effects of {list(ACQUISITION_EFFECTS)}; "
+                             f"got {self.distractors}")
         for name in ("untouched_fraction", "weak_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
