@@ -35,21 +35,26 @@ INSERTION_FIGURES = ("flip_rate", "flip_m2b", "flip_b2m", "shift_malignant", "sh
 REMOVAL_FIGURES = ("shift_benign", "shift_malignant", "flip_rate")
 
 
+def _bounds(interval: dict[str, Any] | None) -> tuple[float, float]:
+    """``(low, high)`` of an interval's dict; NaN for a missing interval or bound."""
+    return (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
+
+
 def _includes_zero(interval: dict[str, Any] | None) -> bool:
     """The interval is defined and holds 0."""
-    low, high = (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
+    low, high = _bounds(interval)
     return math.isfinite(low) and math.isfinite(high) and low <= 0.0 <= high
 
 
 def _above_zero(interval: dict[str, Any] | None) -> bool:
     """The interval is defined and lies wholly above 0."""
-    low = (interval or {}).get("low", math.nan)
+    low, _ = _bounds(interval)
     return math.isfinite(low) and low > 0.0
 
 
 def _excludes_zero(interval: dict[str, Any] | None) -> bool:
     """The interval is defined and lies wholly above or below 0."""
-    low, high = (interval or {}).get("low", math.nan), (interval or {}).get("high", math.nan)
+    low, high = _bounds(interval)
     return math.isfinite(low) and math.isfinite(high) and (low > 0.0 or high < 0.0)
 
 
