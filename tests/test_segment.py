@@ -16,7 +16,7 @@ from dermclean.detection.detector import build_detector, load_detector, save_det
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import real_label_report
 from dermclean.errors import ConfigError
-from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
+from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig, colour_cast
 from dermclean.methods.segment.data import load_training_images
 from dermclean.methods.segment.fit import fit_segmenter
 from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, top_hats, topk_mean
@@ -103,6 +103,25 @@ def test_distractors_change_clean_images_but_stay_negatives():
     assert float(hard.x.min()) < float(plain.x.min()) - 0.3
     with pytest.raises(ValueError, match="acquisition effects"):
         SegmentDataConfig(distractors=["ruler"])
+
+
+def test_colour_casts_shift_whole_views_and_leave_targets_alone():
+    rng = np.random.default_rng(0)
+    image = skin(rng, 1)[0]
+    casts = [colour_cast(image, np.random.default_rng(k), 0.4) for k in range(8)]
+    ratios = [np.log(c[..., 0].mean() / c[..., 2].mean()) for c in casts]
+    assert max(ratios) - min(ratios) > 0.3  # the red-to-blue balance moves by tens of percent
+    assert np.array_equal(colour_cast(image, np.random.default_rng(0), 0.0), image)
+    def balance_spread(b) -> float:  # spread over the batch of each view's red-to-blue balance
+        rgb = (b.x + 1.0).mean(dim=(2, 3))
+        return float((rgb[:, 0] / rgb[:, 2]).log().std())
+
+    plain = small_batches(untouched_fraction=1.0, weak_fraction=0.0).batch(5)
+    cast = small_batches(untouched_fraction=1.0, weak_fraction=0.0, colour_cast_fraction=1.0).batch(5)
+    assert float(cast.target.sum()) == 0.0 and float(cast.pixel_weight.min()) == 1.0  # still negatives
+    assert balance_spread(cast) > 0.1 > balance_spread(plain)
+    with pytest.raises(ValueError, match="colour_cast_strength"):
+        SegmentDataConfig(colour_cast_strength=1.5)
 
 
 def test_excluded_families_and_bad_fractions_are_refused():

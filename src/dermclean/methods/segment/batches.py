@@ -15,6 +15,10 @@ resumed run sees exactly the batches an uninterrupted one would):
   hair, the dark rim of the field, gel bubbles, gel borders) that stay negatives in every channel, so
   thin dark hair is taught apart from ruler ticks and pen strokes more often than real clean images
   carry it;
+- **colour casts**: with ``colour_cast_fraction``, a painted or untouched view is given a random white
+  balance and exposure (per-channel gain and one gamma, :func:`colour_cast`) after painting, its targets
+  unchanged, so a whole field of bluish or yellowish skin is a negative and a sticker must differ from
+  its surroundings rather than have a sticker's colour;
 - **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
   per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
   its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
@@ -55,6 +59,8 @@ class SegmentDataConfig:
     scale_fraction: float = 0.25       # painted/untouched images shrunk whole to crop rather than cut
     distractor_fraction: float = 0.0   # painted/untouched images given 1-2 acquisition effects as negatives
     distractors: list[str] = field(default_factory=lambda: list(ACQUISITION_EFFECTS))
+    colour_cast_fraction: float = 0.0  # painted/untouched views given a random white balance and exposure
+    colour_cast_strength: float = 0.25  # log-range of the per-channel gains (gamma: half of it)
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
@@ -68,7 +74,9 @@ class SegmentDataConfig:
         if self.untouched_fraction + self.weak_fraction > 1.0:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
-        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction"):
+        if not 0.0 <= self.colour_cast_strength <= 1.0:
+            raise ValueError(f"segment colour_cast_strength must be in [0, 1]; got {self.colour_cast_strength}")
+        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "colour_cast_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -104,6 +112,15 @@ def _cut(image: np.ndarray, target: np.ndarray, side: int, rng: np.random.Genera
          around_artifact: bool) -> tuple[np.ndarray, np.ndarray]:
     top, left = crop_origin(target.max(-1) > 0, side, rng, around_artifact=around_artifact)
     return image[top:top + side, left:left + side], target[top:top + side, left:left + side]
+
+
+def colour_cast(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """``image`` uint8 ``(S,S,3)`` under another white balance and exposure: each channel times
+    ``exp(u)``, ``u ~ U(-strength, strength)``, then one gamma ``exp(v)``, ``v ~ U(-strength/2, strength/2)``."""
+    gains = np.exp(rng.uniform(-strength, strength, 3)).astype(np.float32)
+    gamma = float(np.exp(rng.uniform(-strength / 2, strength / 2)))
+    x = np.clip(image.astype(np.float32) / 255.0 * gains, 0.0, 1.0) ** gamma
+    return np.round(x * 255.0).astype(np.uint8)
 
 
 def _turn(arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -158,6 +175,8 @@ class SegmentBatches:
                 image, target = _shrink(image, target, cfg.crop)
             else:
                 image, target = _cut(image, target, cfg.crop, rng, rng.random() < cfg.artifact_crop_fraction)
+        if cfg.colour_cast_fraction > 0 and rng.random() < cfg.colour_cast_fraction:
+            image = colour_cast(image, rng, cfg.colour_cast_strength)
         present = target.reshape(-1, k).max(0)
         return image, target, np.ones(k, np.float32), present, np.ones(k, np.float32)
 
