@@ -3,7 +3,9 @@
 Reads the JSON files that ``benchmarks/lofo_segment.py`` (or ``lofo_imagecond.py``) wrote for each
 fold and prints, per kind: the held-out families' mean pixel AP and worst family over the folds
 (each family is held out in exactly one fold), the same families' figure when trained on (the
-``--seen`` run, e.g. fold -1), both strict and 1 px tolerant; and the real-label figures of each run.
+``--seen`` run, e.g. fold -1; without one, the fold runs' own families they trained on, each family
+trained on in exactly one of two folds), both strict and 1 px tolerant; and the real-label figures
+of each run.
 
     python benchmarks/lofo_summary.py seg_f0.json seg_f1.json --seen seg_all.json
 """
@@ -34,7 +36,7 @@ def _cell(rows: list[dict], kind: str, field: str) -> str:
 
 def family_table(held_runs: list[dict], seen_run: dict | None) -> str:
     held = _rows(held_runs, True)
-    seen = [r for r in seen_run["families"]] if seen_run else []
+    seen = list(seen_run["families"]) if seen_run else _rows(held_runs, False)
     lines = ["| kind | held out: pixel AP | held out: 1 px tolerant | trained on: pixel AP | trained on: tolerant |",
              "|---|---|---|---|---|"]
     for kind in OUTLIER_CLASSES:
