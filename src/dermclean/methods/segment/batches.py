@@ -74,9 +74,8 @@ class SegmentDataConfig:
         if self.untouched_fraction + self.weak_fraction > 1.0:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
-        if not 0.0 <= self.colour_cast_strength <= 1.0:
-            raise ValueError(f"segment colour_cast_strength must be in [0, 1]; got {self.colour_cast_strength}")
-        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "colour_cast_fraction"):
+        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "colour_cast_fraction",
+                     "colour_cast_strength"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
