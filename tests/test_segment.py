@@ -227,6 +227,12 @@ def test_segment_detector_end_to_end(manifest, tmp_path):
     assert torch.equal(maps, det.anomaly_maps(torch.zeros(2, 3, SIDE, SIDE)))  # one pass gives both
     assert torch.equal(types, det.type_scores(torch.zeros(2, 3, SIDE, SIDE)))
     assert all(0.0 <= v <= 1.0 for v in out[0].type_scores.values()) and 0.0 <= out[0].score <= 1.0
+    x = torch.rand(2, 3, SIDE, SIDE) * 2 - 1
+    tta = det.with_config(segment_tta=4)
+    assert tta.threshold is None  # the maps change: the threshold fitted on the plain ones is dropped
+    logits = torch.stack([torch.flip(model(torch.flip(x, dims=d)), dims=d) for d in [(), (-1,), (-2,), (-2, -1)]])
+    assert torch.allclose(tta.anomaly_maps(x), torch.sigmoid(logits.mean(0)).amax(1), atol=1e-5)
+    assert not torch.allclose(tta.anomaly_maps(x), det.anomaly_maps(x), atol=1e-4)
     save_detector(det, tmp_path / "bundle")
     again = load_detector(tmp_path / "bundle")
     assert np.array_equal(again.detect([np.zeros((40, 24, 3), np.uint8)])[0].anomaly_map, out[0].anomaly_map)
@@ -251,6 +257,12 @@ def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_pat
     assert (folder / "config.json").is_file()
     no_weak = fit_segmenter(params, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False, weak=False)
     assert no_weak.data_config.weak_fraction == 0.0 and no_weak.metrics["train_images_labelled"] == 0
+    zero = {**params, "segment": {**params["segment"], "data": {"crop": 16, "weak_fraction": 0.0}}}
+    same = fit_segmenter(zero, manifest, checkpoints=tmp_path / "ck_zero", device="cpu", progress=False)
+    assert same.metrics["train_images_labelled"] == 0  # a zero weak share loads no labelled images
+    # and trains the model weak=False does (own checkpoints, so equal by training, not by resuming)
+    assert all(torch.equal(a, b) for a, b in zip(same.model.state_dict().values(),
+                                                  no_weak.model.state_dict().values()))
     with pytest.raises(ConfigError, match="unknown keys"):
         fit_segmenter({"seed": 0, "segment": {"modle": {}}}, manifest, checkpoints=tmp_path / "ck", device="cpu")
 
