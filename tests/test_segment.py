@@ -227,12 +227,6 @@ def test_segment_detector_end_to_end(manifest, tmp_path):
     assert torch.equal(maps, det.anomaly_maps(torch.zeros(2, 3, SIDE, SIDE)))  # one pass gives both
     assert torch.equal(types, det.type_scores(torch.zeros(2, 3, SIDE, SIDE)))
     assert all(0.0 <= v <= 1.0 for v in out[0].type_scores.values()) and 0.0 <= out[0].score <= 1.0
-    x = torch.rand(2, 3, SIDE, SIDE) * 2 - 1
-    tta = det.with_config(segment_tta=4)
-    assert tta.threshold is None  # the maps change: the threshold fitted on the plain ones is dropped
-    logits = torch.stack([torch.flip(model(torch.flip(x, dims=d)), dims=d) for d in [(), (-1,), (-2,), (-2, -1)]])
-    assert torch.allclose(tta.anomaly_maps(x), torch.sigmoid(logits.mean(0)).amax(1), atol=1e-5)
-    assert not torch.allclose(tta.anomaly_maps(x), det.anomaly_maps(x), atol=1e-4)
     save_detector(det, tmp_path / "bundle")
     again = load_detector(tmp_path / "bundle")
     assert np.array_equal(again.detect([np.zeros((40, 24, 3), np.uint8)])[0].anomaly_map, out[0].anomaly_map)

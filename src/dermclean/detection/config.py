@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from dermclean.config import from_dict
-from dermclean.diffusion.augment import DIHEDRAL_SUBGROUPS
 from dermclean.errors import ConfigError
 from dermclean.methods.imagecond.sample import sample_config
 
@@ -42,8 +41,6 @@ class DetectionConfig:
       (:class:`~dermclean.detection.image_score.MapModel`; ``map_model_images`` caps its training images,
       None = all with complete labels). ``score_tta``: average the noisy classifier's t = 0 probabilities over
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
-    - ``segment_tta``: segment bundles only; average the segmenter's logits over 1, 2, 4 or 8 turned /
-      mirrored images (:data:`~dermclean.diffusion.augment.DIHEDRAL_SUBGROUPS`), maps and per-type scores.
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.),
       filled from ``imagecond.sample`` by :func:`imagecond_detection_config`, never set in ``detection``.
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
@@ -65,7 +62,6 @@ class DetectionConfig:
     image_score: str = "auto"
     score_quantile: float = 0.99
     score_tta: bool = False
-    segment_tta: int = 1
     map_model_images: int | None = None
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None
@@ -80,8 +76,6 @@ class DetectionConfig:
             raise ValueError(f"detection.steps is {self.steps}; expected >= 1")
         if not 1 <= int(self.noise_level):
             raise ValueError(f"detection.noise_level is {self.noise_level}; expected >= 1")
-        if int(self.segment_tta) not in DIHEDRAL_SUBGROUPS:
-            raise ValueError(f"detection.segment_tta is {self.segment_tta}; expected one of {sorted(DIHEDRAL_SUBGROUPS)}")
         if not 0.0 < float(self.fpr_budget) < 1.0:
             raise ValueError(f"detection.fpr_budget is {self.fpr_budget}; expected a rate in (0, 1)")
         if float(self.guidance_scale) < 0:

@@ -43,7 +43,6 @@ from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.detection.config import DetectionConfig
-from dermclean.diffusion.augment import dihedral_map_mean
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
@@ -58,7 +57,7 @@ from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
 DETECTOR_KINDS = ("guided", "imagecond", "segment")
-MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma", "segment_tta")
+MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma")
 """Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
 
 
@@ -145,8 +144,7 @@ class Detector:
     def _segment(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The segmenter's maps ``(B,S,S)`` (maximum over types of its probabilities) and per-type scores
         ``(B,3)`` (sigmoid of each type's top-k logit mean), from one forward pass."""
-        logits = dihedral_map_mean(lambda v: self.unet.module(v).float(), x.to(self.device).float(),
-                                   int(self.config.segment_tta))
+        logits = self.unet.module(x.to(self.device).float()).float()
         return torch.sigmoid(logits).amax(dim=1), torch.sigmoid(topk_mean(logits, self.unet.module.config.score_topk))
 
     def maps_and_types(self, x: torch.Tensor, x_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,8 +2,7 @@
 
 Dermoscopy has no preferred orientation, and whether an image carries a ruler, ink or a sticker does
 not change when it is turned or mirrored, so the noise-aware classifier trains on random D4 images
-(:func:`random_dihedral`) and may average its prediction over all 8 (:func:`dihedral_mean`); a map
-model's output is turned back before averaging (:func:`dihedral_map_mean`).
+(:func:`random_dihedral`) and may average its prediction over all 8 (:func:`dihedral_mean`).
 """
 
 from __future__ import annotations
@@ -27,18 +26,6 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(out, dims=(-1,)) if k >= 4 else out
 
 
-def dihedral_inverse(y: torch.Tensor, k: int) -> torch.Tensor:
-    """Undo element ``k`` of D4 on the last two axes: ``dihedral_inverse(dihedral(x, k), k) == x``."""
-    if not 0 <= int(k) < DIHEDRAL_ORDER:
-        raise ValueError(f"dihedral_inverse: k={k}; expected 0..{DIHEDRAL_ORDER - 1}")
-    y = torch.flip(y, dims=(-1,)) if k >= 4 else y
-    return torch.rot90(y, -(int(k) % 4), dims=(-2, -1))
-
-
-DIHEDRAL_SUBGROUPS = {1: (0,), 2: (0, 4), 4: (0, 2, 4, 6), 8: tuple(range(DIHEDRAL_ORDER))}
-"""D4 subgroups by size: the identity; with the mirror; the mirrors along both axes and the half turn; all 8."""
-
-
 def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each sample of ``x`` (B, C, S, S) under its own random D4 element drawn from ``generator``."""
     ks = torch.randint(0, DIHEDRAL_ORDER, (x.shape[0],), generator=generator, device=generator.device).tolist()
@@ -53,13 +40,3 @@ def dihedral_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -
     """Mean of ``fn`` over the 8 D4 images of ``x`` (test-time augmentation); ``fn``'s output must not
     depend on orientation (per-image scores, not maps)."""
     return torch.stack([fn(dihedral(x, k)) for k in range(DIHEDRAL_ORDER)]).mean(0)
-
-
-def dihedral_map_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of the maps ``fn`` gives (``(..., H, W)``, aligned with ``x``) over the ``n`` images of the
-    subgroup ``DIHEDRAL_SUBGROUPS[n]``, each turned back before averaging; ``n == 1`` is ``fn(x)``."""
-    if n not in DIHEDRAL_SUBGROUPS:
-        raise ValueError(f"dihedral_map_mean: n={n}; expected one of {sorted(DIHEDRAL_SUBGROUPS)}")
-    if n == 1:
-        return fn(x)
-    return torch.stack([dihedral_inverse(fn(dihedral(x, k)), k) for k in DIHEDRAL_SUBGROUPS[n]]).mean(0)
