@@ -147,26 +147,6 @@ def test_loss_rewards_the_right_map():
     assert all(float(good[k]) < float(bad[k]) for k in ("pixel", "mil"))
 
 
-def test_hard_negative_term_weighs_a_few_confident_false_positives():
-    batch = small_batches(untouched_fraction=1.0, weak_fraction=0.0).batch(2)  # every pixel a negative
-    right = torch.full_like(batch.target, -8.0)
-    spot = right.clone()
-    spot[0, 0, :2, :2] = 8.0  # four confident false-positive pixels of one channel
-    plain = SegmentTrainConfig(steps=1)
-    mined = SegmentTrainConfig(steps=1, hard_negative_weight=1.0, hard_negative_fraction=4 / batch.target[0, 0].numel())
-    assert float(segment_loss(spot, batch, plain)["hard"]) == 0.0  # off by default
-    assert torch.equal(segment_loss(spot, batch, plain)["total"], segment_loss(spot, batch, mined)["pixel"]
-                       + segment_loss(spot, batch, mined)["dice"] + plain.mil_weight * segment_loss(spot, batch, mined)["mil"])
-    spot_loss, right_loss = segment_loss(spot, batch, mined), segment_loss(right, batch, mined)
-    # the four pixels are 4 / 256 of one view's channel: the mean pixel term barely sees them, the mined
-    # term (the 4 worst pixels of each channel) as if the whole channel were wrong
-    pixel_gain = float(spot_loss["pixel"] - right_loss["pixel"])
-    hard_gain = float(spot_loss["hard"] - right_loss["hard"])
-    assert 0 < pixel_gain and hard_gain > 50 * pixel_gain
-    with pytest.raises(ValueError, match="hard_negative_fraction"):
-        SegmentTrainConfig(steps=1, hard_negative_fraction=0.0)
-
-
 class Interrupt(Exception):
     pass
 

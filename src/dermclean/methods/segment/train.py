@@ -8,10 +8,7 @@ Loss per batch (every term a mean over where it applies):
   image: cross-entropy alone is content to predict nothing);
 - ``mil_weight`` x binary cross-entropy of the mean of the ``mil_topk`` largest logits per channel
   against the image's label (the weak supervision from human labels; on painted images, whether the
-  type was painted);
-- ``hard_negative_weight`` x the mean cross-entropy of the ``hard_negative_fraction`` worst negative
-  pixels of each channel supervised per pixel (online hard-negative mining: the few confident false
-  positives, hair or a whole field of odd colour, weigh as much as the rest of the image together).
+  type was painted).
 
 AdamW with a linear warm-up and cosine decay; bf16 autocast on CUDA. ``checkpoint_dir/checkpoint.pt``
 is rewritten atomically every ``checkpoint_every`` steps and a rerun resumes from it (batches are
@@ -47,8 +44,6 @@ class SegmentTrainConfig:
     dice_weight: float = 1.0
     mil_weight: float = 0.5
     mil_topk: int = 32
-    hard_negative_weight: float = 0.0
-    hard_negative_fraction: float = 0.01
     checkpoint_every: int = 250
     log_every: int = 25
     grad_clip: float = 1.0
@@ -57,33 +52,23 @@ class SegmentTrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1 or self.mil_topk < 1:
             raise ValueError(f"segment train: steps, batch_size, checkpoint_every and mil_topk must be >= 1; "
                              f"got {self}")
-        if not 0.0 < self.hard_negative_fraction <= 1.0 or self.hard_negative_weight < 0:
-            raise ValueError(f"segment train: hard_negative_fraction must be in (0, 1] and hard_negative_weight "
-                             f">= 0; got {self.hard_negative_fraction}, {self.hard_negative_weight}")
 
 
 def segment_loss(logits: torch.Tensor, batch: SegmentBatch, config: SegmentTrainConfig) -> dict[str, torch.Tensor]:
-    """The loss terms and their weighted ``total`` for ``logits (B,K,S,S)``."""
+    """The three loss terms and their weighted ``total`` for ``logits (B,K,S,S)``."""
     logits = logits.float()
-    bce_px = F.binary_cross_entropy_with_logits(logits, batch.target, reduction="none").flatten(2)
-    supervised = batch.pixel_weight.sum().clamp_min(1.0)
-    pixel = (bce_px.mean(-1) * batch.pixel_weight).sum() / supervised
+    bce = F.binary_cross_entropy_with_logits(logits, batch.target, reduction="none").flatten(2).mean(-1)
+    pixel = (bce * batch.pixel_weight).sum() / batch.pixel_weight.sum().clamp_min(1.0)
     prob = torch.sigmoid(logits).flatten(2)
     truth = batch.target.flatten(2)
-    if config.hard_negative_weight > 0:
-        k = max(1, int(config.hard_negative_fraction * bce_px.shape[-1]))
-        worst = bce_px.masked_fill(truth > 0, 0.0).topk(k, dim=-1).values.mean(-1)
-        hard = (worst * batch.pixel_weight).sum() / supervised
-    else:
-        hard = logits.new_zeros(())
     has = (truth.sum(-1) > 0) & (batch.pixel_weight > 0)
     dice_all = 1.0 - (2 * (prob * truth).sum(-1) + 1.0) / (prob.sum(-1) + truth.sum(-1) + 1.0)
     dice = dice_all[has].mean() if has.any() else logits.new_zeros(())
     evidence = topk_mean(logits, config.mil_topk)
     mil_all = F.binary_cross_entropy_with_logits(evidence, batch.image_label, reduction="none")
     mil = (mil_all * batch.image_weight).sum() / batch.image_weight.sum().clamp_min(1.0)
-    total = pixel + config.dice_weight * dice + config.mil_weight * mil + config.hard_negative_weight * hard
-    return {"total": total, "pixel": pixel, "dice": dice, "mil": mil, "hard": hard}
+    total = pixel + config.dice_weight * dice + config.mil_weight * mil
+    return {"total": total, "pixel": pixel, "dice": dice, "mil": mil}
 
 
 def _lr_at(step: int, config: SegmentTrainConfig) -> float:
