@@ -251,7 +251,7 @@ def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_pat
     assert (folder / "config.json").is_file()
     no_weak = fit_segmenter(params, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False, weak=False)
     assert no_weak.data_config.weak_fraction == 0.0 and no_weak.metrics["train_images_labelled"] == 0
-    zero = {**params, "segment": {**params["segment"], "data": {"crop": 16, "weak_fraction": 0.0}}}
+    zero = {**params, "segment": {**params["segment"], "data": {**params["segment"]["data"], "weak_fraction": 0.0}}}
     same = fit_segmenter(zero, manifest, checkpoints=tmp_path / "ck_zero", device="cpu", progress=False)
     assert same.metrics["train_images_labelled"] == 0  # a zero weak share loads no labelled images
     # and trains the model weak=False does (own checkpoints, so equal by training, not by resuming)

@@ -73,7 +73,7 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
     train = {**section.get("train", {}), **({"steps": steps} if steps else {})}
     train_cfg = from_dict(SegmentTrainConfig, train, where=f"{where}: segment.train")
     clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
-                                                      weak=weak and data_cfg.weak_fraction > 0)
+                                                      weak=data_cfg.weak_fraction > 0)
     batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg)
     key = checkpoint_key({"segment": {"model": dataclasses.asdict(model_cfg), "data": dataclasses.asdict(data_cfg),
                                       "train": dataclasses.asdict(train_cfg)}, "seed": seed}, manifest)
