@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from dermclean.config import from_dict, load_params, params_seed
+from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import fold_exclusion
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.detector import build_detector
@@ -31,6 +32,7 @@ from dermclean.detection.family_eval import clean_split_images, evaluate_familie
 from dermclean.env import pick_device
 from dermclean.io import write_json
 from dermclean.methods.segment.fit import fit_segmenter
+from dermclean.methods.segment.real_bank import confident_bank
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fold", type=int, default=0, help="family fold held out of training (-1: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
     parser.add_argument("--no-weak", action="store_true", help="leave out the weakly labelled real images")
+    parser.add_argument("--paste-from", type=Path, default=None,
+                        help="segmenter folder whose confident maps cut the real cut-outs of --paste-kinds "
+                             "(with --paste-fraction)")
+    parser.add_argument("--paste-kinds", nargs="+", default=["patches"], choices=list(OUTLIER_CLASSES))
+    parser.add_argument("--paste-fraction", type=float, default=0.25)
+    parser.add_argument("--paste-threshold", type=float, default=0.5)
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--n-images", type=int, default=64)
     parser.add_argument("--work", type=Path, required=True, help="folder for checkpoints and the model")
@@ -52,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     held = fold_exclusion(args.fold) if args.fold >= 0 else {}
     held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
     device = pick_device(args.device)
+    banks = []
+    if args.paste_from:
+        banks = [confident_bank(args.paste_from, args.manifest, kind, threshold=args.paste_threshold, device=device)
+                 for kind in args.paste_kinds]
+        params["segment"]["data"] = {**params["segment"].get("data", {}), "real_paste_fraction": args.paste_fraction}
+        for b in banks:
+            print(f"real {b.artifact}: {len(b.cutouts)} cut-outs from {b.n_source_images} training images")
     began = time.perf_counter()
     fit = fit_segmenter(params, args.manifest, checkpoints=args.work / "checkpoints", device=device,
-                        exclude_families=held_names, weak=not args.no_weak, steps=args.steps)
+                        exclude_families=held_names, weak=not args.no_weak, steps=args.steps, banks=banks)
     train_seconds = time.perf_counter() - began
     fit.save(args.work / "model", meta={"fold": args.fold, "exclude_families": held_names})
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
@@ -70,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, a in real["image_auroc"].items():
         print(f"image AUROC {name:8s} {a['auroc']:.3f} [{a['low']:.3f}, {a['high']:.3f}]")
     print(f"flagged area on clean images: {real['fp_area']}; train {train_seconds:.0f} s")
-    write_json(args.out, {"profile": args.profile, "fold": args.fold, "weak": not args.no_weak, **fit.metrics,
+    paste = {"paste_from": str(args.paste_from), "paste_fraction": args.paste_fraction,
+             "paste_threshold": args.paste_threshold,
+             "paste_cutouts": {b.artifact: len(b.cutouts) for b in banks}} if args.paste_from else {}
+    write_json(args.out, {"profile": args.profile, "fold": args.fold, "weak": not args.no_weak, **paste, **fit.metrics,
                           "train_seconds": train_seconds, "split": args.split, "threshold": detector.threshold.value,
                           **families.as_dict(), "real": real})
     return 0

@@ -19,9 +19,11 @@ from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig, colour_cast
 from dermclean.methods.segment.data import load_training_images
 from dermclean.methods.segment.fit import fit_segmenter
+from dermclean.methods.segment.real_bank import confident_bank
 from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, top_hats, topk_mean
 from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
 from dermclean.modelio import save_model_dir
+from dermclean.proof.real_artifacts import ArtifactBank, Cutout
 from dermclean.proof.trap_sets import pipeline_detector
 
 SIDE = 32
@@ -122,6 +124,61 @@ def test_colour_casts_shift_whole_views_and_leave_targets_alone():
     assert balance_spread(cast) > 0.1 > balance_spread(plain)
     with pytest.raises(ValueError, match="colour_cast_strength"):
         SegmentDataConfig(colour_cast_strength=1.5)
+
+
+GREEN = (40, 190, 70)
+
+
+def green_bank() -> ArtifactBank:
+    rgb = np.zeros((6, 6, 3), np.uint8)
+    rgb[:] = GREEN
+    mask = np.ones((6, 6), bool)
+    mask[0, 0] = False
+    return ArtifactBank(artifact="patches", n_source_images=1,
+                        cutouts=[Cutout(rgb=rgb, mask=mask, source_id="s", source_side=SIDE)])
+
+
+def test_real_cutouts_are_pasted_as_their_type_and_no_other():
+    def batches(**overrides) -> SegmentBatches:
+        rng = np.random.default_rng(0)
+        cfg = SegmentDataConfig(**{"crop": None, "untouched_fraction": 0.0, "weak_fraction": 0.0, **overrides})
+        return SegmentBatches(skin(rng, 6), *weak_set(rng), batch_size=8, seed=0, config=cfg, banks=[green_bank()])
+
+    b = batches(real_paste_fraction=1.0).batch(1)
+    x = ((b.x + 1.0) * 127.5).round().permute(0, 2, 3, 1)
+    green = (x == torch.tensor(GREEN, dtype=x.dtype)).all(-1)  # the pasted pixels (skin and paint are not this green)
+    assert int(green.flatten(1).sum(1).min()) == 35  # every view received the whole cut-out, its 35 pixels
+    patches = OUTLIER_CLASSES.index("patches")
+    assert bool(b.target[:, patches][green].eq(1).all())
+    others = [k for k in range(len(OUTLIER_CLASSES)) if k != patches]
+    assert float(b.target[:, others].permute(0, 2, 3, 1)[green].sum()) == 0.0  # covers what it was pasted over
+    # a zero share leaves the batches exactly as without a bank; a share without a bank is refused
+    rng = np.random.default_rng(0)
+    cfg = SegmentDataConfig(crop=None, untouched_fraction=0.0, weak_fraction=0.0)
+    plain = SegmentBatches(skin(rng, 6), *weak_set(rng), batch_size=8, seed=0, config=cfg).batch(1)
+    assert torch.equal(batches().batch(1).x, plain.x)
+    with pytest.raises(ValueError, match="no real cut-outs"):
+        SegmentBatches(skin(rng, 2), *weak_set(rng), batch_size=2, seed=0,
+                       config=SegmentDataConfig(real_paste_fraction=0.5))
+
+
+def test_confident_bank_cuts_the_labelled_images_along_the_types_channel(manifest, tmp_path):
+    cfg = SegmenterConfig(image_size=SIDE, widths=[4, 8])
+    model = Segmenter(cfg)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([-8.0, -8.0, 8.0]))  # confident of patches everywhere, of nothing else
+    save_model_dir(tmp_path / "model", kind=SEGMENTER_KIND, config=cfg, module=model)
+    bank = confident_bank(tmp_path / "model", manifest, "patches", max_area=1.0)
+    assert bank.n_source_images == 1 and [c.source_id for c in bank.cutouts] == ["w_p"]  # train, patches alone
+    (cutout,) = bank.cutouts
+    assert cutout.mask.all() and cutout.rgb.shape == (SIDE, SIDE, 3) and cutout.edges == {"top", "bottom", "left",
+                                                                                            "right"}
+    assert confident_bank(tmp_path / "model", manifest, "patches").cutouts == []  # the whole image is too large
+    ruler = confident_bank(tmp_path / "model", manifest, "ruler", max_area=1.0)
+    assert ruler.n_source_images == 1 and ruler.cutouts == []  # w_r's ruler channel is not confident
+    with pytest.raises(ValueError, match="threshold"):
+        confident_bank(tmp_path / "model", manifest, "patches", threshold=1.0)
 
 
 def test_excluded_families_and_bad_fractions_are_refused():
@@ -257,6 +314,12 @@ def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_pat
     # and trains the model weak=False does (own checkpoints, so equal by training, not by resuming)
     assert all(torch.equal(a, b) for a, b in zip(same.model.state_dict().values(),
                                                   no_weak.model.state_dict().values()))
+    pasting = {**params, "segment": {**params["segment"], "data": {"crop": 16, "real_paste_fraction": 0.5}}}
+    with pytest.raises(ConfigError, match="real_paste_fraction"):
+        fit_segmenter(pasting, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False)
+    pasted = fit_segmenter(pasting, manifest, checkpoints=tmp_path / "ck", device="cpu", progress=False,
+                           banks=[green_bank()])
+    assert pasted.data_config.real_paste_fraction == 0.5
     with pytest.raises(ConfigError, match="unknown keys"):
         fit_segmenter({"seed": 0, "segment": {"modle": {}}}, manifest, checkpoints=tmp_path / "ck", device="cpu")
 

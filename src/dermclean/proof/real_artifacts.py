@@ -85,6 +85,21 @@ def components(mask: np.ndarray, *, min_area: float, max_area: float, per_image:
     return [labels == k for k in kept[:per_image]]
 
 
+def cutouts_of(image: np.ndarray, mask: np.ndarray, *, source_id: str, min_area: float = 0.002,
+               max_area: float = 0.25, per_image: int = 1) -> list[Cutout]:
+    """The :func:`components` of ``mask`` (bool, ``image``'s size) cut from ``image`` with their pixels."""
+    cutouts = []
+    for comp in components(mask, min_area=min_area, max_area=max_area, per_image=per_image):
+        ys, xs = np.nonzero(comp)
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        edges = {name for name, touches in (("top", ys.min() == 0), ("bottom", ys.max() == mask.shape[0] - 1),
+                                            ("left", xs.min() == 0), ("right", xs.max() == mask.shape[1] - 1))
+                 if touches}
+        cutouts.append(Cutout(rgb=image[box].copy(), mask=comp[box].copy(), source_id=source_id,
+                              source_side=min(image.shape[:2]), edges=frozenset(edges)))
+    return cutouts
+
+
 def cut_bank(manifest_path: str | os.PathLike[str], detections_dir: str | os.PathLike[str], artifact: str, *,
              split: str = "train", min_area: float = 0.002, max_area: float = 0.25, per_image: int = 1,
              max_images: int | None = None) -> ArtifactBank:
@@ -101,14 +116,8 @@ def cut_bank(manifest_path: str | os.PathLike[str], detections_dir: str | os.Pat
         if mask.shape != image.shape[:2]:
             raise DataError(f"{detections_dir}/masks/{image_id}.png: {mask.shape[1]}x{mask.shape[0]} px; expected "
                             f"the size of its image {path} ({image.shape[1]}x{image.shape[0]})")
-        for comp in components(mask, min_area=min_area, max_area=max_area, per_image=per_image):
-            ys, xs = np.nonzero(comp)
-            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-            edges = {name for name, touches in (("top", ys.min() == 0), ("bottom", ys.max() == mask.shape[0] - 1),
-                                                ("left", xs.min() == 0), ("right", xs.max() == mask.shape[1] - 1))
-                     if touches}
-            cutouts.append(Cutout(rgb=image[box].copy(), mask=comp[box].copy(), source_id=str(image_id),
-                                  source_side=min(image.shape[:2]), edges=frozenset(edges)))
+        cutouts += cutouts_of(image, mask, source_id=str(image_id), min_area=min_area, max_area=max_area,
+                              per_image=per_image)
     return ArtifactBank(artifact=artifact, cutouts=cutouts, n_source_images=len(rows))
 
 

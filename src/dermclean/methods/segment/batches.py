@@ -19,6 +19,10 @@ resumed run sees exactly the batches an uninterrupted one would):
   balance and exposure (per-channel gain and one gamma, :func:`colour_cast`) after painting, its targets
   unchanged, so a whole field of bluish or yellowish skin is a negative and a sticker must differ from
   its surroundings rather than have a sticker's colour;
+- **real cut-outs**: with ``real_paste_fraction``, a painted image also receives one real artifact cut
+  from a labelled training image (an :class:`~dermclean.proof.real_artifacts.ArtifactBank` of
+  :func:`~dermclean.methods.segment.real_bank.confident_bank`), pasted with its pixels away from the
+  lesion; the pasted pixels are its type's target and no other type's;
 - **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
   per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
   its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
@@ -43,6 +47,7 @@ from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.artifacts import paint_artifact
 from dermclean.data.families import paint_random_family
 from dermclean.data.masks import crop_origin
+from dermclean.proof.real_artifacts import ArtifactBank, bank_painter
 
 
 @dataclass
@@ -61,6 +66,7 @@ class SegmentDataConfig:
     distractors: list[str] = field(default_factory=lambda: list(ACQUISITION_EFFECTS))
     colour_cast_fraction: float = 0.0  # painted/untouched views given a random white balance and exposure
     colour_cast_strength: float = 0.25  # log-range of the per-channel gains (gamma: half of it)
+    real_paste_fraction: float = 0.0   # painted images also given one real cut-out (needs banks)
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
@@ -75,7 +81,7 @@ class SegmentDataConfig:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
         for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "colour_cast_fraction",
-                     "colour_cast_strength"):
+                     "colour_cast_strength", "real_paste_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -133,11 +139,12 @@ class SegmentBatches:
 
     ``clean``: uint8 ``(N, S, S, 3)`` images labelled free of the three types; ``weak`` and
     ``weak_labels``: images with at least one type present and their 0/1 labels ``(M, K)`` in
-    ``OUTLIER_CLASSES`` order (``M`` may be 0: then the weak share is drawn from ``clean`` as untouched).
+    ``OUTLIER_CLASSES`` order (``M`` may be 0: then the weak share is drawn from ``clean`` as untouched);
+    ``banks``: real cut-outs to paste (required, non-empty, when ``config.real_paste_fraction > 0``).
     """
 
     def __init__(self, clean: np.ndarray, weak: np.ndarray, weak_labels: np.ndarray, *, batch_size: int,
-                 seed: int, config: SegmentDataConfig) -> None:
+                 seed: int, config: SegmentDataConfig, banks: Sequence[ArtifactBank] = ()) -> None:
         if len(clean) == 0:
             raise ValueError("train_segmenter: no clean training images (labels with none of ruler/ink/patches); "
                              "expected at least one")
@@ -146,6 +153,11 @@ class SegmentBatches:
         self.clean, self.weak = clean, weak
         self.weak_labels = np.asarray(weak_labels, dtype=np.float32).reshape(len(weak), len(OUTLIER_CLASSES))
         self.batch_size, self.seed, self.config = batch_size, seed, config
+        banks = [b for b in banks if b.cutouts]
+        if config.real_paste_fraction > 0 and not banks:
+            raise ValueError(f"train_segmenter: real_paste_fraction is {config.real_paste_fraction} but no real "
+                             f"cut-outs were given; expected a non-empty bank (or real_paste_fraction 0)")
+        self.painters = [(OUTLIER_CLASSES.index(b.artifact), bank_painter(b)) for b in banks]
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One image with its target ``(S,S,K)``, pixel weights, image labels and image weights ``(K,)``."""
@@ -169,6 +181,12 @@ class SegmentBatches:
         target = np.stack([painted.masks.get(c, np.zeros(image.shape[:2], bool)) for c in OUTLIER_CLASSES],
                           axis=-1).astype(np.float32)
         image = painted.image
+        if not untouched and cfg.real_paste_fraction > 0 and rng.random() < cfg.real_paste_fraction:
+            channel, paint = self.painters[int(rng.integers(len(self.painters)))]
+            pasted = paint(image, rng)
+            image = pasted.image
+            target[pasted.mask] = 0.0
+            target[pasted.mask, channel] = 1.0
         if cfg.crop is not None and cfg.crop < image.shape[0]:
             if rng.random() < cfg.scale_fraction:
                 image, target = _shrink(image, target, cfg.crop)

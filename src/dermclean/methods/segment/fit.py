@@ -25,6 +25,7 @@ from dermclean.methods.segment.data import load_training_images
 from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig
 from dermclean.methods.segment.train import SegmentTrainConfig, train_segmenter
 from dermclean.modelio import save_model_dir
+from dermclean.proof.real_artifacts import ArtifactBank
 
 SECTION_KEYS = ("model", "data", "train")
 
@@ -60,11 +61,12 @@ def segment_section(params: dict[str, Any], *, where: str = "params") -> dict[st
 
 def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, device: torch.device | str,
                   exclude_families: Sequence[str] | None = None, weak: bool = True, steps: int | None = None,
-                  progress: bool = True, on_log: Callable[[int, dict[str, float]], None] | None = None,
+                  banks: Sequence[ArtifactBank] = (), progress: bool = True, on_log: Callable[[int, dict[str, float]], None] | None = None,
                   where: str = "params") -> SegmentFit:
     """Train the segmenter on the ``train`` images of ``manifest``, resuming from ``checkpoints`` when the
     params match. ``exclude_families`` (a held-out fold), ``weak=False`` (no weakly labelled images) and
-    ``steps`` override the section for studies."""
+    ``steps`` override the section for studies; ``banks``: real cut-outs for ``data.real_paste_fraction``
+    (:func:`~dermclean.methods.segment.real_bank.confident_bank`)."""
     section, seed = segment_section(params, where=where), params_seed(params)
     model_cfg = from_dict(SegmenterConfig, section.get("model", {}), where=f"{where}: segment.model")
     data = {**section.get("data", {}), **({"exclude_families": list(exclude_families)} if exclude_families else {}),
@@ -74,9 +76,16 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
     train_cfg = from_dict(SegmentTrainConfig, train, where=f"{where}: segment.train")
     clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
                                                       weak=data_cfg.weak_fraction > 0)
-    batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg)
+    if data_cfg.real_paste_fraction > 0 and not any(b.cutouts for b in banks):
+        raise ConfigError(f"{where}: segment.data.real_paste_fraction is {data_cfg.real_paste_fraction} but no real "
+                          f"cut-outs were given; expected a bank of real artifacts (or real_paste_fraction 0)")
+    batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg,
+                             banks=banks if data_cfg.real_paste_fraction > 0 else ())
+    bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in banks] \
+        if data_cfg.real_paste_fraction > 0 else []
     key = checkpoint_key({"segment": {"model": dataclasses.asdict(model_cfg), "data": dataclasses.asdict(data_cfg),
-                                      "train": dataclasses.asdict(train_cfg)}, "seed": seed}, manifest)
+                                      "train": dataclasses.asdict(train_cfg)}, "seed": seed,
+                          **({"banks": bank_key} if bank_key else {})}, manifest)
     print(f"train_segmenter: {len(clean)} clean and {len(weak_images)} labelled train images at "
           f"{model_cfg.image_size} px on {device}; checkpoints in {checkpoints / key}")
     losses: list[float] = []
