@@ -10,6 +10,11 @@ then reports on ``--split``:
 - per-type image AUROC on the human labels with bootstrap CIs, and the flagged area on the clean
   images per acquisition effect (:func:`dermclean.detection.family_eval.real_label_report`).
 
+With ``--paste-from MODEL`` a share ``--paste-fraction`` of the painted views also receives a real
+artifact of ``--paste-kinds``, cut from the training images along MODEL's confident maps
+(:func:`dermclean.methods.segment.real_bank.confident_bank`); the same flags must be given again to
+reuse the trained model with ``--split test``.
+
 Choose on ``val``; report ``test`` once.
 
     python benchmarks/lofo_segment.py --manifest data/prepared/manifest.csv --fold 0 --work runs/seg_f0 --out seg_f0.json
