@@ -61,8 +61,8 @@ def segment_section(params: dict[str, Any], *, where: str = "params") -> dict[st
 
 def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, device: torch.device | str,
                   exclude_families: Sequence[str] | None = None, weak: bool = True, steps: int | None = None,
-                  banks: Sequence[ArtifactBank] = (), progress: bool = True, on_log: Callable[[int, dict[str, float]], None] | None = None,
-                  where: str = "params") -> SegmentFit:
+                  banks: Sequence[ArtifactBank] = (), progress: bool = True,
+                  on_log: Callable[[int, dict[str, float]], None] | None = None, where: str = "params") -> SegmentFit:
     """Train the segmenter on the ``train`` images of ``manifest``, resuming from ``checkpoints`` when the
     params match. ``exclude_families`` (a held-out fold), ``weak=False`` (no weakly labelled images) and
     ``steps`` override the section for studies; ``banks``: real cut-outs for ``data.real_paste_fraction``
@@ -74,11 +74,12 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
     data_cfg = from_dict(SegmentDataConfig, data, where=f"{where}: segment.data")
     train = {**section.get("train", {}), **({"steps": steps} if steps else {})}
     train_cfg = from_dict(SegmentTrainConfig, train, where=f"{where}: segment.train")
-    clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
-                                                      weak=data_cfg.weak_fraction > 0)
     if data_cfg.real_paste_fraction > 0 and not any(b.cutouts for b in banks):
         raise ConfigError(f"{where}: segment.data.real_paste_fraction is {data_cfg.real_paste_fraction} but no real "
-                          f"cut-outs were given; expected a bank of real artifacts (or real_paste_fraction 0)")
+                          f"cut-outs were given (a trained segmenter cuts them: benchmarks/lofo_segment.py "
+                          f"--paste-from); expected 0 here")
+    clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
+                                                      weak=data_cfg.weak_fraction > 0)
     batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg,
                              banks=banks if data_cfg.real_paste_fraction > 0 else ())
     bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in banks] \
