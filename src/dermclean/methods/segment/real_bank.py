@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.data.manifest import image_paths, in_split, read_manifest
+from dermclean.methods.segment.model import SEGMENTER_KIND
 from dermclean.modelio import load_model_dir
 from dermclean.proof.real_artifacts import ArtifactBank, cutouts_of, only_type_rows
 
@@ -33,7 +33,7 @@ def confident_bank(model_dir: str | os.PathLike[str], manifest_path: str | os.Pa
         raise ValueError(f"artifact {artifact!r}; expected one of {list(OUTLIER_CLASSES)}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"confident_bank: threshold must be in (0, 1); got {threshold}")
-    module, config, _ = load_model_dir(model_dir, device=device, expect_kind="segmenter")
+    module, config, _ = load_model_dir(model_dir, device=device, expect_kind=SEGMENTER_KIND)
     manifest_path = Path(manifest_path)
     df = read_manifest(manifest_path)
     rows = df[in_split(df, split) & only_type_rows(df, artifact)].sort_values("image_id")
