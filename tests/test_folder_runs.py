@@ -26,7 +26,7 @@ from dermclean.data.images import ImageError
 from dermclean.detection import run_detect_dir, save_detector
 from dermclean.detection.contract import DetectJob, detect_to_folder, read_map
 from dermclean.errors import EXIT_USAGE, OptionError
-from dermclean.io import partial_path
+from dermclean.io import atomic_path, building_dir, partial_path
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +197,17 @@ def test_an_address_where_no_cluster_answers_is_one_line_before_any_work(bundle,
     result = CliRunner().invoke(app, ["detect", str(images), "--out", str(tmp_path / "out"), "--model", str(bundle)])
     assert result.exit_code == EXIT_USAGE and "no Ray cluster answers" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+def test_a_write_killed_during_the_run_leaves_no_temporary_in_the_output(tmp_path):
+    """A worker killed mid-write (its node lost) leaves an atomic write's temporary in the build; when
+    another worker redoes the work, the published folder holds only the finished files."""
+    out = tmp_path / "out"
+    with building_dir(out, owner="detect", key="k") as build:
+        (build / "masks").mkdir()
+        (build / "masks" / ".a.png.x1y2.tmp").mkdir()  # what a killed atomic_path write leaves
+        (build / "masks" / ".a.png.x1y2.tmp" / "a.png").write_bytes(b"half")
+        with atomic_path(build / "masks" / "a.png") as tmp:
+            tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.png"]
+    assert (out / "masks" / "a.png").read_bytes() == b"whole" and not partial_path(out).exists()

@@ -156,8 +156,9 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
     The folder is :func:`partial_path`; it is created stamped with ``owner`` and ``key``. A build
     left by a killed run of the same command and key is resumed (the caller skips what it finds
     complete in it, after the temporaries of its interrupted writes are removed); one of another key
-    is this tool's own leftover and is started afresh. On
-    success it is renamed over ``target`` (replacing only an earlier output of ``owner``). On an
+    is this tool's own leftover and is started afresh. On success the temporaries of writes killed
+    during this run (a lost cluster node whose work another worker redid) are removed and it is renamed
+    over ``target`` (replacing only an earlier output of ``owner``). On an
     error it is removed, unless the error says the run can be resumed (a ``resumable`` attribute that
     is true, e.g. a cluster that lost its workers); on an interrupt (Ctrl-C) it is kept for the rerun.
     """
@@ -182,6 +183,7 @@ def building_dir(target: str | os.PathLike[str], *, owner: str, key: str) -> Ite
         if not getattr(exc, "resumable", False):
             shutil.rmtree(build, ignore_errors=True)
         raise
+    _sweep_temporaries(build)  # a writer killed mid-write (a lost cluster node) whose work another redid
     _stamp(build, owner)
     trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     try:
