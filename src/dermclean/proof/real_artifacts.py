@@ -76,6 +76,11 @@ def only_type_rows(df: pd.DataFrame, artifact: str) -> np.ndarray:
     return keep.fillna(False).to_numpy(dtype=bool)
 
 
+def rows_of_type_alone(df: pd.DataFrame, split: str, artifact: str) -> pd.DataFrame:
+    """The rows of ``split`` labelled with ``artifact`` alone (:func:`only_type_rows`), by image id."""
+    return df[in_split(df, split) & only_type_rows(df, artifact)].sort_values("image_id")
+
+
 def components(mask: np.ndarray, *, min_area: float, max_area: float, per_image: int) -> list[np.ndarray]:
     """The largest ``per_image`` connected components of ``mask`` whose share of the image is in range."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -106,7 +111,7 @@ def cut_bank(manifest_path: str | os.PathLike[str], detections_dir: str | os.Pat
     """Cut the real ``artifact``s of ``split`` along the detected masks (see the module docstring)."""
     manifest_path = Path(manifest_path)
     df = read_manifest(manifest_path)
-    rows = df[in_split(df, split) & only_type_rows(df, artifact)].sort_values("image_id")
+    rows = rows_of_type_alone(df, split, artifact)
     if max_images:
         rows = rows.iloc[:max_images]
     cutouts = []

@@ -74,16 +74,16 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
     data_cfg = from_dict(SegmentDataConfig, data, where=f"{where}: segment.data")
     train = {**section.get("train", {}), **({"steps": steps} if steps else {})}
     train_cfg = from_dict(SegmentTrainConfig, train, where=f"{where}: segment.train")
-    if data_cfg.real_paste_fraction > 0 and not any(b.cutouts for b in banks):
+    pasted = [b for b in banks if b.cutouts] if data_cfg.real_paste_fraction > 0 else []
+    if data_cfg.real_paste_fraction > 0 and not pasted:
         raise ConfigError(f"{where}: segment.data.real_paste_fraction is {data_cfg.real_paste_fraction} but no real "
                           f"cut-outs were given (a trained segmenter cuts them: benchmarks/lofo_segment.py "
                           f"--paste-from); expected 0 here")
     clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
                                                       weak=data_cfg.weak_fraction > 0)
     batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg,
-                             banks=banks if data_cfg.real_paste_fraction > 0 else ())
-    bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in banks] \
-        if data_cfg.real_paste_fraction > 0 else []
+                             banks=pasted)
+    bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in pasted]
     key = checkpoint_key({"segment": {"model": dataclasses.asdict(model_cfg), "data": dataclasses.asdict(data_cfg),
                                       "train": dataclasses.asdict(train_cfg)}, "seed": seed,
                           **({"banks": bank_key} if bank_key else {})}, manifest)

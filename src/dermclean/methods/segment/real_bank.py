@@ -19,24 +19,21 @@ import torch
 
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
-from dermclean.data.manifest import image_paths, in_split, read_manifest
+from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.methods.segment.model import SEGMENTER_KIND
 from dermclean.modelio import load_model_dir
-from dermclean.proof.real_artifacts import ArtifactBank, cutouts_of, only_type_rows
+from dermclean.proof.real_artifacts import ArtifactBank, cutouts_of, rows_of_type_alone
 
 
 def confident_bank(model_dir: str | os.PathLike[str], manifest_path: str | os.PathLike[str], artifact: str, *,
                    split: str = "train", threshold: float = 0.5, min_area: float = 0.002, max_area: float = 0.25,
                    per_image: int = 1, device: str | torch.device = "cpu", batch_size: int = 16) -> ArtifactBank:
     """An :class:`ArtifactBank` of ``artifact`` cut from ``split`` along the segmenter in ``model_dir``."""
-    if artifact not in OUTLIER_CLASSES:
-        raise ValueError(f"artifact {artifact!r}; expected one of {list(OUTLIER_CLASSES)}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"confident_bank: threshold must be in (0, 1); got {threshold}")
-    module, config, _ = load_model_dir(model_dir, device=device, expect_kind=SEGMENTER_KIND)
     manifest_path = Path(manifest_path)
-    df = read_manifest(manifest_path)
-    rows = df[in_split(df, split) & only_type_rows(df, artifact)].sort_values("image_id")
+    rows = rows_of_type_alone(read_manifest(manifest_path), split, artifact)  # refuses an unknown artifact
+    module, config, _ = load_model_dir(model_dir, device=device, expect_kind=SEGMENTER_KIND)
     channel = OUTLIER_CLASSES.index(artifact)
     cutouts = []
     paths = image_paths(rows, manifest_path)
