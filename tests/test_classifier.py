@@ -124,6 +124,26 @@ def test_strong_recipe_trains_and_its_colour_constancy_is_saved(tmp_path):
     assert np.allclose(predict_proba(loaded.module, val, device="cpu"), predict_proba(model, val, device="cpu"))
 
 
+@pytest.mark.parametrize("options", [{"mixup": 0.4}, {"ema_decay": 0.8}])
+def test_mixup_and_weight_averaging_train_deterministically_and_change_the_model(options):
+    train, val = separable(32, 0), separable(16, 1)
+    kwargs = dict(epochs=4, batch_size=16, lr=0.01, seed=0, device="cpu", progress=False)
+    plain, _ = train_classifier(train, val, tiny_config(), **kwargs)
+    first, history = train_classifier(train, val, tiny_config(), **kwargs, **options)
+    again, _ = train_classifier(train, val, tiny_config(), **kwargs, **options)
+    p_first = predict_proba(first, val, device="cpu")
+    assert np.array_equal(p_first, predict_proba(again, val, device="cpu"))
+    assert not np.allclose(p_first, predict_proba(plain, val, device="cpu"))
+    assert history.best_val_auroc > 0.9 and auroc(val.melanoma, p_first) == pytest.approx(history.best_val_auroc)
+
+
+@pytest.mark.parametrize("options", [{"mixup": -0.1}, {"ema_decay": 1.0}, {"ema_decay": 0.0}])
+def test_mixup_and_weight_averaging_refuse_values_out_of_range(options):
+    with pytest.raises(ValueError, match="expected mixup >= 0 and ema_decay null or in"):
+        train_classifier(separable(8, 0), separable(8, 1), tiny_config(), epochs=1, batch_size=8, lr=0.01, seed=0,
+                         **options)
+
+
 def test_auroc_hand_worked():
     y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
     assert auroc(y, p) == pytest.approx(0.75)  # 3 of 4 (malignant, benign) pairs ranked right

@@ -88,7 +88,10 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
                                       batch_size=int(section["batch_size"]), lr=float(section["lr"]), seed=seed,
                                       device=device, weight_decay=float(section.get("weight_decay", 0.01)),
                                       augment=str(section.get("augment", "geometric")),
-                                      lr_schedule=str(section.get("lr_schedule", "constant")), progress=progress)
+                                      lr_schedule=str(section.get("lr_schedule", "constant")),
+                                      mixup=float(section.get("mixup") or 0.0),
+                                      ema_decay=None if section.get("ema_decay") is None else float(section["ema_decay"]),
+                                      progress=progress)
     seconds = time.perf_counter() - began
     p_val = predict_proba(model, val_ds, batch_size=int(section["batch_size"]), device=device)
     threshold = fit_operating_threshold(p_val, val_ds.melanoma, method=section.get("threshold", "youden"),

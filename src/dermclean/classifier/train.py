@@ -10,6 +10,12 @@ warm-up over the first 15 % of the steps, then cosine annealing); loss BCE-with-
 ``pos_weight = n_benign / n_malignant`` of the training split; bf16 autocast on CUDA; the weights
 kept are those of the epoch with the best validation AUROC (ties and single-class validation fall
 back to the lowest validation loss).
+
+Two optional regularisers, off by default: ``mixup`` (alpha > 0) trains on convex mixtures of each
+batch with a shuffled copy of itself, the mixing weight drawn from Beta(alpha, alpha) per batch and
+the BCE target mixed alike (Zhang et al. 2018); ``ema_decay`` (in (0, 1)) keeps an exponential
+moving average of the weights and BatchNorm statistics (``torch.optim.swa_utils.AveragedModel``),
+updated after every step, and the averaged network is the one evaluated and kept per epoch.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dermclean.classifier.augment import augmenter
 from dermclean.classifier.metrics import auroc
@@ -110,8 +117,8 @@ def predict_proba(model: nn.Module, data, *, batch_size: int = 64, device: str |
 
 def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int, batch_size: int, lr: float,
                      seed: int, device: str | torch.device | None = None, weight_decay: float = 0.01,
-                     augment: str = "geometric", lr_schedule: str = "constant",
-                     progress: bool = True) -> tuple[nn.Module, TrainHistory]:
+                     augment: str = "geometric", lr_schedule: str = "constant", mixup: float = 0.0,
+                     ema_decay: float | None = None, progress: bool = True) -> tuple[nn.Module, TrainHistory]:
     """Train a :class:`~dermclean.classifier.model.DiagnosisResNet` from scratch (or ``init_weights``).
 
     Returns ``(model in eval mode with the best epoch's weights, history)``. See the module docstring
@@ -121,6 +128,9 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
         raise ValueError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: expected positive values")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"classifier.lr_schedule {lr_schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    if mixup < 0 or (ema_decay is not None and not 0 < ema_decay < 1):
+        raise ValueError(f"classifier.mixup={mixup}, classifier.ema_decay={ema_decay}: expected mixup >= 0 "
+                         "and ema_decay null or in (0, 1)")
     transform = augmenter(augment)
     device = pick_device(device) if not isinstance(device, torch.device) else device
     torch.manual_seed(seed)
@@ -134,6 +144,10 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
     n_pos = float(y_train.sum())
     pos_weight = torch.tensor((len(y_train) - n_pos) / max(n_pos, 1.0), device=device)
     model = build_classifier(config, load_init=True).to(device)
+    averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+                if ema_decay is not None else None)
+    kept = model if averaged is None else averaged.module
+    mix_rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     y_val = torch.as_tensor(val.melanoma, dtype=torch.float32)
@@ -150,6 +164,10 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
             idx = order[start:start + batch_size]
             x = transform(train.images[idx], gen).to(device)
             y = y_train[idx].to(device)
+            if mixup > 0:
+                lam = float(mix_rng.beta(mixup, mixup))
+                partner = torch.randperm(len(idx), generator=gen).to(device)
+                x, y = lam * x + (1 - lam) * x[partner], lam * y + (1 - lam) * y[partner]
             with autocast(device):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
@@ -158,17 +176,19 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
             opt.step()
             if schedule is not None:
                 schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
             bar.advance()
-        val_logits = _logits(model, val.images, batch_size=batch_size, device=device)
+        val_logits = _logits(kept, val.images, batch_size=batch_size, device=device)
         val_loss = float(nn.functional.binary_cross_entropy_with_logits(val_logits, y_val, pos_weight=pos_weight.cpu()))
         val_auc = auroc(val.melanoma, val_logits.numpy())
         history.epochs.append(EpochRecord(epoch=epoch, train_loss=total / seen, val_loss=val_loss, val_auroc=val_auc))
         key = (val_auc if math.isfinite(val_auc) else -math.inf, -val_loss)
         if best_key is None or key > best_key:
             best_key, history.best_epoch, history.best_val_auroc = key, epoch, val_auc
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in kept.state_dict().items()})
     bar.close()
     model.load_state_dict(best_state)
     return model.eval(), history
