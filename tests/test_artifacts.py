@@ -6,6 +6,7 @@ import pytest
 from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.data.artifacts import (HELDOUT_STYLES, STYLES, Layer, Painted, PaintedMany, composite,
                                       paint_artifact, paint_random)
+from dermclean.data.hair import paint_hair, strand
 
 CASES = [(kind, style) for kind, styles in STYLES.items() for style in styles]
 
@@ -133,3 +134,27 @@ def test_paint_random_kinds_counts_and_forced_styles():
     assert np.array_equal(none.image, image) and none.masks == {}
     with pytest.raises(ValueError, match="n_min <= n_max"):
         paint_random(image, np.random.default_rng(0), n_min=3, n_max=1)
+
+
+@pytest.mark.parametrize("size", [16, 256])
+def test_lifelike_hair_is_thin_tapered_and_exactly_masked(size):
+    image = _skin(size)
+    before = image.copy()
+    masks = []
+    for seed in range(6):
+        painted, mask = paint_hair(image, np.random.default_rng(seed))
+        assert np.array_equal(image, before)  # the input is untouched
+        assert np.array_equal(mask, (painted != image).any(-1))
+        again, _ = paint_hair(image, np.random.default_rng(seed))
+        assert np.array_equal(again, painted)  # deterministic per generator
+        masks.append(mask)
+    assert any(m.any() for m in masks)
+    # strands, not blobs: most painted images leave most of the frame alone
+    assert np.median([m.mean() for m in masks]) < 0.5
+    xy, width = strand(256, 256, np.random.default_rng(0), heading=0.0)
+    assert len(width) == len(xy) - 1  # one width per segment
+    assert width[-1] < width[0] and width.max() <= 2.4  # tapers from at most 2.4 px at 256 px
+    steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    assert np.allclose(steps, steps[0])  # an even walk: the strand's shape is its turning, not its spacing
+    with pytest.raises(ValueError, match="paint_hair"):
+        paint_hair(np.zeros((4, 4, 3), np.uint8), np.random.default_rng(0))

@@ -107,6 +107,17 @@ def test_distractors_change_clean_images_but_stay_negatives():
         SegmentDataConfig(distractors=["ruler"])
 
 
+def test_lifelike_hair_darkens_clean_views_but_stays_negative():
+    plain = small_batches(untouched_fraction=1.0, weak_fraction=0.0, crop=None).batch(2)
+    hairy = small_batches(untouched_fraction=1.0, weak_fraction=0.0, crop=None, hair_fraction=1.0).batch(2)
+    assert float(hairy.target.sum()) == 0.0 and float(hairy.pixel_weight.min()) == 1.0
+    changed = (hairy.x - plain.x).abs().amax(1) > 0.05  # (B, S, S): pixels the hair moved
+    assert all(bool(c.any()) for c in changed)  # every view carries hair
+    assert float(changed.float().mean()) < 0.6  # strands, not a wash over the whole view
+    with pytest.raises(ValueError, match="hair_fraction"):
+        SegmentDataConfig(hair_fraction=1.5)
+
+
 def test_colour_casts_shift_whole_views_and_leave_targets_alone():
     rng = np.random.default_rng(0)
     image = skin(rng, 1)[0]

@@ -15,6 +15,9 @@ resumed run sees exactly the batches an uninterrupted one would):
   hair, the dark rim of the field, gel bubbles, gel borders) that stay negatives in every channel, so
   thin dark hair is taught apart from ruler ticks and pen strokes more often than real clean images
   carry it;
+- **lifelike hair**: with ``hair_fraction``, a painted or untouched image first receives hair of
+  :func:`dermclean.data.hair.paint_hair` (tapered, curling strands, often a dense tuft), a negative in
+  every channel like the distractors;
 - **colour casts**: with ``colour_cast_fraction``, a painted or untouched view is given a random white
   balance and exposure (per-channel gain and one gamma, :func:`colour_cast`) after painting, its targets
   unchanged, so a whole field of bluish or yellowish skin is a negative and a sticker must differ from
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.artifacts import paint_artifact
 from dermclean.data.families import paint_random_family
+from dermclean.data.hair import paint_hair
 from dermclean.data.masks import crop_origin
 from dermclean.proof.real_artifacts import ArtifactBank, bank_painter
 
@@ -64,6 +68,7 @@ class SegmentDataConfig:
     scale_fraction: float = 0.25       # painted/untouched images shrunk whole to crop rather than cut
     distractor_fraction: float = 0.0   # painted/untouched images given 1-2 acquisition effects as negatives
     distractors: list[str] = field(default_factory=lambda: list(ACQUISITION_EFFECTS))
+    hair_fraction: float = 0.0         # painted/untouched images given lifelike hair as a negative
     colour_cast_fraction: float = 0.0  # painted/untouched views given a random white balance and exposure
     colour_cast_strength: float = 0.25  # log-range of the per-channel gains (gamma: half of it)
     real_paste_fraction: float = 0.0   # painted images also given one real cut-out (needs banks)
@@ -80,8 +85,8 @@ class SegmentDataConfig:
         if self.untouched_fraction + self.weak_fraction > 1.0:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
-        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "colour_cast_fraction",
-                     "colour_cast_strength", "real_paste_fraction"):
+        for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "hair_fraction",
+                     "colour_cast_fraction", "colour_cast_strength", "real_paste_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -175,6 +180,8 @@ class SegmentBatches:
         if cfg.distractor_fraction > 0 and rng.random() < cfg.distractor_fraction:
             for _ in range(int(rng.integers(1, 3))):
                 image = paint_artifact(image, cfg.distractors[int(rng.integers(len(cfg.distractors)))], rng).image
+        if cfg.hair_fraction > 0 and rng.random() < cfg.hair_fraction:
+            image = paint_hair(image, rng)[0]
         untouched = u < cfg.weak_fraction + cfg.untouched_fraction
         painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
                                       n_max=0 if untouched else cfg.n_max, exclude_families=cfg.exclude_families)
