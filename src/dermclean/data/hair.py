@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dermclean.data.layers import Layer, alpha_map, check_image, composite, uniform
+from dermclean.data.layers import Layer, alpha_map, check_image, composite, cv_points, uniform
 
 _REFERENCE = 256.0
 _STEP = 1.5  # px along a strand between drawn points, at 256 px
@@ -50,13 +50,15 @@ def hair_layers(h: int, w: int, rng: np.random.Generator) -> list[Layer]:
         heading = main + rng.normal(0.0, 0.45) if tuft else uniform(rng, 0.0, 2 * np.pi)
         xy, width = strand(h, w, rng, heading)
         strength = uniform(rng, 0.5, 1.0)
+        # below 1 px a strand is drawn 1 px wide and as much fainter; runs of equal width and shade are
+        # drawn as one polyline
+        thick = np.maximum(1, np.rint(width)).astype(int)
+        shade = (np.rint(255 * strength * np.minimum(1.0, width) / 8) * 8).astype(int)
         one = np.zeros((h, w), np.uint8)
-        for p, q, wd in zip(xy[:-1], xy[1:], width):
-            # below 1 px a strand is drawn 1 px wide and as much fainter
-            value = int(round(255 * strength * min(1.0, wd)))
-            if value > 0:
-                cv2.line(one, tuple(np.rint(p).astype(int)), tuple(np.rint(q).astype(int)), value,
-                         max(1, int(round(wd))), cv2.LINE_AA)
+        for run in np.split(np.arange(len(width)), np.flatnonzero(np.diff(thick * 1000 + shade)) + 1):
+            if shade[run[0]] > 0:
+                cv2.polylines(one, [cv_points(xy[run[0]:run[-1] + 2])], False, int(min(255, shade[run[0]])),
+                              int(thick[run[0]]), cv2.LINE_AA)
         np.maximum(canvas, one, out=canvas)
     if rng.random() < 0.75:  # dark brown to black
         v = uniform(rng, 12, 80)
