@@ -2,8 +2,9 @@
 
 Trains the image-conditioned model of ``--profile`` (its ``imagecond`` section, ``--steps`` overriding
 the training steps) with ``imagecond.corruption.painter`` set to ``--painter`` and the families of fold
-``--fold`` held out of training (``data.families.fold_exclusion``), fits the pixel threshold on the
-clean validation images, then paints every family onto ``--n-images`` clean images of ``--split``
+``--fold`` held out of training (``data.families.fold_exclusion``; with ``--painter styles``, the
+pipeline's own recipe, no family is painted and every family counts as held out), fits the pixel
+threshold on the clean validation images, then paints every family onto ``--n-images`` clean images of ``--split``
 and reports pixel AP per family, held-out families apart from the families it trained on
 (:func:`dermclean.detection.family_eval.evaluate_families`). Run it for each fold and swap; choose
 on ``val``, report ``test`` once.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from dermclean.config import from_dict, load_params, params_seed
-from dermclean.data.families import fold_exclusion
+from dermclean.data.families import FAMILIES, fold_exclusion
 from dermclean.detection.config import imagecond_detection_config
 from dermclean.detection.detector import build_detector
 from dermclean.detection.evaluate import fit_threshold
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--painter", default="families", choices=["families", "both"])
+    parser.add_argument("--painter", default="families", choices=["families", "both", "styles"],
+                        help="styles: the pipeline's training (renderer styles, no family; --fold ignored)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--n-images", type=int, default=64)
@@ -50,9 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params, profile=args.profile)
     ic, seed, size = params["imagecond"], params_seed(params), int(params["data"]["image_size"])
-    held = fold_exclusion(args.fold)
-    held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
-    corruption = corruption_from_params(ic, painter=args.painter, exclude_families=held_names)
+    if args.painter == "styles":  # the pipeline's own recipe: no family painted, so every family is held out
+        held_names = sorted(f"{k}/{f}" for k, fs in FAMILIES.items() for f in fs)
+        corruption = corruption_from_params(ic, painter="styles")
+    else:
+        held = fold_exclusion(args.fold)
+        held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
+        corruption = corruption_from_params(ic, painter=args.painter, exclude_families=held_names)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train = {"seed": seed, **ic["train"], **({"steps": args.steps} if args.steps else {})}
     train_cfg = from_dict(TrainConfig, train)
