@@ -4,10 +4,10 @@ Trains the image-conditioned model of ``--profile`` (its ``imagecond`` section, 
 the training steps) with ``imagecond.corruption.painter`` set to ``--painter`` and the families of fold
 ``--fold`` held out of training (``data.families.fold_exclusion``; with ``--painter styles``, the
 pipeline's own recipe, no family is painted and every family counts as held out), fits the pixel
-threshold on the clean validation images, then paints every family onto ``--n-images`` clean images of ``--split``
-and reports pixel AP per family, held-out families apart from the families it trained on
-(:func:`dermclean.detection.family_eval.evaluate_families`). Run it for each fold and swap; choose
-on ``val``, report ``test`` once.
+threshold on the clean validation images, then paints every family onto ``--n-images`` clean images
+of ``--split`` and reports pixel AP per family, held-out families apart from the families it trained
+on (:func:`dermclean.detection.family_eval.evaluate_families`). Run it for each fold and swap; choose
+on ``val``, report ``test`` once (the trained model in ``--work`` is reused).
 
     python benchmarks/lofo_imagecond.py --manifest data/prepared/manifest.csv --fold 0 --out lofo_f0.json
 """
