@@ -52,13 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params, profile=args.profile)
     ic, seed, size = params["imagecond"], params_seed(params), int(params["data"]["image_size"])
-    if args.painter == "styles":  # the pipeline's own recipe: no family painted, so every family is held out
-        held_names = sorted(f"{k}/{f}" for k, fs in FAMILIES.items() for f in fs)
-        corruption = corruption_from_params(ic, painter="styles")
-    else:
-        held = fold_exclusion(args.fold)
-        held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
-        corruption = corruption_from_params(ic, painter=args.painter, exclude_families=held_names)
+    styles = args.painter == "styles"  # the pipeline's own recipe: no family painted, so every family is held out
+    held = FAMILIES if styles else fold_exclusion(args.fold)
+    held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
+    corruption = corruption_from_params(ic, painter=args.painter, exclude_families=[] if styles else held_names)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train = {"seed": seed, **ic["train"], **({"steps": args.steps} if args.steps else {})}
     train_cfg = from_dict(TrainConfig, train)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dermclean.data.families.draw import at256
 from dermclean.data.layers import Layer, alpha_map, check_image, composite, cv_points, uniform
 
-_REFERENCE = 256.0
 _STEP = 1.5  # px along a strand between drawn points, at 256 px
 
 
@@ -23,8 +23,7 @@ def strand(h: int, w: int, rng: np.random.Generator, heading: float) -> tuple[np
     """One strand starting anywhere in (or just outside) the frame: points ``(N, 2)`` (x, y) and the
     width ``(N - 1,)`` of each segment in px, tapering to the tip."""
     s = min(h, w)
-    scale = s / _REFERENCE
-    step = _STEP * scale
+    step = at256(s, _STEP)
     length = s * uniform(rng, 0.15, 1.2)
     n = max(4, int(length / step))
     # curvature (rad per px at 256 px): a constant bend plus a drift along the strand
@@ -34,7 +33,7 @@ def strand(h: int, w: int, rng: np.random.Generator, heading: float) -> tuple[np
     start = np.array([uniform(rng, -0.1, 1.1) * w, uniform(rng, -0.1, 1.1) * h])
     xy = start + np.concatenate([[[0.0, 0.0]], np.cumsum(step * np.stack([np.cos(angles), np.sin(angles)], -1), 0)])
     t = np.linspace(0.0, 1.0, n)
-    root = uniform(rng, 0.7, 2.4) * scale
+    root = at256(s, uniform(rng, 0.7, 2.4))
     taper_from = uniform(rng, 0.3, 0.85)
     width = root * np.where(t < taper_from, 1.0, 1.0 - 0.8 * (t - taper_from) / (1.0 - taper_from))
     return xy, width
@@ -66,7 +65,7 @@ def hair_layers(h: int, w: int, rng: np.random.Generator) -> list[Layer]:
     else:  # light, faint
         v = uniform(rng, 120, 200)
         colour = np.array([v * 1.05, v * 0.97, v * 0.88])
-    blur = uniform(rng, 0.0, 0.6) * min(h, w) / _REFERENCE
+    blur = at256(min(h, w), uniform(rng, 0.0, 0.6))
     return [Layer(alpha_map(canvas, uniform(rng, 0.55, 0.95), blur), np.clip(colour, 0, 255).astype(np.float32))]
 
 
