@@ -4,7 +4,8 @@ Reads ``detection`` (profile applied, then ``sweep_best.yaml`` beside params.yam
 ``imagecond.sample`` and ``seed``; :mod:`dermclean.detection.bundles` builds the guided bundle from
 ``--diffusion`` (``unet/`` + optional ``noisy_classifier/``) into ``--out-model`` and the
 image-conditioned one from ``--imagecond`` into ``<out-model>_imagecond`` (the segmenter's from
-``--segmenter`` into ``<out-model>_segment``), fits and saves them, and
+``--segmenter`` into ``<out-model>_segment``, and with both the fused one into ``<out-model>_fused``),
+fits and saves them, and
 writes the ``detect`` contract over every manifest image to ``--out`` with the bundle
 ``detection.pipeline_detector`` names. ``--metrics`` gets the figures; the MLflow run
 (``dermclean-detector``) logs them with both bundles.
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-model-imagecond", type=Path, default=None)
     p.add_argument("--segmenter", type=Path, default=None)
     p.add_argument("--out-model-segment", type=Path, default=None)
+    p.add_argument("--out-model-fused", type=Path, default=None)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--metrics", type=Path, required=True)
     p.add_argument("--device", default=None)
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     bundles, chosen = build_bundles(params, diffusion=args.diffusion, imagecond=args.imagecond,
                                     out_model=args.out_model, out_model_imagecond=args.out_model_imagecond,
                                     segmenter=args.segmenter, out_model_segment=args.out_model_segment,
-                                    device=args.device)
+                                    out_model_fused=args.out_model_fused, device=args.device)
     metrics = fit_and_save(bundles, args.manifest, seed=seed,
                            meta={"profile": params.get("profile"), "seed": seed, "manifest": str(args.manifest)})
     metrics.update(detect_manifest(bundles[chosen], chosen, args.manifest, args.out))

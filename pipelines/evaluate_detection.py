@@ -28,13 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detector", type=Path, required=True)
     p.add_argument("--detector-imagecond", type=Path, default=None)
     p.add_argument("--detector-segment", type=Path, default=None)
+    p.add_argument("--detector-fused", type=Path, default=None)
     p.add_argument("--out-metrics", type=Path, required=True)
     p.add_argument("--plots", type=Path, required=True)
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     params = load_params(args.params, overrides=[args.params.parent / "sweep_best.yaml"])
     found = compare_detectors(args.detector, args.detector_imagecond, args.manifest, args.plots,
-                              seed=params_seed(params), device=args.device, detector_segment=args.detector_segment)
+                              seed=params_seed(params), device=args.device, detector_segment=args.detector_segment,
+                              detector_fused=args.detector_fused)
     write_json(args.plots / "detection_eval.json", json_ready(found.metrics))
     log_evaluation_run(params, args.manifest, {n: r.metrics for n, r in found.results.items()}, found.summary,
                        found.figures)

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", type=Path, default=Path("models/detector"))
     parser.add_argument("--detector-imagecond", type=Path, default=Path("models/detector_imagecond"))
     parser.add_argument("--detector-segment", type=Path, default=Path("models/detector_segment"))
+    parser.add_argument("--detector-fused", type=Path, default=Path("models/detector_fused"))
     parser.add_argument("--diffusion", type=Path, default=Path("models/diffusion"))
     parser.add_argument("--imagecond", type=Path, default=Path("models/imagecond"))
     parser.add_argument("--definition", type=Path, default=Path("monitoring/evidently/shortcut_report.yaml"))
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                               definition=args.definition, out_dir=args.out, device=pick_device(args.device),
                               batch_size=args.batch_size, detections=args.detections, cleaned=args.cleaned,
                               detector=pipeline_detector(params, guided=args.detector, imagecond=args.detector_imagecond,
-                                                         segment=args.detector_segment),
+                                                         segment=args.detector_segment, fused=args.detector_fused),
                               remover_models={"inpaint": args.diffusion / "unet", "imagecond": args.imagecond,
                                               "telea": None})
     write_json(args.metrics, json_ready(metrics))

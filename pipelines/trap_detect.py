@@ -22,12 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", type=Path, default=Path("models/detector"))
     parser.add_argument("--detector-imagecond", type=Path, default=Path("models/detector_imagecond"))
     parser.add_argument("--detector-segment", type=Path, default=Path("models/detector_segment"))
+    parser.add_argument("--detector-fused", type=Path, default=Path("models/detector_fused"))
     parser.add_argument("--out", type=Path, default=Path("data/trap_sets/detections"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:0 ... (default: CUDA when available)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     detector = pipeline_detector(params, guided=args.detector, imagecond=args.detector_imagecond,
-                                 segment=args.detector_segment)
+                                 segment=args.detector_segment, fused=args.detector_fused)
     print(f"trap_detect: detecting on the painted train/val images with {detector}", flush=True)
     detect_trap_set(args.trap, detector, args.out, device=args.device)
     return 0

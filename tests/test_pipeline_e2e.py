@@ -24,8 +24,9 @@ TINY = {
     "data": {"image_size": 32, "synthetic": {"n_images": 64, "size": 48}},
     "diffusion": {"unet": {"block_out_channels": [8, 16]}, "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3},
                   "noisy_classifier": {"width": 8, "steps": 6, "batch_size": 8}},
-    # the image-conditioned model on 32 px tiles of 64 px images, and its bundle as the pipeline's detector
-    "detection": {"steps": 2, "batch_size": 16, "pipeline_detector": "imagecond"},
+    # the image-conditioned model on 32 px tiles of 64 px images; its maps fused with the segmenter's
+    # (the fused bundle) are the pipeline's detector
+    "detection": {"steps": 2, "batch_size": 16, "pipeline_detector": "fused"},
     "imagecond": {"unet": {"block_out_channels": [8, 16], "work_size": 64},
                   "train": {"steps": 6, "batch_size": 8, "checkpoint_every": 3}, "sample": {"steps": 2}},
     "segment": {"model": {"image_size": 32, "widths": [4, 8]}, "data": {"crop": 16},
@@ -112,14 +113,15 @@ def test_outputs_have_expected_content(pipeline):
     assert set(df["split"]) == {"train", "val", "test"}
     scores = pd.read_csv(work / "data/detections/scores.csv")
     assert len(scores) == len(df)
-    assert json.loads((work / "metrics/detect.json").read_text())["pipeline_detector"] == "imagecond"
-    assert json.loads((work / "data/detections/run.json").read_text())["detector_kind"] == "imagecond"
+    assert json.loads((work / "metrics/detect.json").read_text())["pipeline_detector"] == "fused"
+    run = json.loads((work / "data/detections/run.json").read_text())
+    assert run["detector_kind"] == "fused" and run["fusion"]["members"] == ["imagecond", "segment"]
     unet = json.loads((work / "models/imagecond/config.json").read_text())["config"]
     assert (unet["sample_size"], unet["work_size"]) == (32, 64)
     assert (work / "data/trap_sets/detections/scores.csv").is_file()  # trap set detected once, in its own stage
     segment = json.loads((work / "models/detector_segment/config.json").read_text())
     assert segment["detector_kind"] == "segment"  # the segmenter's bundle, fitted beside the others
-    assert "segment" in json.loads((work / "metrics/detection_eval.json").read_text())["detectors"]
+    assert {"segment", "fused"} <= set(json.loads((work / "metrics/detection_eval.json").read_text())["detectors"])
     for bundle in ("detector", "detector_imagecond", "detector_segment"):  # what `dermclean audit` flags with
         points = json.loads((work / "models" / bundle / "operating_points.json").read_text())["points"]
         assert all(0.0 <= points[k]["threshold"] for k in ("ruler", "ink", "patches", "any")), points

@@ -4,7 +4,9 @@ the manifest (what the ``detect`` stage runs).
 :func:`build_bundles` makes the guided bundle (the class-conditional UNet and the noise-aware
 classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
 ``detection`` settings, its DDIM steps and start level ``imagecond.sample``) and, given the segmenter, the
-segment bundle (its maps are the segmenter's probabilities, its type scores its own). :func:`fit_and_save` fits each
+segment bundle (its maps are the segmenter's probabilities, its type scores its own), and given both, the
+fused bundle (their maps on a common scale, combined as ``detection.fusion`` says:
+:mod:`~dermclean.detection.fusion`). :func:`fit_and_save` fits each
 one's pixel threshold and image score on validation (:func:`~dermclean.detection.evaluate.fit_on_validation`),
 then its per-type flag thresholds (:func:`~dermclean.detection.evaluate.fit_operating_points`), and saves
 it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
@@ -27,10 +29,12 @@ import pandas as pd
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
-from dermclean.detection.config import DetectionConfig, detection_config, imagecond_detection_config
+from dermclean.detection.config import DetectionConfig, detection_config, fusion_settings, imagecond_detection_config
 from dermclean.detection.contract import detect_to_folder, run_info
 from dermclean.detection.detector import Detector, build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
+from dermclean.detection.family_eval import clean_split_images
+from dermclean.detection.fusion import FusedDetector
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.errors import ConfigError
 
@@ -41,15 +45,17 @@ log = logging.getLogger(__name__)
 class Bundle:
     """A pipeline detector and the folder it is saved to."""
 
-    detector: Detector
+    detector: Detector | FusedDetector
     out: Path
 
 
 def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | None, out_model: Path,
                   out_model_imagecond: Path | None = None, device: str | None = None, segmenter: Path | None = None,
-                  out_model_segment: Path | None = None) -> tuple[dict[str, Bundle], str]:
-    """``{"guided": ..., "imagecond": ..., "segment": ...}`` bundles (unfitted; the last two when their model
-    is given) and the name ``detection.pipeline_detector`` picks."""
+                  out_model_segment: Path | None = None,
+                  out_model_fused: Path | None = None) -> tuple[dict[str, Bundle], str]:
+    """``{"guided": ..., "imagecond": ..., "segment": ..., "fused": ...}`` bundles (unfitted; imagecond and
+    segment when their model is given, fused (their maps combined, ``detection.fusion``) when both are) and
+    the name ``detection.pipeline_detector`` picks."""
     config, chosen = detection_config(params)
     classifier_dir = diffusion / "noisy_classifier"
     classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
@@ -67,9 +73,15 @@ def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | 
             detector=build_detector(detector_kind="segment", unet_dir=segmenter, config=segment_config(config),
                                     device=device),
             out=out_model_segment or out_model.with_name(out_model.name + "_segment"))
+    rule, weight = fusion_settings(params)
+    if imagecond is not None and segmenter is not None:
+        bundles["fused"] = Bundle(
+            detector=FusedDetector([bundles["imagecond"].detector, bundles["segment"].detector], weight=weight,
+                                   rule=rule),
+            out=out_model_fused or out_model.with_name(out_model.name + "_fused"))
     if chosen not in bundles:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {sorted(bundles)} "
-                          f"(imagecond needs the image-conditioned model, segment the segmenter)")
+                          f"(imagecond needs the image-conditioned model, segment the segmenter, fused both)")
     return bundles, chosen
 
 
@@ -80,10 +92,19 @@ def segment_config(config: DetectionConfig) -> DetectionConfig:
 
 
 def fit_and_save(bundles: dict[str, Bundle], manifest: Path, *, seed: int, meta: dict[str, Any]) -> dict[str, Any]:
-    """Fit every bundle's threshold and image score on the validation split, save it; returns the figures."""
+    """Fit every bundle's threshold and image score on the validation split, save it; returns the figures.
+
+    A fused bundle is fitted after its members (its calibrations and threshold on the clean validation
+    images; its scores are its first member's)."""
     metrics: dict[str, Any] = {}
     for name, bundle in bundles.items():
         detector = bundle.detector
+        if isinstance(detector, FusedDetector):
+            detector.fit(clean_split_images(manifest, "val"), fitted_on=f"val clean images of {manifest.name}")
+            save_detector(detector, bundle.out, meta=meta)
+            metrics[f"{name}_threshold"] = detector.threshold.value
+            log.info("%s detector saved to %s (threshold %.4f)", name, bundle.out, detector.threshold.value)
+            continue
         detector.threshold, detector.image_scorer = fit_on_validation(detector, manifest, split="val", seed=seed)
         detector.operating_points = fit_operating_points(detector, manifest, split="val")
         save_detector(detector, bundle.out, meta=meta)

@@ -2,7 +2,7 @@
 
 Detectors: the guided bundle as configured; the same models with classifier-free guidance and with
 classifier guidance (when the bundle has a noisy classifier), and unguided (s = 0) reconstruction;
-the classical rule baseline; the image-conditioned and segmenter bundles when given. Each variant whose maps
+the classical rule baseline; the image-conditioned, segmenter and fused bundles when given. Each variant whose maps
 differ from the saved bundle gets its threshold refitted on the validation split. Figures: a grid
 of image / map / mask / ground truth per detector and per-type PR curves. The promote stage gates
 detectors on the validation figures computed here, never on the test split reported.
@@ -35,7 +35,8 @@ class Comparison:
 
 
 def variants(detector: Path, detector_imagecond: Path | None, manifest: Path, *, seed: int,
-             device: str | None = None, detector_segment: Path | None = None) -> tuple[str, dict[str, Any]]:
+             device: str | None = None, detector_segment: Path | None = None,
+             detector_fused: Path | None = None) -> tuple[str, dict[str, Any]]:
     """The configured variant's name and name -> detector; the guided bundle's own configuration keeps
     its validation threshold."""
     guided = load_detector(detector, device=device)
@@ -51,7 +52,7 @@ def variants(detector: Path, detector_imagecond: Path | None, manifest: Path, *,
     classical = ClassicalDetector(config=ClassicalConfig(fpr_budget=cfg.fpr_budget))
     classical.threshold = fit_threshold(classical, manifest, split="val", seed=seed)
     out["classical"] = classical
-    for name, folder in (("imagecond", detector_imagecond), ("segment", detector_segment)):
+    for name, folder in (("imagecond", detector_imagecond), ("segment", detector_segment), ("fused", detector_fused)):
         if folder is not None and (folder / "config.json").is_file():
             out[name] = load_detector(folder, device=device)
     configured = "unguided" if cfg.guidance == "none" or cfg.guidance_scale == 0 else f"guided_{cfg.guidance}"
@@ -67,10 +68,11 @@ def summarize(results: dict[str, EvaluationResult], configured: str) -> dict[str
 
 
 def compare_detectors(detector: Path, detector_imagecond: Path | None, manifest: Path, plots: Path, *, seed: int,
-                      device: str | None = None, detector_segment: Path | None = None) -> Comparison:
+                      device: str | None = None, detector_segment: Path | None = None,
+                      detector_fused: Path | None = None) -> Comparison:
     """Evaluate every variant on test (figures into ``plots``) and the gated bundles on validation."""
     configured, detectors = variants(detector, detector_imagecond, manifest, seed=seed, device=device,
-                                     detector_segment=detector_segment)
+                                     detector_segment=detector_segment, detector_fused=detector_fused)
     results: dict[str, EvaluationResult] = {}
     for name, found in detectors.items():
         log.info("evaluating %s on the test split", name)

@@ -106,6 +106,7 @@ def detection_config(params: dict[str, Any]) -> tuple[DetectionConfig, str]:
     names (``guided`` when unset)."""
     section = dict(params["detection"])
     chosen = section.pop("pipeline_detector", "guided")
+    section.pop("fusion", None)
     misplaced = sorted(set(section) & set(SAMPLED_BY_METHOD))
     if misplaced:
         raise ConfigError(f"detection: unknown keys {misplaced}; the image-conditioned sampling is imagecond.sample")
@@ -117,3 +118,19 @@ def imagecond_detection_config(params: dict[str, Any]) -> DetectionConfig:
     """The image-conditioned bundle's :class:`DetectionConfig`: :func:`detection_config` with the DDIM steps
     of ``imagecond.sample``."""
     return detection_config(params)[0].replace(steps=sample_config(params).steps)
+
+
+def fusion_settings(params: dict[str, Any]) -> tuple[str, float]:
+    """``detection.fusion``'s rule (``mean`` or ``max``) and the image-conditioned maps' weight: how the
+    fused bundle combines the image-conditioned and the segmenter's maps (``mean``, 0.5 when unset)."""
+    fusion = dict((params.get("detection") or {}).get("fusion") or {})
+    unknown = sorted(set(fusion) - {"rule", "weight"})
+    if unknown:
+        raise ConfigError(f"detection.fusion: unknown keys {unknown}; expected rule and weight")
+    rule, weight = fusion.get("rule", "mean"), fusion.get("weight", 0.5)
+    if rule not in ("mean", "max") or isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+            or not 0.0 <= float(weight) <= 1.0:
+        raise ConfigError(f"detection.fusion: rule {rule!r}, weight {weight!r}; expected rule mean or max and a "
+                          "weight in [0, 1]")
+    return str(rule), float(weight)
+

@@ -128,6 +128,8 @@ def run_info(detector: Detector, *, model: str, device: Any, seconds: float, n_i
         "seconds_per_image": round(seconds / max(n_images, 1), 4),
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle_meta": detector.meta,
     }
+    if detector.detector_kind == "fused":
+        info["fusion"] = {k: v for k, v in detector.settings().items() if k != "calibrations"}
     if detector.detector_kind == "guided":
         grid = ddim_grid(detector.unet.module.config.num_train_timesteps, cfg.noise_level, cfg.steps)
         info.update(effective_noise_level=grid.noise_level, effective_steps=grid.steps,

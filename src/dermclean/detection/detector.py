@@ -16,6 +16,15 @@ Layout (``kind: detector`` so MLflow's pyfunc wrapper serves it with :func:`pred
       operating_points.json  a 0/1 flag threshold per type score and for the image score, fitted on
                          validation labels (:mod:`dermclean.detection.operating_points`; what ``audit`` flags with)
 
+A fused bundle (:class:`~dermclean.detection.fusion.FusedDetector`, ``detector_kind: fused``) holds two
+bundles and how their maps combine::
+
+    detector_fused/
+      config.json        {"kind": "detector", "detector_kind": "fused", "fusion": {rule, weight,
+                          calibrations}, "meta": {...}}
+      first/ second/     detector bundles as above (the first gives the scores and the config)
+      threshold.json     fitted on the fused maps of clean validation images
+
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
 as a "diffusion classifier" (:func:`~dermclean.methods.guided.anomaly.diffusion_class_scores`) and an
@@ -43,6 +52,7 @@ from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.detection.config import DetectionConfig
+from dermclean.detection.fusion import FusedDetector, MapCalibration
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
@@ -268,11 +278,14 @@ def build_detector(*, detector_kind: str, unet_dir: str | os.PathLike[str], conf
                     classifier=classifier, threshold=threshold, device=dev, source=str(unet_dir))
 
 
-def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dict | None = None) -> Path:
+def save_detector(detector: Detector | FusedDetector, path: str | os.PathLike[str], *,
+                  meta: dict | None = None) -> Path:
     """Write the bundle folder atomically (replacing an existing one); the threshold must be fitted."""
     if detector.threshold is None:
         raise ValueError("save_detector: fit the threshold on validation data first (detection.evaluate.fit_threshold)")
     path = Path(path)
+    if isinstance(detector, FusedDetector):
+        return _save_fused(detector, path, meta)
     with atomic_path(path) as tmp:
         tmp.mkdir()
         write_json(tmp / "config.json", {"kind": "detector", "detector_kind": detector.detector_kind,
@@ -290,11 +303,41 @@ def save_detector(detector: Detector, path: str | os.PathLike[str], *, meta: dic
     return path
 
 
+_MEMBERS = ("first", "second")
+
+
+def _save_fused(detector: FusedDetector, path: Path, meta: dict | None) -> Path:
+    if detector.calibrations is None:
+        raise ValueError("save_detector: fit the fused detector on clean validation images first (FusedDetector.fit)")
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        for name, member in zip(_MEMBERS, detector.detectors, strict=True):
+            save_detector(member, tmp / name, meta=meta)
+        write_json(tmp / "config.json", {"kind": "detector", "detector_kind": FusedDetector.detector_kind,
+                                         "fusion": detector.settings(), "meta": {**detector.meta, **(meta or {})}})
+        write_json(tmp / "threshold.json", detector.threshold.to_dict())
+    return path
+
+
+def _load_fused(folder: Path, record: dict, threshold: Threshold, device: torch.device, source: str) -> FusedDetector:
+    fusion = record.get("fusion") or {}
+    try:
+        calibrations = [MapCalibration.from_dict(c) for c in fusion["calibrations"]]
+        weight, rule = float(fusion["weight"]), str(fusion["rule"])
+    except (KeyError, TypeError) as exc:
+        raise NotADetectorError(f"{folder}/config.json: a fused bundle needs fusion.rule, fusion.weight and "
+                                f"fusion.calibrations ({exc})") from exc
+    members = [load_detector(folder / name, device=device) for name in _MEMBERS]
+    return FusedDetector(members, calibrations, weight=weight, rule=rule, threshold=threshold, source=source,
+                         meta=record.get("meta", {}))
+
+
 def _is_uri(text: str) -> bool:
     return text.startswith(("models:/", "runs:/")) or re.fullmatch(r"m-[0-9a-f]+", text) is not None
 
 
-def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.device | None = None) -> Detector:
+def load_detector(path_or_uri: str | os.PathLike[str], *,
+                  device: str | torch.device | None = None) -> Detector | FusedDetector:
     """Load a bundle from a local folder or an MLflow model URI (``models:/dermclean-detector@champion``)."""
     text = str(path_or_uri)
     if _is_uri(text) or not (Path(text) / "config.json").is_file():
@@ -309,6 +352,8 @@ def load_detector(path_or_uri: str | os.PathLike[str], *, device: str | torch.de
     if not threshold_file.is_file():
         raise NotADetectorError(f"{folder}: threshold.json is missing; the bundle is incomplete")
     dev = pick_device(str(device) if device is not None else None)
+    if record.get("detector_kind") == FusedDetector.detector_kind:
+        return _load_fused(folder, record, Threshold.from_dict(read_json(threshold_file)), dev, text)
     classifier_dir = folder / "noisy_classifier"
     score_file, points_file = folder / "image_score.json", folder / "operating_points.json"
     return Detector(detector_kind=record["detector_kind"],

@@ -26,7 +26,7 @@ from dermclean.io import atomic_path
 from dermclean.proof.trap import MANIFEST, TRAIN_IMAGES, TrapSet, make_trap_split
 from dermclean.removal.engine import removal_config
 
-PIPELINE_DETECTORS = ("guided", "imagecond", "segment")
+PIPELINE_DETECTORS = ("guided", "imagecond", "segment", "fused")
 
 
 def paint_trap_set(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> TrapSet:
@@ -39,12 +39,14 @@ def paint_trap_set(params: dict[str, Any], manifest: str | os.PathLike[str], out
                            artifact_with=proof.get("trap_with", "melanoma"), size=proof.get("trap_size"))
 
 
-def pipeline_detector(params: dict[str, Any], *, guided: Path, imagecond: Path, segment: Path | None = None) -> Path:
-    """The detector bundle ``detection.pipeline_detector`` names (``guided``, ``imagecond`` or ``segment``)."""
+def pipeline_detector(params: dict[str, Any], *, guided: Path, imagecond: Path, segment: Path | None = None,
+                      fused: Path | None = None) -> Path:
+    """The detector bundle ``detection.pipeline_detector`` names (``guided``, ``imagecond``, ``segment`` or
+    ``fused``)."""
     chosen = (params.get("detection") or {}).get("pipeline_detector", "guided")
     if chosen not in PIPELINE_DETECTORS:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {PIPELINE_DETECTORS}")
-    found = {"guided": guided, "imagecond": imagecond, "segment": segment}[chosen]
+    found = {"guided": guided, "imagecond": imagecond, "segment": segment, "fused": fused}[chosen]
     if found is None:
         raise ConfigError(f"detection.pipeline_detector is {chosen!r} but no {chosen} bundle was given")
     return found

@@ -1,0 +1,128 @@
+"""Benchmark: the image-conditioned detector's and the segmenter's maps fused, on held-out families.
+
+Loads a trained image-conditioned model (``--imagecond``, e.g. the ``--work`` of
+``lofo_imagecond.py --painter styles``: every family unseen) and the segmenters of both folds
+(``--segment`` FOLD0 FOLD1, the ``--work`` folders of ``lofo_segment.py --fold 0`` and ``--fold 1``),
+fits each one's pixel threshold and its :class:`~dermclean.detection.fusion.MapCalibration` on the
+clean validation images, and for every fusion in ``--fusions`` (``mean:W``, ``W`` the image-conditioned
+model's weight, or ``max``) fits the fused threshold the same way and paints every family onto the
+clean images of ``--split`` from the ``--skip``-th on (``--n-images`` of them; all when omitted).
+Fold ``k``'s families are scored with fold ``k``'s segmenter, so every family is held out of both
+models. Writes one JSON per fusion and fold into ``--out`` (``<fusion>_f<k>.json``, read by
+``lofo_summary.py``) and prints the held-out figures per fusion. ``mean:1`` and ``mean:0`` rank pixels
+as the two detectors alone do.
+
+Choose on ``val`` with ``--skip 64`` (the 64 images every recipe was chosen on left out); report
+``test`` once.
+
+    python benchmarks/lofo_fusion.py --manifest data/prepared/manifest.csv --imagecond runs/ic_styles/model \
+        --segment runs/seg_f0/model runs/seg_f1/model --skip 64 --out runs/fusion_val
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermclean.config import from_dict, load_params, params_seed
+from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.families import fold_exclusion
+from dermclean.detection.config import DetectionConfig, imagecond_detection_config
+from dermclean.detection.detector import Detection, build_detector
+from dermclean.detection.family_eval import clean_split_images, evaluate_families
+from dermclean.detection.fusion import FusedDetector, MapCalibration
+from dermclean.detection.threshold import Threshold
+from dermclean.env import pick_device
+from dermclean.io import write_json
+
+
+class _Remembered:
+    """A detector whose detections are kept per image (by content), so each image is mapped once."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector, self.name, self.seen = detector, detector.name, {}
+
+    def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, **_: Any) -> list[Detection]:
+        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() + str(np.shape(im)) for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in self.seen]
+        for i, det in zip(todo, self.detector.detect([images[i] for i in todo])):
+            self.seen[keys[i]] = det
+        return [self.seen[k] for k in keys]
+
+
+def _parse_fusion(text: str) -> tuple[str, float]:
+    if text == "max":
+        return "max", 1.0
+    rule, _, weight = text.partition(":")
+    if rule != "mean" or not weight:
+        raise SystemExit(f"--fusions: {text!r}; expected mean:W (W in [0, 1]) or max")
+    return "mean", float(weight)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
+    parser.add_argument("--imagecond", type=Path, required=True, help="image-conditioned model folder")
+    parser.add_argument("--segment", type=Path, nargs=2, required=True, metavar=("FOLD0", "FOLD1"),
+                        help="segmenter model folders trained without fold 0's and fold 1's families")
+    parser.add_argument("--fusions", nargs="+", default=["mean:1", "mean:0", "mean:0.75", "mean:0.5", "mean:0.25",
+                                                          "max"])
+    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first SKIP clean images of --split")
+    parser.add_argument("--n-images", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the JSON files (created)")
+    args = parser.parse_args(argv)
+    fusions = [_parse_fusion(f) for f in args.fusions]
+    params = load_params(args.params, profile=args.profile)
+    seed, device = params_seed(params), pick_device(args.device)
+    budget = float(params["detection"]["fpr_budget"])
+    detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
+    imagecond = _Remembered(build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
+                                           config=imagecond_detection_config(params), device=device))
+    segments = [_Remembered(build_detector(detector_kind="segment", unet_dir=d,
+                                           config=from_dict(DetectionConfig, detection), device=device))
+                for d in args.segment]
+    calib_images = clean_split_images(args.manifest, "val")
+    images = clean_split_images(args.manifest, args.split)[args.skip:]
+    images = images[:args.n_images] if args.n_images else images
+    if not images:
+        raise SystemExit(f"--skip {args.skip}: no clean {args.split} images left")
+    print(f"{len(calib_images)} clean val images calibrate; {len(images)} clean {args.split} images are painted")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for rule, weight in fusions:
+        tag = "max" if rule == "max" else f"mean{weight:g}"
+        held_rows: list[dict] = []
+        fps = []
+        for fold, segment in enumerate(segments):
+            detectors = (imagecond, segment)
+            fused = FusedDetector(detectors, FusedDetector.calibrate(detectors, calib_images), weight=weight,
+                                  rule=rule, fpr_budget=budget)
+            fused.threshold = Threshold.fit([d.anomaly_map for d in fused.detect(calib_images)], fpr_budget=budget,
+                                            fitted_on="val clean images")
+            held = sorted(f"{k}/{f}" for k, fs in fold_exclusion(fold).items() for f in fs)
+            result = evaluate_families(fused, images, seed=seed, held_out=held)
+            write_json(args.out / f"{tag}_f{fold}.json",
+                       {"fusion": rule, "weight": weight, "fold": fold, "split": args.split, "skip": args.skip,
+                        "n_images": len(images), "threshold": fused.threshold.value,
+                        "calibrations": [c.to_dict() for c in fused.calibrations], **result.as_dict()})
+            held_rows += [r.__dict__ for r in result.results if r.held_out]
+            fps.append(result.fp_area_clean)
+        per_kind = {k: np.mean([r["pixel_ap"] for r in held_rows if r["kind"] == k]) for k in OUTLIER_CLASSES}
+        print(f"{tag:10s} all {np.mean([r['pixel_ap'] for r in held_rows]):.3f}  tolerant "
+              f"{np.mean([r['tolerant_ap'] for r in held_rows]):.3f}  "
+              + "  ".join(f"{k} {v:.3f}" for k, v in per_kind.items())
+              + f"  flagged clean {100 * fps[0]:.2f} / {100 * fps[1]:.2f} %", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
