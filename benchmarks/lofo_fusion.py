@@ -3,11 +3,11 @@
 Loads a trained image-conditioned model (``--imagecond``, e.g. the ``--work`` of
 ``lofo_imagecond.py --painter styles``: every family unseen) and the segmenters of both folds
 (``--segment`` FOLD0 FOLD1, the ``--work`` folders of ``lofo_segment.py --fold 0`` and ``--fold 1``),
-fits each one's pixel threshold and its :class:`~dermclean.detection.fusion.MapCalibration` on the
-clean validation images, and for every fusion in ``--fusions`` (``mean:W``, ``W`` the image-conditioned
-model's weight, or ``max``) fits the fused threshold the same way and paints every family onto the
-clean images of ``--split`` from the ``--skip``-th on (``--n-images`` of them; all when omitted).
-Fold ``k``'s families are scored with fold ``k``'s segmenter, so every family is held out of both
+and for every fusion in ``--fusions`` (``mean:W``, ``W`` the image-conditioned model's weight, or
+``max``) fits the fused detector as the pipeline's fused bundle is fitted
+(:meth:`~dermclean.detection.fusion.FusedDetector.fit`: calibrations and threshold on the clean
+validation images), then paints every family onto the clean images of ``--split`` from the
+``--skip``-th on (``--n-images`` of them; all when omitted). Fold ``k``'s families are scored with fold ``k``'s segmenter, so every family is held out of both
 models. Writes one JSON per fusion and fold into ``--out`` (``<fusion>_f<k>.json``, read by
 ``lofo_summary.py``) and prints the held-out figures per fusion. ``mean:1`` and ``mean:0`` rank pixels
 as the two detectors alone do.
@@ -36,8 +36,7 @@ from dermclean.data.families import fold_exclusion
 from dermclean.detection.config import DetectionConfig, imagecond_detection_config
 from dermclean.detection.detector import Detection, build_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
-from dermclean.detection.fusion import FusedDetector, MapCalibration
-from dermclean.detection.threshold import Threshold
+from dermclean.detection.fusion import FusedDetector
 from dermclean.env import pick_device
 from dermclean.io import write_json
 
@@ -46,7 +45,7 @@ class _Remembered:
     """A detector whose detections are kept per image (by content), so each image is mapped once."""
 
     def __init__(self, detector: Any) -> None:
-        self.detector, self.name, self.seen = detector, detector.name, {}
+        self.detector, self.name, self.config, self.seen = detector, detector.name, detector.config, {}
 
     def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, **_: Any) -> list[Detection]:
         keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() + str(np.shape(im)) for im in images]
@@ -84,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     fusions = [_parse_fusion(f) for f in args.fusions]
     params = load_params(args.params, profile=args.profile)
     seed, device = params_seed(params), pick_device(args.device)
-    budget = float(params["detection"]["fpr_budget"])
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
     imagecond = _Remembered(build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
                                            config=imagecond_detection_config(params), device=device))
@@ -104,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         fps = []
         for fold, segment in enumerate(segments):
             detectors = (imagecond, segment)
-            fused = FusedDetector(detectors, FusedDetector.calibrate(detectors, calib_images), weight=weight,
-                                  rule=rule, fpr_budget=budget)
-            fused.threshold = Threshold.fit([d.anomaly_map for d in fused.detect(calib_images)], fpr_budget=budget,
-                                            fitted_on="val clean images")
+            fused = FusedDetector(detectors, weight=weight, rule=rule).fit(calib_images, fitted_on="val clean images")
             held = sorted(f"{k}/{f}" for k, fs in fold_exclusion(fold).items() for f in fs)
             result = evaluate_families(fused, images, seed=seed, held_out=held)
             write_json(args.out / f"{tag}_f{fold}.json",
