@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dermclean.clean import _detector_unet
 from dermclean.detection import metrics as M
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.contract import run_detect_dir
@@ -106,6 +107,7 @@ def test_fused_bundle_round_trip_and_the_detect_contract(tmp_path):
     images.mkdir()
     for i, im in enumerate(clean):
         Image.fromarray(im).save(images / f"im{i}.png")
+    assert _detector_unet(loaded, "inpaint") is loaded.first.unet.module  # `clean --detector` fills with its model
     out, skipped = run_detect_dir(images, tmp_path / "out", model=saved, device="cpu", progress=False)
     run = json.loads((out / "run.json").read_text())
     assert not skipped and run["detector_kind"] == "fused" and run["fusion"]["rule"] == "mean"

@@ -122,7 +122,7 @@ def test_outputs_have_expected_content(pipeline):
     segment = json.loads((work / "models/detector_segment/config.json").read_text())
     assert segment["detector_kind"] == "segment"  # the segmenter's bundle, fitted beside the others
     assert {"segment", "fused"} <= set(json.loads((work / "metrics/detection_eval.json").read_text())["detectors"])
-    for bundle in ("detector", "detector_imagecond", "detector_segment"):  # what `dermclean audit` flags with
+    for bundle in ("detector", "detector_imagecond", "detector_segment", "detector_fused"):  # what `audit` flags with
         points = json.loads((work / "models" / bundle / "operating_points.json").read_text())["points"]
         assert all(0.0 <= points[k]["threshold"] for k in ("ruler", "ink", "patches", "any")), points
     for method in ("inpaint", "imagecond", "telea"):

@@ -167,8 +167,11 @@ class CleanJob:
 
 def _detector_unet(bundle: object, method: str) -> object | None:
     """The detector's own UNet when it is the remover ``method`` needs (a guided bundle's UNet for
-    ``inpaint``, an imagecond bundle's for ``imagecond``); else None (the pipeline's default folder)."""
+    ``inpaint``, an imagecond bundle's for ``imagecond``; a fused bundle's first member's); else None
+    (the pipeline's default folder)."""
     wanted = "guided" if method == "inpaint" else "imagecond"
+    if getattr(bundle, "detector_kind", None) == "fused":
+        bundle = bundle.first
     return bundle.unet.module if getattr(bundle, "detector_kind", None) == wanted else None
 
 

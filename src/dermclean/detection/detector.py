@@ -24,6 +24,7 @@ bundles and how their maps combine::
                           calibrations}, "meta": {...}}
       first/ second/     detector bundles as above (the first gives the scores and the config)
       threshold.json     fitted on the fused maps of clean validation images
+      operating_points.json  the first bundle's (the scores are its)
 
 Per-type scores: the noisy classifier's sigmoid probabilities at t = 0 (Wolleb et al.'s classifier is
 an image-level per-type detector on its own). Without one, a guided bundle uses the conditional UNet
@@ -316,6 +317,8 @@ def _save_fused(detector: FusedDetector, path: Path, meta: dict | None) -> Path:
         write_json(tmp / "config.json", {"kind": "detector", "detector_kind": FusedDetector.detector_kind,
                                          "fusion": detector.settings(), "meta": {**detector.meta, **(meta or {})}})
         write_json(tmp / "threshold.json", detector.threshold.to_dict())
+        if detector.operating_points is not None:  # the first member's: what `audit` flags with
+            write_json(tmp / "operating_points.json", detector.operating_points.to_dict())
     return path
 
 
