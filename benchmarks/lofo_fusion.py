@@ -7,10 +7,11 @@ and for every fusion in ``--fusions`` (``mean:W``, ``W`` the image-conditioned m
 ``max``) fits the fused detector as the pipeline's fused bundle is fitted
 (:meth:`~dermclean.detection.fusion.FusedDetector.fit`: calibrations and threshold on the clean
 validation images), then paints every family onto the clean images of ``--split`` from the
-``--skip``-th on (``--n-images`` of them; all when omitted). Fold ``k``'s families are scored with fold ``k``'s segmenter, so every family is held out of both
-models. Writes one JSON per fusion and fold into ``--out`` (``<fusion>_f<k>.json``, read by
-``lofo_summary.py``) and prints the held-out figures per fusion. ``mean:1`` and ``mean:0`` rank pixels
-as the two detectors alone do.
+``--skip``-th on (``--n-images`` of them; all when omitted). Fold ``k``'s families are scored with
+fold ``k``'s segmenter, so every family is held out of both models. Writes one JSON per fusion and
+fold into ``--out`` (``<fusion>_f<k>.json``, read by ``lofo_summary.py``; further ``--segment``
+pairs, other trainings, ``<fusion>_p<i>_f<k>.json``) and prints the held-out figures per fusion.
+``mean:1`` and ``mean:0`` rank pixels as the two detectors alone do (up to float32 rounding).
 
 Choose on ``val`` with ``--skip 64`` (the 64 images every recipe was chosen on left out); report
 ``test`` once.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     parser.add_argument("--imagecond", type=Path, required=True, help="image-conditioned model folder")
-    parser.add_argument("--segment", type=Path, nargs=2, required=True, metavar=("FOLD0", "FOLD1"),
-                        help="segmenter model folders trained without fold 0's and fold 1's families")
+    parser.add_argument("--segment", type=Path, nargs="+", required=True, metavar="FOLD0 FOLD1",
+                        help="segmenter model folders trained without fold 0's and fold 1's families; more pairs "
+                             "(other trainings) are scored as runs of their own, p1, p2, ...")
     parser.add_argument("--fusions", nargs="+", default=["mean:1", "mean:0", "mean:0.75", "mean:0.5", "mean:0.25",
                                                           "max"])
     parser.add_argument("--split", default="val", choices=["val", "test"])
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the JSON files (created)")
     args = parser.parse_args(argv)
     fusions = [_parse_fusion(f) for f in args.fusions]
+    if len(args.segment) % 2:
+        raise SystemExit(f"--segment: {len(args.segment)} folders; expected pairs (fold 0, fold 1)")
     params = load_params(args.params, profile=args.profile)
     seed, device = params_seed(params), pick_device(args.device)
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     segments = [_Remembered(build_detector(detector_kind="segment", unet_dir=d,
                                            config=from_dict(DetectionConfig, detection), device=device))
                 for d in args.segment]
+    pairs = [segments[i:i + 2] for i in range(0, len(segments), 2)]
     calib_images = clean_split_images(args.manifest, "val")
     images = clean_split_images(args.manifest, args.split)[args.skip:]
     images = images[:args.n_images] if args.n_images else images
@@ -96,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--skip {args.skip}: no clean {args.split} images left")
     print(f"{len(calib_images)} clean val images calibrate; {len(images)} clean {args.split} images are painted")
     args.out.mkdir(parents=True, exist_ok=True)
-    for rule, weight in fusions:
-        tag = "max" if rule == "max" else f"mean{weight:g}"
+    for (rule, weight), (p, pair) in itertools.product(fusions, enumerate(pairs)):
+        tag = ("max" if rule == "max" else f"mean{weight:g}") + (f"_p{p}" if p else "")
         held_rows: list[dict] = []
         fps = []
-        for fold, segment in enumerate(segments):
+        for fold, segment in enumerate(pair):
             detectors = (imagecond, segment)
             fused = FusedDetector(detectors, weight=weight, rule=rule).fit(calib_images, fitted_on="val clean images")
             held = sorted(f"{k}/{f}" for k, fs in fold_exclusion(fold).items() for f in fs)

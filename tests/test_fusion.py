@@ -37,7 +37,8 @@ def test_calibration_reads_rarity_among_clean_pixels():
     assert got[2] == pytest.approx(-np.log10(0.5), abs=0.03)
     top = cal.apply(np.array([1.0, 1.5, 3.0]))
     assert top[0] < top[1] < top[2]  # beyond every clean pixel, stronger evidence still ranks higher
-    assert cal.apply(np.array([-5.0]))[0] == pytest.approx(0.0, abs=1e-3)
+    low = cal.apply(np.array([-5.0, -1.0, float(cal.values[0])]))
+    assert low[0] < low[1] < low[2] == pytest.approx(0.0, abs=1e-3)  # below every clean pixel, order kept too
     again = MapCalibration.from_dict(cal.to_dict())
     np.testing.assert_array_equal(again.apply(clean[0]), cal.apply(clean[0]))
 

@@ -3,11 +3,11 @@
 A detector's anomaly map has its own units (a diffusion model's reconstruction difference, a
 segmenter's probability). :class:`MapCalibration` turns map values into *rarity*,
 ``-log10`` of the share of clean validation pixels whose value lies above (so ``2`` is as rare as the
-1 % threshold), fitted on the same clean validation images as the pixel threshold; beyond the largest
-clean value rarity keeps rising with the slope of the last knot segment, so strong evidence stays
-ranked. :class:`FusedDetector` maps images with both detectors and combines their rarity maps: a
-weighted mean (``rule="mean"``, the weighted Fisher combination of the two exceedance rates) or the
-larger of the two (``rule="max"``). Its pixel threshold is fitted on the fused maps of clean
+1 % threshold), fitted on the same clean validation images as the pixel threshold; beyond the clean
+values it continues with the slope of the nearest knot segment, so strong evidence stays ranked.
+:class:`FusedDetector` maps images with both detectors and combines their rarity maps: a weighted
+mean (``rule="mean"``, the weighted Fisher combination of the two exceedance rates) or the larger of
+the two (``rule="max"``). Its pixel threshold is fitted on the fused maps of clean
 validation images like any other (:func:`~dermclean.detection.evaluate.fit_threshold`). The image
 score, the type scores and the map peak stay the first detector's (they rank images, the fused map
 localises). Saved and loaded as a bundle by :mod:`dermclean.detection.detector`.
@@ -52,18 +52,19 @@ class MapCalibration:
         return cls(values=candidates, rarity=rarity)
 
     def apply(self, anomaly_map: np.ndarray) -> np.ndarray:
-        """Rarity of every value of ``anomaly_map`` (float32, same shape); about ``0`` at or below the
-        smallest clean value."""
+        """Rarity of every value of ``anomaly_map`` (float64, same shape): about ``0`` at the smallest clean
+        value; outside the clean values it continues with the slope of the nearest knot segment, so the
+        map's order is kept everywhere."""
         v = np.asarray(anomaly_map, dtype=np.float64)
         out = np.interp(v, self.values, self.rarity)
         if self.values.size >= 2:
-            span = self.values[-1] - self.values[-2]
-            slope = (self.rarity[-1] - self.rarity[-2]) / span if span > 0 else 0.0
-            if slope <= 0:  # a flat top (ties): keep ranking above it by the value itself
-                slope = 1.0 / max(self.values[-1] - self.values[0], 1e-12)
-            above = v > self.values[-1]
-            out[above] = self.rarity[-1] + slope * (v[above] - self.values[-1])
-        return out.astype(np.float32)
+            fallback = 1.0 / max(self.values[-1] - self.values[0], 1e-12)  # a flat end (ties): rank by value
+            for end, inner, beyond in ((-1, -2, v > self.values[-1]), (0, 1, v < self.values[0])):
+                span = self.values[end] - self.values[inner]
+                slope = (self.rarity[end] - self.rarity[inner]) / span if span != 0 else 0.0
+                slope = slope if slope > 0 else fallback
+                out[beyond] = self.rarity[end] + slope * (v[beyond] - self.values[end])
+        return out
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"values": self.values.tolist(), "rarity": self.rarity.tolist()}
@@ -81,9 +82,8 @@ def fuse_rarity(maps: Sequence[np.ndarray], *, weight: float, rule: str) -> np.n
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"fusion weight {weight}; expected a share in [0, 1]")
     a, b = maps
-    if rule == "max":
-        return np.maximum(a, b)
-    return (weight * a + (1.0 - weight) * b).astype(np.float32)
+    fused = np.maximum(a, b) if rule == "max" else weight * np.asarray(a) + (1.0 - weight) * np.asarray(b)
+    return np.asarray(fused, dtype=np.float32)
 
 
 class FusedDetector:
