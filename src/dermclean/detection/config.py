@@ -133,4 +133,3 @@ def fusion_settings(params: dict[str, Any]) -> tuple[str, float]:
         raise ConfigError(f"detection.fusion: rule {rule!r}, weight {weight!r}; expected rule mean or max and a "
                           "weight in [0, 1]")
     return str(rule), float(weight)
-
