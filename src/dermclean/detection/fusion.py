@@ -53,8 +53,8 @@ class MapCalibration:
 
     def apply(self, anomaly_map: np.ndarray) -> np.ndarray:
         """Rarity of every value of ``anomaly_map`` (float64, same shape): about ``0`` at the smallest clean
-        value; outside the clean values it continues with the slope of the nearest knot segment, so the
-        map's order is kept everywhere."""
+        value; outside the clean values it continues with the slope of the nearest knot segment, so values
+        beyond them keep their order (inside, values between the two rarest clean pixels tie)."""
         v = np.asarray(anomaly_map, dtype=np.float64)
         out = np.interp(v, self.values, self.rarity)
         if self.values.size >= 2:
