@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from dermclean.data.families import fold_exclusion
+from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.detector import load_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = ClassicalDetector() if args.classical else load_detector(args.detector, device=args.device)
     if args.classical:  # the rules' own threshold is fitted in evaluate_detection; here: the map's upper tail
         detector.threshold = Threshold(value=0.5, fpr_budget=0.01, n_images=0, n_pixels=0)
-    held = ([f"{k}/{f}" for k, fs in fold_exclusion(args.held_out_fold).items() for f in fs]
-            if args.held_out_fold is not None else [])
+    held = family_names(fold_exclusion(args.held_out_fold)) if args.held_out_fold is not None else []
     images = clean_split_images(args.manifest, args.split, args.n_images or None)
     result = evaluate_families(detector, images, seed=args.seed, tolerance_px=args.tolerance, held_out=held)
     for r in result.results:

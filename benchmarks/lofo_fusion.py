@@ -34,7 +34,7 @@ import numpy as np
 
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.families import fold_exclusion
+from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.config import DetectionConfig, imagecond_detection_config
 from dermclean.detection.detector import Detection, build_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         for fold, segment in enumerate(pair):
             detectors = (imagecond, segment)
             fused = FusedDetector(detectors, weight=weight, rule=rule).fit(calib_images, fitted_on="val clean images")
-            held = sorted(f"{k}/{f}" for k, fs in fold_exclusion(fold).items() for f in fs)
+            held = family_names(fold_exclusion(fold))
             result = evaluate_families(fused, images, seed=seed, held_out=held)
             write_json(args.out / f"{tag}_f{fold}.json",
                        {"fusion": rule, "weight": weight, "fold": fold, "split": args.split, "skip": args.skip,

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from dermclean.config import from_dict, load_params, params_seed
-from dermclean.data.families import FAMILIES, fold_exclusion
+from dermclean.data.families import FAMILIES, family_names, fold_exclusion
 from dermclean.detection.config import imagecond_detection_config
 from dermclean.detection.detector import build_detector
 from dermclean.detection.evaluate import fit_threshold
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ic, seed, size = params["imagecond"], params_seed(params), int(params["data"]["image_size"])
     styles = args.painter == "styles"  # the pipeline's own recipe: no family painted, so every family is held out
     held = FAMILIES if styles else fold_exclusion(args.fold)
-    held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
+    held_names = family_names(held)
     corruption = corruption_from_params(ic, painter=args.painter, exclude_families=[] if styles else held_names)
     unet_cfg = imagecond_unet_config(sample_size=size, **ic["unet"])
     train = {"seed": seed, **ic["train"], **({"steps": args.steps} if args.steps else {})}

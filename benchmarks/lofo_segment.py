@@ -29,7 +29,7 @@ from pathlib import Path
 
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.families import fold_exclusion
+from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.detector import build_detector
 from dermclean.detection.evaluate import fit_threshold
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params, profile=args.profile)
     seed = params_seed(params)
     held = fold_exclusion(args.fold) if args.fold >= 0 else {}
-    held_names = sorted(f"{k}/{f}" for k, fs in held.items() for f in fs)
+    held_names = family_names(held)
     device = pick_device(args.device)
     banks = []
     if args.paste_from:

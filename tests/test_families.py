@@ -7,8 +7,8 @@ import pytest
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, STYLES
 from dermclean.data.families import (FAMILIES, NONE, DegradeConfig, Degradation, FamilyPainted, PaintedPair,
-                                     allowed_families, degrade_image, family_folds, fold_exclusion, paint_family,
-                                     paint_pair, paint_random_family, sample_degradation)
+                                     allowed_families, degrade_image, family_folds, family_names, fold_exclusion,
+                                     paint_family, paint_pair, paint_random_family, sample_degradation)
 
 CASES = [(kind, family) for kind, families in FAMILIES.items() for family in families]
 LAYERS_ONLY = DegradeConfig(p_image_blur=0.0, p_noise=0.0, p_jpeg=0.0)
@@ -144,6 +144,9 @@ def test_fold_exclusion_is_the_folds_of_every_kind():
     assert held == {kind: family_folds(kind, 2, 4)[1] for kind in OUTLIER_CLASSES}
     with pytest.raises(ValueError, match="expected 0..1"):
         fold_exclusion(2, n_folds=2)
+    names = family_names(held)
+    assert names == sorted(names) and len(names) == sum(len(v) for v in held.values())
+    assert {name.split("/")[0] for name in names} == set(OUTLIER_CLASSES) and f"ruler/{held['ruler'][0]}" in names
 
 
 @pytest.mark.parametrize("kind", OUTLIER_CLASSES)

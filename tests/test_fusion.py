@@ -13,9 +13,11 @@ from dermclean.clean import _detector_unet
 from dermclean.detection import metrics as M
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.contract import run_detect_dir
+from dermclean.detection.config import fusion_settings
 from dermclean.detection.detector import load_detector, save_detector
 from dermclean.detection.family_eval import evaluate_families
 from dermclean.detection.fusion import FusedDetector, MapCalibration, fuse_rarity
+from dermclean.errors import ConfigError
 from dermclean.methods.classical.rules import ClassicalConfig
 from tests.test_detection_contract import tiny_detector
 
@@ -113,3 +115,12 @@ def test_fused_bundle_round_trip_and_the_detect_contract(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert not skipped and run["detector_kind"] == "fused" and run["fusion"]["rule"] == "mean"
     assert np.load(out / "maps" / "im0.npy").shape == (40, 36)
+
+
+def test_fusion_settings_are_read_from_params_and_bad_ones_refused():
+    assert fusion_settings({"detection": {}}) == ("mean", 0.5)
+    assert fusion_settings({"detection": {"fusion": {"rule": "max", "weight": 1}}}) == ("max", 1.0)
+    for bad, match in [({"rule": "median"}, "fusion rule 'median'"), ({"weight": 2.0}, "fusion weight 2.0"),
+                       ({"weight": True}, "fusion weight True"), ({"share": 0.5}, "unknown keys")]:
+        with pytest.raises(ConfigError, match=match):
+            fusion_settings({"detection": {"fusion": bad}})

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dermclean.config import from_dict
+from dermclean.detection.fusion import check_fusion
 from dermclean.errors import ConfigError
 from dermclean.methods.imagecond.sample import sample_config
 
@@ -128,8 +129,8 @@ def fusion_settings(params: dict[str, Any]) -> tuple[str, float]:
     if unknown:
         raise ConfigError(f"detection.fusion: unknown keys {unknown}; expected rule and weight")
     rule, weight = fusion.get("rule", "mean"), fusion.get("weight", 0.5)
-    if rule not in ("mean", "max") or isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-            or not 0.0 <= float(weight) <= 1.0:
-        raise ConfigError(f"detection.fusion: rule {rule!r}, weight {weight!r}; expected rule mean or max and a "
-                          "weight in [0, 1]")
+    try:
+        check_fusion(rule, weight)
+    except ValueError as exc:
+        raise ConfigError(f"detection.fusion: {exc}") from exc
     return str(rule), float(weight)

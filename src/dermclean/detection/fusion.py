@@ -75,12 +75,17 @@ class MapCalibration:
                    rarity=np.asarray(data["rarity"], dtype=np.float64))
 
 
-def fuse_rarity(maps: Sequence[np.ndarray], *, weight: float, rule: str) -> np.ndarray:
-    """Combine two rarity maps: ``weight * a + (1 - weight) * b`` (``mean``) or ``max(a, b)`` (``max``)."""
+def check_fusion(rule: Any, weight: Any) -> None:
+    """Raise ``ValueError`` unless ``rule`` is one of :data:`FUSION_RULES` and ``weight`` a share in [0, 1]."""
     if rule not in FUSION_RULES:
         raise ValueError(f"fusion rule {rule!r}; expected one of {FUSION_RULES}")
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"fusion weight {weight}; expected a share in [0, 1]")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fusion weight {weight!r}; expected a share in [0, 1]")
+
+
+def fuse_rarity(maps: Sequence[np.ndarray], *, weight: float, rule: str) -> np.ndarray:
+    """Combine two rarity maps: ``weight * a + (1 - weight) * b`` (``mean``) or ``max(a, b)`` (``max``)."""
+    check_fusion(rule, weight)
     a, b = maps
     fused = np.maximum(a, b) if rule == "max" else weight * np.asarray(a) + (1.0 - weight) * np.asarray(b)
     return np.asarray(fused, dtype=np.float32)
@@ -103,7 +108,7 @@ class FusedDetector:
             found = "no" if calibrations is None else len(calibrations)
             raise ValueError(f"FusedDetector: {len(detectors)} detectors and {found} calibrations; "
                              "expected two of each")
-        fuse_rarity([np.zeros(1), np.zeros(1)], weight=weight, rule=rule)  # refuse a bad rule or weight now
+        check_fusion(rule, weight)
         self.detectors = tuple(detectors)
         self.calibrations = None if calibrations is None else tuple(calibrations)
         self.weight, self.rule, self.threshold = float(weight), rule, threshold

@@ -9,9 +9,9 @@ leave-one-family-out evaluation.
 from dermclean.data.families.degrade import (NONE, DegradeConfig, Degradation, degrade_image, degrade_layers,
                                              sample_degradation)
 from dermclean.data.families.paint import (FAMILIES, FamilyPainted, FamilyPaintedMany, PaintedPair, allowed_families,
-                                           family_folds, fold_exclusion, paint_family, paint_pair,
+                                           family_folds, family_names, fold_exclusion, paint_family, paint_pair,
                                            paint_random_family)
 
 __all__ = ["FAMILIES", "NONE", "DegradeConfig", "Degradation", "FamilyPainted", "FamilyPaintedMany", "PaintedPair",
-           "allowed_families", "degrade_image", "degrade_layers", "family_folds", "fold_exclusion", "paint_family",
-           "paint_pair", "paint_random_family", "sample_degradation"]
+           "allowed_families", "degrade_image", "degrade_layers", "family_folds", "family_names", "fold_exclusion",
+           "paint_family", "paint_pair", "paint_random_family", "sample_degradation"]

@@ -103,6 +103,12 @@ def fold_exclusion(fold: int, *, n_folds: int = 2, seed: int = 0,
     return {kind: family_folds(kind, n_folds, seed)[fold] for kind in kinds}
 
 
+def family_names(families: Mapping[str, Sequence[str]]) -> list[str]:
+    """``"kind/family"`` names, sorted, of a ``{kind: families}`` mapping (e.g. :func:`fold_exclusion`'s): what
+    ``exclude_families`` and ``held_out`` take."""
+    return sorted(f"{kind}/{family}" for kind, names in families.items() for family in names)
+
+
 def _render(image: np.ndarray, kind: str, family: str, rng: np.random.Generator,
             degradation: Degradation) -> tuple[np.ndarray, np.ndarray]:
     """Composite one instance (layers degraded); redraw the geometry when nothing landed in the frame."""
