@@ -11,7 +11,9 @@ validation images), then paints every family onto the clean images of ``--split`
 fold ``k``'s segmenter, so every family is held out of both models. Writes one JSON per fusion and
 fold into ``--out`` (``<fusion>_f<k>.json``, read by ``lofo_summary.py``; further ``--segment``
 pairs, other trainings, ``<fusion>_p<i>_f<k>.json``) and prints the held-out figures per fusion.
-``mean:1`` and ``mean:0`` rank pixels as the two detectors alone do (up to float32 rounding).
+``mean:1`` and ``mean:0`` rank pixels as the two detectors alone do (up to float32 rounding). A
+``--segment`` entry ``A+B`` is the ensemble of the segmenters ``A`` and ``B`` (their logits averaged, as
+``segment.model.members`` trains one), saved once as ``--out``/``ensemble_<i>``.
 
 Choose on ``val`` with ``--skip 64`` (the 64 images every recipe was chosen on left out); report
 ``test`` once.
@@ -41,6 +43,8 @@ from dermclean.detection.family_eval import clean_split_images, evaluate_familie
 from dermclean.detection.fusion import FusedDetector
 from dermclean.env import pick_device
 from dermclean.io import write_json
+from dermclean.methods.segment.fit import join_segmenter_folders
+from dermclean.modelio import read_model_config
 
 
 class _Remembered:
@@ -55,6 +59,22 @@ class _Remembered:
         for i, det in zip(todo, self.detector.detect([images[i] for i in todo])):
             self.seen[keys[i]] = det
         return [self.seen[k] for k in keys]
+
+
+def _segmenter_folder(spec: Path, out: Path, index: int) -> Path:
+    """``spec`` itself, or for ``A+B+...`` the ensemble of those folders saved as ``out/ensemble_<index>``
+    (kept for a rerun with the same members)."""
+    parts = [Path(p) for p in str(spec).split("+")]
+    if len(parts) == 1:
+        return spec
+    folder = out / f"ensemble_{index}"
+    if folder.exists():
+        joined = read_model_config(folder).get("meta", {}).get("joined_from")
+        if joined != [str(p) for p in parts]:
+            raise SystemExit(f"{folder} holds the ensemble of {joined}; expected {[str(p) for p in parts]} "
+                             f"(use another --out)")
+        return folder
+    return join_segmenter_folders(parts, folder)
 
 
 def _parse_fusion(text: str) -> tuple[str, float]:
@@ -86,14 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     fusions = [_parse_fusion(f) for f in args.fusions]
     if len(args.segment) % 2:
         raise SystemExit(f"--segment: {len(args.segment)} folders; expected pairs (fold 0, fold 1)")
+    args.out.mkdir(parents=True, exist_ok=True)
     params = load_params(args.params, profile=args.profile)
     seed, device = params_seed(params), pick_device(args.device)
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
     imagecond = _Remembered(build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
                                            config=imagecond_detection_config(params), device=device))
+    folders = [_segmenter_folder(d, args.out, i) for i, d in enumerate(args.segment)]
     segments = [_Remembered(build_detector(detector_kind="segment", unet_dir=d,
                                            config=from_dict(DetectionConfig, detection), device=device))
-                for d in args.segment]
+                for d in folders]
     pairs = [segments[i:i + 2] for i in range(0, len(segments), 2)]
     calib_images = clean_split_images(args.manifest, "val")
     images = clean_split_images(args.manifest, args.split)[args.skip:]
@@ -101,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         raise SystemExit(f"--skip {args.skip}: no clean {args.split} images left")
     print(f"{len(calib_images)} clean val images calibrate; {len(images)} clean {args.split} images are painted")
-    args.out.mkdir(parents=True, exist_ok=True)
     for (rule, weight), (p, pair) in itertools.product(fusions, enumerate(pairs)):
         tag = ("max" if rule == "max" else f"mean{weight:g}") + (f"_p{p}" if p else "")
         held_rows: list[dict] = []

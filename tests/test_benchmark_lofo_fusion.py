@@ -70,3 +70,21 @@ def test_a_bad_fusion_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="expected mean:W"):
         load_benchmark("lofo_fusion").main(["--imagecond", "x", "--segment", "a", "b", "--fusions", "median",
                                             "--out", str(tmp_path / "o")])
+
+
+def test_a_joined_segment_entry_is_saved_once_as_an_ensemble(tmp_path):
+    _setup(tmp_path)
+    out = tmp_path / "fusion"
+    joined = f"{tmp_path / 'seg0'}+{tmp_path / 'seg1'}"
+    argv = ["--params", str(REPO / "params.yaml"), "--profile", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
+            "--imagecond", str(tmp_path / "imagecond"), "--fusions", "mean:0", "--n-images", "1", "--device", "cpu",
+            "--out", str(out)]
+    bench = load_benchmark("lofo_fusion")
+    assert bench.main([*argv, "--segment", joined, str(tmp_path / "seg1")]) == 0
+    config = json.loads((out / "ensemble_0" / "config.json").read_text())
+    assert config["config"]["members"] == 2
+    assert config["meta"]["joined_from"] == [str(tmp_path / "seg0"), str(tmp_path / "seg1")]
+    assert not (out / "ensemble_1").exists()
+    assert bench.main([*argv, "--segment", joined, str(tmp_path / "seg1")]) == 0  # a rerun reuses it
+    with pytest.raises(SystemExit, match="holds the ensemble of"):
+        bench.main([*argv, "--segment", f"{tmp_path / 'seg1'}+{tmp_path / 'seg0'}", str(tmp_path / "seg1")])

@@ -18,11 +18,12 @@ from dermclean.detection.family_eval import real_label_report
 from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig, colour_cast
 from dermclean.methods.segment.data import load_training_images
-from dermclean.methods.segment.fit import fit_segmenter
+from dermclean.methods.segment.fit import fit_segmenter, join_segmenter_folders
 from dermclean.methods.segment.real_bank import confident_bank
-from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig, top_hats, topk_mean
+from dermclean.methods.segment.model import (SEGMENTER_KIND, Segmenter, SegmenterConfig, SegmenterEnsemble,
+                                             join_segmenters, top_hats, topk_mean)
 from dermclean.methods.segment.train import SegmentTrainConfig, segment_loss, train_segmenter
-from dermclean.modelio import save_model_dir
+from dermclean.modelio import load_model_dir, save_model_dir
 from dermclean.proof.real_artifacts import ArtifactBank, Cutout
 from dermclean.proof.trap_sets import pipeline_detector
 
@@ -333,6 +334,47 @@ def test_fit_from_params_trains_saves_and_refuses_unknown_keys(manifest, tmp_pat
     assert pasted.data_config.real_paste_fraction == 0.5
     with pytest.raises(ConfigError, match="unknown keys"):
         fit_segmenter({"seed": 0, "segment": {"modle": {}}}, manifest, checkpoints=tmp_path / "ck", device="cpu")
+
+
+def test_members_train_apart_with_successive_seeds_and_average_their_logits(manifest, tmp_path):
+    section = {"model": {"image_size": SIDE, "widths": [4, 8]}, "data": {"crop": 16, "weak_fraction": 0.0},
+               "train": {"steps": 2, "batch_size": 4, "warmup_steps": 1}}
+    ck = tmp_path / "ck"
+    single = {s: fit_segmenter({"seed": s, "segment": section}, manifest, checkpoints=ck, device="cpu",
+                               progress=False).model for s in (3, 4)}
+    assert not torch.equal(single[3].head.weight, single[4].head.weight)
+    two = {**section, "model": {**section["model"], "members": 2}}
+    fit = fit_segmenter({"seed": 3, "segment": two}, manifest, checkpoints=ck, device="cpu", progress=False)
+    assert isinstance(fit.model, SegmenterEnsemble) and fit.metrics["members"] == 2
+    assert len(list(ck.iterdir())) == 2  # the members resumed the single runs' checkpoints (same key)
+    for member, seed in zip(fit.model.members, (3, 4)):
+        assert all(torch.equal(a, b) for a, b in zip(member.state_dict().values(),
+                                                      single[seed].state_dict().values()))
+    x = torch.rand(2, 3, SIDE, SIDE) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(fit.model(x), (single[3](x) + single[4](x)) / 2, atol=1e-6)
+    folder = fit.save(tmp_path / "model")["segmenter"]
+    module, config, _ = load_model_dir(folder, expect_kind=SEGMENTER_KIND)
+    assert isinstance(module, SegmenterEnsemble) and config.members == 2
+    with torch.no_grad():
+        assert torch.equal(module(x), fit.model(x))
+    det = build_detector(detector_kind="segment", unet_dir=folder, config=DetectionConfig(image_size=SIDE),
+                         device="cpu")
+    assert det.anomaly_maps(x).shape == (2, SIDE, SIDE)
+    # two saved single networks joined afterwards are the same ensemble
+    for seed in (3, 4):
+        save_model_dir(tmp_path / f"s{seed}", kind=SEGMENTER_KIND, config=single[seed].config, module=single[seed])
+    joined = join_segmenter_folders([tmp_path / "s3", tmp_path / "s4"], tmp_path / "joined")
+    module, _, meta = load_model_dir(joined)
+    assert meta["joined_from"] == [str(tmp_path / "s3"), str(tmp_path / "s4")]
+    with torch.no_grad():
+        assert torch.equal(module(x), fit.model(x))
+    with pytest.raises(FileExistsError):
+        join_segmenter_folders([tmp_path / "s3"], tmp_path / "joined")
+    with pytest.raises(ValueError, match="different shapes"):
+        join_segmenters([single[3], Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 16]))])
+    with pytest.raises(ValueError, match="members must be at least 1"):
+        SegmenterConfig(image_size=SIDE, widths=[4, 8], members=0)
 
 
 def test_pipeline_detector_can_name_the_segment_bundle(tmp_path):

@@ -3,8 +3,11 @@
 
 The ``segment`` section: ``model`` (:class:`~dermclean.methods.segment.model.SegmenterConfig`),
 ``data`` (:class:`~dermclean.methods.segment.batches.SegmentDataConfig`) and ``train``
-(:class:`~dermclean.methods.segment.train.SegmentTrainConfig`), with the top-level ``seed``.
-Checkpoints: ``checkpoints/<key>/`` with ``key`` hashing the section, the seed and the manifest.
+(:class:`~dermclean.methods.segment.train.SegmentTrainConfig`), with the top-level ``seed``. With
+``segment.model.members`` N > 1, N networks are trained one after the other, network ``i`` with seed
+``seed + i`` (the first is the single model of the same section), and saved as one ensemble.
+Checkpoints: ``checkpoints/<key>/`` per network, ``key`` hashing the section (``members`` aside), the
+network's seed and the manifest.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from dermclean.diffusion.checkpoints import checkpoint_key
 from dermclean.errors import ConfigError
 from dermclean.methods.segment.batches import SegmentBatches, SegmentDataConfig
 from dermclean.methods.segment.data import load_training_images
-from dermclean.methods.segment.model import SEGMENTER_KIND, Segmenter, SegmenterConfig
+from dermclean.methods.segment.model import SEGMENTER_KIND, SegmenterConfig, join_segmenters, network_fields
 from dermclean.methods.segment.train import SegmentTrainConfig, train_segmenter
-from dermclean.modelio import save_model_dir
+from dermclean.modelio import load_model_dir, save_model_dir
 from dermclean.proof.real_artifacts import ArtifactBank
 
 SECTION_KEYS = ("model", "data", "train")
@@ -32,9 +35,10 @@ SECTION_KEYS = ("model", "data", "train")
 
 @dataclass
 class SegmentFit:
-    """The trained segmenter (eval mode), its configs and the figures of the run."""
+    """The trained segmenter (eval mode; an ensemble with ``members`` > 1), its configs and the figures of
+    the run."""
 
-    model: Segmenter
+    model: torch.nn.Module
     model_config: SegmenterConfig
     data_config: SegmentDataConfig
     train_config: SegmentTrainConfig
@@ -81,25 +85,49 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
                           f"--paste-from); expected 0 here")
     clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
                                                       weak=data_cfg.weak_fraction > 0)
-    batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=seed, config=data_cfg,
-                             banks=pasted)
     bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in pasted]
-    key = checkpoint_key({"segment": {"model": dataclasses.asdict(model_cfg), "data": dataclasses.asdict(data_cfg),
-                                      "train": dataclasses.asdict(train_cfg)}, "seed": seed,
-                          **({"banks": bank_key} if bank_key else {})}, manifest)
-    print(f"train_segmenter: {len(clean)} clean and {len(weak_images)} labelled train images at "
-          f"{model_cfg.image_size} px on {device}; checkpoints in {checkpoints / key}")
-    losses: list[float] = []
+    losses: list[list[float]] = []
 
     def log(step: int, m: dict[str, float]) -> None:
-        losses.append(m["loss"])
+        losses[-1].append(m["loss"])
         if on_log is not None:
             on_log(step, m)
 
-    model = train_segmenter(batches, model_cfg, train_cfg, checkpoint_dir=checkpoints / key, device=device,
-                            seed=seed, on_log=log, progress=progress)
-    metrics = {"final_loss": losses[-1] if losses else None, "steps": train_cfg.steps,
-               "train_images_clean": len(clean), "train_images_labelled": len(weak_images),
+    networks = []
+    for member in range(model_cfg.members):
+        member_seed = seed + member
+        batches = SegmentBatches(clean, weak_images, labels, batch_size=train_cfg.batch_size, seed=member_seed,
+                                 config=data_cfg, banks=pasted)
+        key = checkpoint_key({"segment": {"model": network_fields(model_cfg), "data": dataclasses.asdict(data_cfg),
+                                          "train": dataclasses.asdict(train_cfg)}, "seed": member_seed,
+                              **({"banks": bank_key} if bank_key else {})}, manifest)
+        which = f" (network {member + 1} of {model_cfg.members}, seed {member_seed})" if model_cfg.members > 1 else ""
+        print(f"train_segmenter: {len(clean)} clean and {len(weak_images)} labelled train images at "
+              f"{model_cfg.image_size} px on {device}{which}; checkpoints in {checkpoints / key}")
+        losses.append([])
+        networks.append(train_segmenter(batches, model_cfg, train_cfg, checkpoint_dir=checkpoints / key,
+                                        device=device, seed=member_seed, on_log=log, progress=progress))
+    model = join_segmenters(networks)
+    finals = [run[-1] for run in losses if run]
+    metrics = {"final_loss": float(sum(finals) / len(finals)) if finals else None, "steps": train_cfg.steps,
+               "members": model_cfg.members, "train_images_clean": len(clean),
+               "train_images_labelled": len(weak_images),
                "parameters": sum(p.numel() for p in model.parameters()), "device": str(device)}
     return SegmentFit(model=model, model_config=model_cfg, data_config=data_cfg, train_config=train_cfg,
                       metrics=metrics)
+
+
+def join_segmenter_folders(folders: Sequence[Path], out: Path) -> Path:
+    """Save the segmenters in ``folders`` (single networks of one shape, trained apart) as one ensemble
+    model folder ``out`` (created; refused when it exists); ``meta.joined_from`` lists the folders."""
+    if out.exists():
+        raise FileExistsError(f"{out} exists; join_segmenter_folders writes a new folder")
+    networks, metas = [], []
+    for folder in folders:
+        module, _, meta = load_model_dir(folder, expect_kind=SEGMENTER_KIND)
+        networks.append(module)
+        metas.append(meta)
+    joined = join_segmenters(networks)
+    meta = {"model": "segmenter", "joined_from": [str(f) for f in folders], "member_meta": metas}
+    save_model_dir(out, kind=SEGMENTER_KIND, config=joined.config, module=joined, meta=meta)
+    return out

@@ -7,6 +7,10 @@ decoder: nearest upsampling, concatenation with the encoder's map of the same le
 convolutions. No pooling before the first level, so a 1 px tick mark reaches the first layer at its
 native width; ``image_size`` is the side the model works at (inputs are resized to it).
 
+``members`` > 1 makes the model an ensemble (:class:`SegmenterEnsemble`): that many networks of the same
+shape, trained apart with seeds ``seed``, ``seed + 1``, ..., whose logits are averaged. One model
+folder (kind ``segmenter``) holds them all; :func:`build_segmenter` rebuilds either form.
+
 ``line_filters`` (odd sizes, px) adds two fixed input channels per size, computed in ``forward`` from
 the luminance: the black top-hat (closing minus image: dark lines and dots narrower than the size,
 as ruler ticks and ink) and the white top-hat (image minus opening: light ones), by max pooling.
@@ -14,7 +18,10 @@ as ruler ticks and ink) and the white top-hat (image minus opening: light ones),
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +43,12 @@ class SegmenterConfig:
     classes: list[str] = field(default_factory=lambda: list(OUTLIER_CLASSES))
     score_topk: int = 32        # per-type image score: sigmoid of the mean of the k largest logits
     line_filters: list[int] = field(default_factory=list)  # top-hat sizes (odd px) added as input channels
+    members: int = 1            # networks trained apart (seeds seed, seed + 1, ...) whose logits are averaged
 
     def __post_init__(self) -> None:
+        self.members = int(self.members)
+        if self.members < 1:
+            raise ValueError(f"segment model members must be at least 1; got {self.members}")
         self.widths = [int(w) for w in self.widths]
         self.line_filters = [int(k) for k in self.line_filters]
         if any(k < 3 or k % 2 == 0 for k in self.line_filters):
@@ -101,6 +112,52 @@ class Segmenter(nn.Module):
         return self.head(h)
 
 
+class SegmenterEnsemble(nn.Module):
+    """``config.members`` segmenters of one shape; the logits are their mean (a pixel is an artifact by
+    the networks' joint evidence, not one network's chance response)."""
+
+    def __init__(self, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList([Segmenter(member_config(config)) for _ in range(config.members)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def member_config(config: SegmenterConfig) -> SegmenterConfig:
+    """The config of one network of ``config`` (``members`` 1)."""
+    return dataclasses.replace(config, members=1)
+
+
+def network_fields(config: SegmenterConfig) -> dict[str, Any]:
+    """What shapes one network: ``config`` without ``members`` (checkpoint keys and fingerprints, so a
+    single model and an ensemble's first member share their training)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "members"}
+
+
+def build_segmenter(config: SegmenterConfig) -> nn.Module:
+    """A :class:`Segmenter`, or a :class:`SegmenterEnsemble` when ``config.members`` > 1."""
+    return SegmenterEnsemble(config) if config.members > 1 else Segmenter(config)
+
+
+def join_segmenters(networks: Sequence[Segmenter]) -> nn.Module:
+    """One ensemble of trained ``networks`` (same shape), in eval mode; a single network as it is."""
+    if not networks:
+        raise ValueError("join_segmenters: no networks given")
+    if any(n.config.members != 1 for n in networks):
+        raise ValueError("join_segmenters: expected single networks, got an ensemble")
+    shapes = {repr(sorted(network_fields(n.config).items())) for n in networks}
+    if len(shapes) > 1:
+        raise ValueError(f"join_segmenters: networks of different shapes cannot be averaged: {sorted(shapes)}")
+    if len(networks) == 1:
+        return networks[0].eval()
+    ensemble = SegmenterEnsemble(dataclasses.replace(networks[0].config, members=len(networks)))
+    for slot, net in zip(ensemble.members, networks):
+        slot.load_state_dict(net.state_dict())
+    return ensemble.eval()
+
+
 def topk_mean(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Mean of the ``k`` largest values of each map: ``(B,K,H,W)`` -> ``(B,K)``. The image-level
     evidence a multiple-instance loss reads and the per-type score the detector reports."""
@@ -108,4 +165,4 @@ def topk_mean(logits: torch.Tensor, k: int) -> torch.Tensor:
     return flat.topk(min(max(1, k), flat.shape[-1]), dim=-1).values.mean(-1)
 
 
-register(SEGMENTER_KIND, SegmenterConfig, Segmenter)
+register(SEGMENTER_KIND, SegmenterConfig, build_segmenter)

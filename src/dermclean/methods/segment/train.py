@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from dermclean.diffusion.checkpoints import check_fingerprint, fingerprint, load_checkpoint, progress_bar, save_checkpoint
 from dermclean.env import autocast
 from dermclean.methods.segment.batches import SegmentBatch, SegmentBatches
-from dermclean.methods.segment.model import Segmenter, SegmenterConfig, topk_mean
+from dermclean.methods.segment.model import Segmenter, SegmenterConfig, member_config, network_fields, topk_mean
 
 
 @dataclass(kw_only=True)
@@ -86,13 +86,14 @@ def train_segmenter(batches: SegmentBatches, model_config: SegmenterConfig, conf
                     checkpoint_dir: str | os.PathLike[str], device: torch.device | str, seed: int,
                     on_log: Callable[[int, dict[str, float]], None] | None = None,
                     progress: bool = True) -> Segmenter:
-    """Train (or resume) the segmenter; returns it in eval mode on ``device``."""
+    """Train (or resume) one network of ``model_config`` (its ``members`` aside); returns it in eval mode
+    on ``device``."""
     device = torch.device(device)
     torch.manual_seed(seed)
-    model = Segmenter(model_config).to(device)
+    model = Segmenter(member_config(model_config)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     path = Path(checkpoint_dir) / "checkpoint.pt"
-    expected = fingerprint(model_config, config, batches.config, {"seed": seed})
+    expected = fingerprint(network_fields(model_config), config, batches.config, {"seed": seed})
     state, start = load_checkpoint(path), 0
     if state is not None:
         check_fingerprint(state, expected, path)
