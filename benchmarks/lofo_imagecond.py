@@ -34,7 +34,6 @@ from dermclean.methods.imagecond.train import train_imagecond
 from dermclean.modelio import save_model_dir
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
