@@ -343,10 +343,17 @@ def test_members_train_apart_with_successive_seeds_and_average_their_logits(mani
     single = {s: fit_segmenter({"seed": s, "segment": section}, manifest, checkpoints=ck, device="cpu",
                                progress=False).model for s in (3, 4)}
     assert not torch.equal(single[3].head.weight, single[4].head.weight)
-    two = {**section, "model": {**section["model"], "members": 2}}
-    fit = fit_segmenter({"seed": 3, "segment": two}, manifest, checkpoints=ck, device="cpu", progress=False)
+    two = {**section, "model": {**section["model"], "members": 2},
+           "train": {**section["train"], "log_every": 1}}
+    logged = []
+    fit = fit_segmenter({"seed": 3, "segment": two}, manifest, checkpoints=tmp_path / "ck_two", device="cpu",
+                        progress=False, on_log=lambda step, m: logged.append((step, sorted(m))))
     assert isinstance(fit.model, SegmenterEnsemble) and fit.metrics["members"] == 2
-    assert len(list(ck.iterdir())) == 2  # the members resumed the single runs' checkpoints (same key)
+    assert [(step, keys[0]) for step, keys in logged] == [(1, "dice"), (2, "dice"), (1, "member1_dice"),
+                                                          (2, "member1_dice")]
+    same = {**section, "model": {**section["model"], "members": 2}}
+    fit_segmenter({"seed": 3, "segment": same}, manifest, checkpoints=ck, device="cpu", progress=False)
+    assert len(list(ck.iterdir())) == 2  # its networks have the single runs' checkpoint keys
     for member, seed in zip(fit.model.members, (3, 4)):
         assert all(torch.equal(a, b) for a, b in zip(member.state_dict().values(),
                                                       single[seed].state_dict().values()))

@@ -70,7 +70,8 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
     """Train the segmenter on the ``train`` images of ``manifest``, resuming from ``checkpoints`` when the
     params match. ``exclude_families`` (a held-out fold), ``weak=False`` (no weakly labelled images) and
     ``steps`` override the section for studies; ``banks``: real cut-outs for ``data.real_paste_fraction``
-    (:func:`~dermclean.methods.segment.real_bank.confident_bank`)."""
+    (:func:`~dermclean.methods.segment.real_bank.confident_bank`). ``on_log(step, metrics)`` hears every
+    network's training, the second's and later ones' metrics named ``member<i>_<name>``."""
     section, seed = segment_section(params, where=where), params_seed(params)
     model_cfg = from_dict(SegmenterConfig, section.get("model", {}), where=f"{where}: segment.model")
     data = {**section.get("data", {}), **({"exclude_families": list(exclude_families)} if exclude_families else {}),
@@ -90,8 +91,9 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
 
     def log(step: int, m: dict[str, float]) -> None:
         losses[-1].append(m["loss"])
+        member = len(losses) - 1
         if on_log is not None:
-            on_log(step, m)
+            on_log(step, {(f"member{member}_{k}" if member else k): v for k, v in m.items()})
 
     networks = []
     for member in range(model_cfg.members):
