@@ -380,8 +380,9 @@ def test_members_train_apart_with_successive_seeds_and_average_their_logits(mani
         join_segmenter_folders([tmp_path / "s3"], tmp_path / "joined")
     with pytest.raises(ValueError, match="different shapes"):
         join_segmenters([single[3], Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 16]))])
-    with pytest.raises(ValueError, match="members must be at least 1"):
-        SegmenterConfig(image_size=SIDE, widths=[4, 8], members=0)
+    with pytest.raises(ConfigError, match="params: segment.model: segment model members must be at least 1"):
+        fit_segmenter({"seed": 3, "segment": {**section, "model": {**section["model"], "members": 0}}}, manifest,
+                      checkpoints=ck, device="cpu", progress=False)
 
 
 def test_pipeline_detector_can_name_the_segment_bundle(tmp_path):

@@ -64,13 +64,19 @@ def params_seed(params: dict[str, Any]) -> int:
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, refusing unknown keys with a message naming them."""
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys with a message naming them, and a value
+    the dataclass refuses as a :class:`ConfigError` naming ``where``."""
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown keys {unknown}; expected a subset of {sorted(names)}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
