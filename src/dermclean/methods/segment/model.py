@@ -147,9 +147,9 @@ def join_segmenters(networks: Sequence[Segmenter]) -> nn.Module:
         raise ValueError("join_segmenters: no networks given")
     if any(n.config.members != 1 for n in networks):
         raise ValueError("join_segmenters: expected single networks, got an ensemble")
-    shapes = {repr(sorted(network_fields(n.config).items())) for n in networks}
-    if len(shapes) > 1:
-        raise ValueError(f"join_segmenters: networks of different shapes cannot be averaged: {sorted(shapes)}")
+    shapes = [network_fields(n.config) for n in networks]
+    if any(shape != shapes[0] for shape in shapes[1:]):
+        raise ValueError(f"join_segmenters: networks of different shapes cannot be averaged: {shapes}")
     if len(networks) == 1:
         return networks[0].eval()
     ensemble = SegmenterEnsemble(dataclasses.replace(networks[0].config, members=len(networks)))
