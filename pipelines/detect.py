@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from dermclean.config import load_params, params_seed
-from dermclean.detection.bundles import build_bundles, detect_manifest, fit_and_save
+from dermclean.detection.bundles import build_bundles, fit_and_detect
 from dermclean.io import write_json
 from dermclean.tracking.detector_runs import log_detect_run
 from dermclean.values import json_ready
@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                                     out_model=args.out_model, out_model_imagecond=args.out_model_imagecond,
                                     segmenter=args.segmenter, out_model_segment=args.out_model_segment,
                                     out_model_fused=args.out_model_fused, device=args.device)
-    metrics = fit_and_save(bundles, args.manifest, seed=seed,
-                           meta={"profile": params.get("profile"), "seed": seed, "manifest": str(args.manifest)})
-    metrics.update(detect_manifest(bundles[chosen], chosen, args.manifest, args.out))
+    metrics = fit_and_detect(bundles, chosen, args.manifest, args.out, seed=seed,
+                             meta={"profile": params.get("profile"), "seed": seed, "manifest": str(args.manifest)})
     log_detect_run(params, args.manifest, {name: b.out for name, b in bundles.items()}, metrics)
     write_json(args.metrics, json_ready(metrics))
     return 0

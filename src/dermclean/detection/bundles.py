@@ -11,6 +11,10 @@ one's pixel threshold and image score on validation (:func:`~dermclean.detection
 then its per-type flag thresholds (:func:`~dermclean.detection.evaluate.fit_operating_points`), and saves
 it. :func:`detect_manifest` writes the ``detect`` contract over every manifest image with
 the bundle ``detection.pipeline_detector`` names, keyed by image id, and returns the stage's figures.
+:func:`fit_and_detect` does both, as the stage does, with one :class:`~dermclean.detection.memo.MapMemo`
+shared by the bundles, so that each model maps each image once: the fits read the same validation
+images several times, a fused bundle's members are the other bundles, and the manifest holds the
+validation split again.
 With ``detection.image_score: fitted`` or ``stacked`` the ``val_*`` image AUROCs are in-sample (the
 image score was fitted on those labels; a stacked score's map model on the train split's); the
 ``test_*`` ones are not.
@@ -35,6 +39,7 @@ from dermclean.detection.detector import Detector, build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
 from dermclean.detection.family_eval import clean_split_images
 from dermclean.detection.fusion import FusedDetector
+from dermclean.detection.memo import remembering
 from dermclean.detection.metrics import labelled_image_aurocs
 from dermclean.errors import ConfigError
 
@@ -115,6 +120,19 @@ def fit_and_save(bundles: dict[str, Bundle], manifest: Path, *, seed: int, meta:
             if detector.image_scorer.map_model is not None:
                 metrics[f"{name}_map_model_n_train"] = detector.image_scorer.map_model.n_images
         log.info("%s detector saved to %s (threshold %.4f)", name, bundle.out, detector.threshold.value)
+    return metrics
+
+
+def fit_and_detect(bundles: dict[str, Bundle], chosen: str, manifest: Path, out: Path, *, seed: int,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    """:func:`fit_and_save` every bundle, then :func:`detect_manifest` with ``bundles[chosen]``, each image
+    mapped once per model (the manifest pass reads what the fits mapped and keeps nothing new)."""
+    with remembering(b.detector for b in bundles.values()) as memo:
+        metrics = fit_and_save(bundles, manifest, seed=seed, meta=meta)
+        with memo.frozen():
+            metrics.update(detect_manifest(bundles[chosen], chosen, manifest, out))
+    log.info("maps computed %d times, reused %d times (%d kept, %.0f MB)", memo.misses, memo.hits, len(memo),
+             memo.nbytes / 2**20)
     return metrics
 
 

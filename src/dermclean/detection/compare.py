@@ -3,7 +3,9 @@
 Detectors: the guided bundle as configured; the same models with classifier-free guidance and with
 classifier guidance (when the bundle has a noisy classifier), and unguided (s = 0) reconstruction;
 the classical rule baseline; the image-conditioned, segmenter and fused bundles when given. Each variant whose maps
-differ from the saved bundle gets its threshold refitted on the validation split. Figures: a grid
+differ from the saved bundle gets its threshold refitted on the validation split. The detectors share
+a :class:`~dermclean.detection.memo.MapMemo`, so the fused bundle's members read the maps the
+image-conditioned and segmenter bundles made of the same images. Figures: a grid
 of image / map / mask / ground truth per detector and per-type PR curves. The promote stage gates
 detectors on the validation figures computed here, never on the test split reported.
 """
@@ -19,6 +21,7 @@ from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.detector import load_detector
 from dermclean.detection.evaluate import EvaluationResult, evaluate_detector_full, fit_threshold
 from dermclean.detection.figures import save_grid, save_pr_curves
+from dermclean.detection.memo import remembering
 from dermclean.methods.classical.rules import ClassicalConfig
 
 log = logging.getLogger(__name__)
@@ -74,15 +77,17 @@ def compare_detectors(detector: Path, detector_imagecond: Path | None, manifest:
     configured, detectors = variants(detector, detector_imagecond, manifest, seed=seed, device=device,
                                      detector_segment=detector_segment, detector_fused=detector_fused)
     results: dict[str, EvaluationResult] = {}
-    for name, found in detectors.items():
-        log.info("evaluating %s on the test split", name)
-        results[name] = evaluate_detector_full(found, manifest, split="test", seed=seed)
+    with remembering(detectors.values()) as memo:
+        for name, found in detectors.items():
+            log.info("evaluating %s on the test split", name)
+            results[name] = evaluate_detector_full(found, manifest, split="test", seed=seed)
+        gated = {"guided": detectors[configured], "imagecond": detectors.get("imagecond")}
+        val = {kind: evaluate_detector_full(d, manifest, split="val", seed=seed).metrics
+               for kind, d in gated.items() if d is not None}
+    log.info("maps computed %d times, reused %d times", memo.misses, memo.hits)
     plots.mkdir(parents=True, exist_ok=True)
     figures = [save_grid(r, plots / f"grid_{n}.png", title=n) for n, r in results.items()]
     figures.append(save_pr_curves(results, plots / "pr_curves.png"))
     summary = summarize(results, configured)
-    gated = {"guided": detectors[configured], "imagecond": detectors.get("imagecond")}
-    val = {kind: evaluate_detector_full(d, manifest, split="val", seed=seed).metrics
-           for kind, d in gated.items() if d is not None}
     metrics = {"configured": configured, **summary, "detectors": {n: r.metrics for n, r in results.items()}, "val": val}
     return Comparison(metrics=metrics, results=results, summary=summary, figures=[f for f in figures if f is not None])

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ from dermclean.data.images import load_rgb, resize_map, to_tensor
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.fusion import FusedDetector, MapCalibration
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
+from dermclean.detection.memo import MapMemo, detector_identity
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
 from dermclean.env import cpu_bf16, pick_device
@@ -114,6 +116,15 @@ class Detector:
         self.classifier = (None if classifier is None else
                            _Component(classifier.module.to(self.device).eval(), classifier.kind, classifier.meta))
         self.source, self.meta = source, dict(meta or {})
+        self.memo: MapMemo | None = None
+        self._identity: bytes | None = None
+
+    @property
+    def identity(self) -> bytes:
+        """What :class:`~dermclean.detection.memo.MapMemo` keys this detector's outputs by (computed once)."""
+        if self._identity is None:
+            self._identity = detector_identity(self)
+        return self._identity
 
     @property
     def name(self) -> str:
@@ -123,14 +134,17 @@ class Detector:
 
     def with_config(self, **overrides: Any) -> "Detector":
         """Same models, ``config.replace(**overrides)``; the threshold and the fitted image score are
-        dropped when the maps change (both were fitted on the old maps)."""
+        dropped when the maps change (both were fitted on the old maps). A shared memo stays (its keys hold
+        the settings that shape the maps)."""
         config = self.config.replace(**overrides)
         same_maps = all(getattr(config, k) == getattr(self.config, k) for k in MAP_KEYS)
-        return Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
+        changed = Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
                         threshold=self.threshold if same_maps else None,
                         image_scorer=self.image_scorer if same_maps else None, device=self.device,
                         source=self.source, meta=self.meta,
                         operating_points=self.operating_points if same_maps else None)
+        changed.memo = self.memo
+        return changed
 
     @torch.no_grad()
     def anomaly_maps(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,10 +254,7 @@ class Detector:
         bar = _bar(len(images), progress)
         for start in range(0, len(images), bs):
             chunk = images[start:start + bs]
-            x = torch.stack([to_tensor(np.asarray(img), size) for img in chunk])
-            x_scores = x if self.score_size == size else torch.stack(
-                [to_tensor(np.asarray(img), self.score_size) for img in chunk])
-            maps, types = self.maps_and_types(x, x_scores)
+            maps, types = self._outputs(chunk)
             features = np.stack([map_features(m) for m in maps.numpy()])
             scores = self.image_scores(maps, types, features)
             peaks = maps.flatten(1).amax(dim=1)
@@ -256,6 +267,34 @@ class Detector:
             bar.update(len(chunk))
         bar.close()
         return out
+
+
+    def _outputs(self, chunk: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-resolution maps ``(B,S,S)`` and type scores ``(B,3)`` of ``chunk``; with a :attr:`memo`, images
+        it holds are not run again, an image repeated in ``chunk`` runs once, and the others are added to it."""
+        size, memo = self.config.image_size, self.memo
+        if memo is None:
+            return self._run(chunk, size)
+        keys = [memo.key(self.identity, np.asarray(img)) for img in chunk]
+        found: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        for key in keys:
+            if key not in found and (hit := memo.get(key)) is not None:
+                found[key] = hit
+        todo = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.values())[::-1]
+        if todo:
+            began = time.perf_counter()
+            maps, types = self._run([chunk[i] for i in todo], size)
+            each = (time.perf_counter() - began) / len(todo)
+            for j, i in enumerate(todo):
+                found[keys[i]] = (maps[j], types[j])
+                memo.put(keys[i], maps[j], types[j], seconds=each)
+        return torch.stack([found[k][0] for k in keys]), torch.stack([found[k][1] for k in keys])
+
+    def _run(self, images: Sequence[np.ndarray], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([to_tensor(np.asarray(img), size) for img in images])
+        x_scores = x if self.score_size == size else torch.stack(
+            [to_tensor(np.asarray(img), self.score_size) for img in images])
+        return self.maps_and_types(x, x_scores)
 
 
 def _bar(total: int, enabled: bool):
