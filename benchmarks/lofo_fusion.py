@@ -25,12 +25,9 @@ Choose on ``val`` with ``--skip 64`` (the 64 images every recipe was chosen on l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -38,27 +35,14 @@ from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.config import DetectionConfig, imagecond_detection_config
-from dermclean.detection.detector import Detection, build_detector
+from dermclean.detection.detector import build_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.detection.fusion import FusedDetector
+from dermclean.detection.memo import MapMemo, share_memo
 from dermclean.env import pick_device
 from dermclean.io import write_json
 from dermclean.methods.segment.fit import join_segmenter_folders
 from dermclean.modelio import read_model_config
-
-
-class _Remembered:
-    """A detector whose detections are kept per image (by content), so each image is mapped once."""
-
-    def __init__(self, detector: Any) -> None:
-        self.detector, self.name, self.config, self.seen = detector, detector.name, detector.config, {}
-
-    def detect(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, **_: Any) -> list[Detection]:
-        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() + str(np.shape(im)) for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self.seen]
-        for i, det in zip(todo, self.detector.detect([images[i] for i in todo])):
-            self.seen[keys[i]] = det
-        return [self.seen[k] for k in keys]
 
 
 def _segmenter_folder(spec: Path, out: Path, index: int) -> Path:
@@ -110,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params, profile=args.profile)
     seed, device = params_seed(params), pick_device(args.device)
     detection = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
-    imagecond = _Remembered(build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
-                                           config=imagecond_detection_config(params), device=device))
+    imagecond = build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
+                               config=imagecond_detection_config(params), device=device)
     folders = [_segmenter_folder(d, args.out, i) for i, d in enumerate(args.segment)]
-    segments = [_Remembered(build_detector(detector_kind="segment", unet_dir=d,
-                                           config=from_dict(DetectionConfig, detection), device=device))
-                for d in folders]
+    segments = [build_detector(detector_kind="segment", unet_dir=d, config=from_dict(DetectionConfig, detection),
+                               device=device) for d in folders]
+    share_memo([imagecond, *segments], MapMemo(max_bytes=1 << 40))  # each image mapped once per model, kept
     pairs = [segments[i:i + 2] for i in range(0, len(segments), 2)]
     calib_images = clean_split_images(args.manifest, "val")
     images = clean_split_images(args.manifest, args.split)[args.skip:]
