@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dermclean.diffusion.augment import DIHEDRAL_ORDER, dihedral, dihedral_mean, random_dihedral
+from dermclean.diffusion.augment import (DIHEDRAL_ORDER, dihedral, dihedral_map_mean, dihedral_mean, random_dihedral,
+                                         undo_dihedral)
 
 
 def test_eight_distinct_elements_and_identity():
@@ -48,3 +49,16 @@ def test_dihedral_mean_of_orientation_dependent_score():
     assert top_left(x).item() == 1.0
     # the corner visits each of the 4 corners twice over D4, so it is at the top left in 2 of 8
     assert dihedral_mean(top_left, x).item() == pytest.approx(2 / 8)
+
+
+def test_undo_dihedral_inverts_every_element_and_the_map_mean_is_equivariant():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    for k in range(DIHEDRAL_ORDER):
+        assert torch.equal(undo_dihedral(dihedral(x, k), k), x), k
+
+    def fn(v):  # a map that depends on orientation: the first channel plus a left-to-right ramp
+        return v[:, 0] + torch.arange(4.0)
+    mean = dihedral_map_mean(fn, x)
+    for k in range(DIHEDRAL_ORDER):
+        assert torch.allclose(dihedral_map_mean(fn, dihedral(x, k)), dihedral(mean, k)), k
+    assert torch.allclose(dihedral_map_mean(fn, x, (0,)), fn(x))

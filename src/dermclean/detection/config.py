@@ -42,6 +42,8 @@ class DetectionConfig:
       (:class:`~dermclean.detection.image_score.MapModel`; ``map_model_images`` caps its training images,
       None = all with complete labels). ``score_tta``: average the noisy classifier's t = 0 probabilities over
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
+    - ``map_tta``: segment bundles only; the segmenter's logits averaged over the image, its mirror
+      image and both turned half-way round, each turned back (four passes; maps and per-type scores).
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.),
       filled from ``imagecond.sample`` by :func:`imagecond_detection_config`, never set in ``detection``.
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
@@ -63,6 +65,7 @@ class DetectionConfig:
     image_score: str = "auto"
     score_quantile: float = 0.99
     score_tta: bool = False
+    map_tta: bool = False
     map_model_images: int | None = None
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
+from dermclean.diffusion.augment import dihedral_map_mean
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.fusion import FusedDetector, MapCalibration
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
@@ -70,8 +71,11 @@ from dermclean.modelio import load_model_dir, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
 DETECTOR_KINDS = ("guided", "imagecond", "segment")
-MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma")
+MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma", "map_tta")
 """Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
+MIRRORS = (0, 2, 4, 6)
+"""The D4 elements ``map_tta`` averages over: the image, turned half-way, mirrored, mirrored and turned
+(they keep a non-square image's shape)."""
 
 
 class NotADetectorError(UsageError, ValueError):
@@ -168,8 +172,11 @@ class Detector:
 
     def _segment(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The segmenter's maps ``(B,S,S)`` (maximum over types of its probabilities) and per-type scores
-        ``(B,3)`` (sigmoid of each type's top-k logit mean), from one forward pass."""
-        logits = self.unet.module(x.to(self.device).float()).float()
+        ``(B,3)`` (sigmoid of each type's top-k logit mean), from one forward pass (with ``map_tta``, the
+        mean of four: :data:`MIRRORS`)."""
+        x, net = x.to(self.device).float(), self.unet.module
+        logits = (dihedral_map_mean(lambda v: net(v).float(), x, MIRRORS) if self.config.map_tta
+                  else net(x).float())
         return torch.sigmoid(logits).amax(dim=1), torch.sigmoid(topk_mean(logits, self.unet.module.config.score_topk))
 
     def maps_and_types(self, x: torch.Tensor, x_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

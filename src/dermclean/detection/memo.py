@@ -14,10 +14,13 @@ so detectors loaded from different copies of the same bundle share entries and a
 never reads another's. What is derived from the map afterwards (resizing to the input, the image
 score, the mask at the threshold) is recomputed each time, since fitting changes it.
 
-Only what the diffusion model samples is affected: an image-conditioned map drawn once is reused, so
-every fit and the final detection read the same draw. Entries stop being added once ``max_bytes`` is
-reached (none is evicted), and :meth:`MapMemo.frozen` reads without adding (a pass over a large
-manifest whose images will not be asked for again).
+The maps are functions of the image alone (the image-conditioned sampler's noise is seeded, DDIM
+inversion draws none), so an entry is what running the model again would give, up to the float
+rounding of another batch size; the exception is the per-type scores of a guided bundle without a
+noise-aware classifier, whose noise draw depends on the batch position: they are the first pass's.
+
+Entries stop being added once ``max_bytes`` is reached (none is evicted), and :meth:`MapMemo.frozen`
+reads without adding (a pass over a large manifest whose images will not be asked for again).
 
 Each entry keeps what computing it cost (its batch's seconds per image); a hit adds that to
 :attr:`MapMemo.reused_seconds`, and the timings of evaluation and detection add what

@@ -36,6 +36,19 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return out
 
 
+def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral` ``k``: ``undo_dihedral(dihedral(x, k), k) == x``."""
+    out = torch.flip(x, dims=(-1,)) if int(k) >= 4 else x
+    return torch.rot90(out, -(int(k) % 4), dims=(-2, -1))
+
+
+def dihedral_map_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                      elements: tuple[int, ...] = tuple(range(DIHEDRAL_ORDER))) -> torch.Tensor:
+    """Mean of ``fn``'s maps (..., H, W) over the D4 ``elements`` of ``x``, each map turned back to ``x``'s
+    orientation first (test-time augmentation of a dense prediction)."""
+    return torch.stack([undo_dihedral(fn(dihedral(x, k)), k) for k in elements]).mean(0)
+
+
 def dihedral_mean(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Mean of ``fn`` over the 8 D4 images of ``x`` (test-time augmentation); ``fn``'s output must not
     depend on orientation (per-image scores, not maps)."""
