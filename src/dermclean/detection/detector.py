@@ -53,13 +53,13 @@ from tqdm.auto import tqdm
 from dermclean.config import from_dict
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, resize_map, to_tensor
-from dermclean.diffusion.augment import dihedral_map_mean
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.fusion import FusedDetector, MapCalibration
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.memo import MapMemo, detector_identity
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
+from dermclean.diffusion.augment import dihedral_map_mean
 from dermclean.env import cpu_bf16, pick_device
 from dermclean.errors import UsageError
 from dermclean.io import atomic_path, read_json, write_json
@@ -142,11 +142,11 @@ class Detector:
         the settings that shape the maps)."""
         config = self.config.replace(**overrides)
         same_maps = all(getattr(config, k) == getattr(self.config, k) for k in MAP_KEYS)
-        changed = Detector(detector_kind=self.detector_kind, config=config, unet=self.unet, classifier=self.classifier,
-                        threshold=self.threshold if same_maps else None,
-                        image_scorer=self.image_scorer if same_maps else None, device=self.device,
-                        source=self.source, meta=self.meta,
-                        operating_points=self.operating_points if same_maps else None)
+        changed = Detector(detector_kind=self.detector_kind, config=config, unet=self.unet,
+                           classifier=self.classifier, threshold=self.threshold if same_maps else None,
+                           image_scorer=self.image_scorer if same_maps else None, device=self.device,
+                           source=self.source, meta=self.meta,
+                           operating_points=self.operating_points if same_maps else None)
         changed.memo = self.memo
         return changed
 
@@ -275,7 +275,6 @@ class Detector:
         bar.close()
         return out
 
-
     def _outputs(self, chunk: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Model-resolution maps ``(B,S,S)`` and type scores ``(B,3)`` of ``chunk``; with a :attr:`memo`, images
         it holds are not run again, an image repeated in ``chunk`` runs once, and the others are added to it."""
@@ -284,10 +283,15 @@ class Detector:
             return self._run(chunk, size)
         keys = [memo.key(self.identity, np.asarray(img)) for img in chunk]
         found: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
-        for key in keys:
-            if key not in found and (hit := memo.get(key)) is not None:
+        todo: list[int] = []  # the first place of each image the memo lacks
+        for i, key in enumerate(keys):
+            if key in found or any(keys[j] == key for j in todo):
+                continue
+            hit = memo.get(key)
+            if hit is None:
+                todo.append(i)
+            else:
                 found[key] = hit
-        todo = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.values())[::-1]
         if todo:
             began = time.perf_counter()
             maps, types = self._run([chunk[i] for i in todo], size)

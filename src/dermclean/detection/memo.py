@@ -109,10 +109,6 @@ class MapMemo:
         finally:
             self._store = before
 
-    def summary(self) -> dict[str, int]:
-        return {"memo_maps_reused": self.hits, "memo_maps_computed": self.misses, "memo_entries": len(self),
-                "memo_bytes": self.nbytes}
-
 
 def detectors_of(detector: Any) -> list[Any]:
     """The model-running detectors inside ``detector``: itself, or a fused detector's members."""
