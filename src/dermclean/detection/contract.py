@@ -45,7 +45,7 @@ from dermclean.batch import (ERRORS_FILE, Batch, BatchOutcome, Skipped, check_on
 from dermclean.constants import DEFAULT_DETECTOR, OUTLIER_CLASSES
 from dermclean.data.images import png_text, save_png
 from dermclean.detection.detector import Detection, Detector, load_detector
-from dermclean.detection.memo import reused_seconds
+from dermclean.detection.memo import timed_detect
 from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.distributed import check_workers, cluster_address, run_resumable
 from dermclean.errors import OptionError
@@ -212,9 +212,8 @@ def detect_to_folder(detector: Detector, items: Iterable[tuple[str, str, np.ndar
 
         def flush() -> None:
             nonlocal seconds
-            start, reused = time.perf_counter(), reused_seconds(detector)
-            results = detector.detect([b[2] for b in batch], [b[1] for b in batch])
-            seconds += time.perf_counter() - start + reused_seconds(detector) - reused  # memo hits at their cost
+            results, spent = timed_detect(detector, [b[2] for b in batch], [b[1] for b in batch])
+            seconds += spent
             for (key, _, _), det in zip(batch, results):
                 write_detection_files(tmp, key, det)
                 rows.append({**detection_record(det), **({"image_id": key} if "image_id" in extra_columns else {})})

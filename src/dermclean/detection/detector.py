@@ -283,15 +283,16 @@ class Detector:
             return self._run(chunk, size)
         keys = [memo.key(self.identity, np.asarray(img)) for img in chunk]
         found: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
-        todo: list[int] = []  # the first place of each image the memo lacks
+        missing: dict[bytes, int] = {}  # the first place of each image the memo lacks
         for i, key in enumerate(keys):
-            if key in found or any(keys[j] == key for j in todo):
+            if key in found or key in missing:
                 continue
             hit = memo.get(key)
             if hit is None:
-                todo.append(i)
+                missing[key] = i
             else:
                 found[key] = hit
+        todo = list(missing.values())
         if todo:
             began = time.perf_counter()
             maps, types = self._run([chunk[i] for i in todo], size)

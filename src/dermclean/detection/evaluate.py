@@ -20,7 +20,6 @@ sweep's objective) does not depend on a threshold.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read
 from dermclean.detection import metrics as M
 from dermclean.detection.detector import Detection, load_detector
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
-from dermclean.detection.memo import reused_seconds
+from dermclean.detection.memo import timed_detect
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.detection.threshold import Threshold
 from dermclean.values import plain
@@ -226,9 +225,8 @@ def evaluate_detector_full(detector_like: Any, manifest_path: str | os.PathLike[
 
     def run(images: list[np.ndarray], names: list[str]) -> list[Detection]:
         nonlocal seconds, n_detected
-        start, reused = time.perf_counter(), reused_seconds(det)
-        result = det.detect(images, names)
-        seconds += time.perf_counter() - start + reused_seconds(det) - reused  # maps read from a memo at their cost
+        result, spent = timed_detect(det, images, names)
+        seconds += spent
         n_detected += len(images)
         return result
 

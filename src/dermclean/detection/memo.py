@@ -23,14 +23,15 @@ Entries stop being added once ``max_bytes`` is reached (none is evicted), and :m
 reads without adding (a pass over a large manifest whose images will not be asked for again).
 
 Each entry keeps what computing it cost (its batch's seconds per image); a hit adds that to
-:attr:`MapMemo.reused_seconds`, and the timings of evaluation and detection add what
-:func:`reused_seconds` grew by, so a reported seconds-per-image stays the cost of mapping an image
+:attr:`MapMemo.reused_seconds`, and the timings of evaluation and detection (:func:`timed_detect`)
+add what :func:`reused_seconds` grew by, so a reported seconds-per-image stays the cost of mapping an image
 whether or not this run had mapped it before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -122,6 +123,14 @@ def reused_seconds(detector: Any) -> float:
     """What the maps ``detector`` (or a fused one's members) read from memos cost to compute, so far."""
     memos = {id(m): m for d in detectors_of(detector) if (m := getattr(d, "memo", None)) is not None}
     return sum(m.reused_seconds for m in memos.values())
+
+
+def timed_detect(detector: Any, images: Any, names: Any = None) -> tuple[list[Any], float]:
+    """``detector.detect(images, names)`` and the seconds it cost, maps read from a memo counted at what
+    computing them cost (so a seconds-per-image does not depend on what this run had mapped before)."""
+    start, reused = time.perf_counter(), reused_seconds(detector)
+    results = detector.detect(images, names)
+    return results, time.perf_counter() - start + reused_seconds(detector) - reused
 
 
 def share_memo(detectors: Any, memo: MapMemo | None) -> MapMemo | None:
