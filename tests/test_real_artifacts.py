@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,8 @@ from dermclean.constants import ARTIFACT_FLAGS
 from dermclean.data.images import load_rgb, save_png
 from dermclean.data.manifest import write_manifest
 from dermclean.errors import DataError
-from dermclean.proof.real_artifacts import bank_painter, cut_bank, removal_set
+from dermclean.proof.real_artifacts import bank_painter, cut_bank, pipeline_cleaner, removal_set
+from dermclean.removal.engine import RemovalConfig, make_remover
 
 SIDE = 24
 
@@ -137,3 +140,35 @@ def test_claim_intervals_need_defined_bounds():
     # an undefined figure (no melanoma among the insertion images) supports neither side of the claim
     assert not _includes_zero({"low": nan, "high": nan}) and not _excludes_zero({"low": nan, "high": nan})
     assert not _includes_zero(None) and not _excludes_zero({})
+
+
+class _RedSquares:
+    """A detector stand-in that marks pure red pixels and counts the images it is shown."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def detect(self, images, batch_size=16):
+        self.seen += len(images)
+        return [SimpleNamespace(mask=(im == (255, 0, 0)).all(-1)) for im in images]
+
+
+def test_pipeline_cleaner_cleans_each_distinct_image_once_and_returns_the_same_pixels():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(60, 200, (24, 24, 3), dtype=np.uint8) for _ in range(3)]
+    images[1][4:9, 4:9] = (255, 0, 0)
+    detector = _RedSquares()
+    clean = pipeline_cleaner(detector, make_remover("telea", model=None, config=RemovalConfig()), dilation=1,
+                             batch_size=2)
+    first = clean(images + [images[1].copy()])  # a repeat inside one call is cleaned once
+    assert detector.seen == 3 and not (first[1] == (255, 0, 0)).all(-1).any()
+    assert np.array_equal(first[1], first[3]) and np.array_equal(first[0], images[0])
+    again = clean([images[2], images[1]])
+    assert detector.seen == 3 and np.array_equal(again[1], first[1]) and np.array_equal(again[0], first[2])
+    again[1][:] = 0  # callers get copies
+    assert np.array_equal(clean([images[1]])[0], first[1])
+    tight = pipeline_cleaner(detector, make_remover("telea", model=None, config=RemovalConfig()), dilation=1,
+                             max_bytes=images[0].nbytes)  # room for one cleaned image: the rest are cleaned anew
+    tight(images)
+    tight(images)
+    assert detector.seen == 3 + 3 + 2

@@ -24,6 +24,7 @@ the shortcuts a dataset really holds (coloured patches on ISIC's benign lesions,
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -213,16 +214,36 @@ def removal_set(manifest_path: str | os.PathLike[str], cleaned_manifest: str | o
                       melanoma=rows["melanoma"].astype(int).to_numpy())
 
 
-def pipeline_cleaner(detector: Any, remover: Any, *, dilation: int, batch_size: int = 16) -> Cleaner:
+def pipeline_cleaner(detector: Any, remover: Any, *, dilation: int, batch_size: int = 16,
+                     max_bytes: int = 1 << 29) -> Cleaner:
     """Detect with ``detector`` (a loaded :class:`~dermclean.detection.detector.Detector`), dilate each mask by
-    ``dilation`` px and fill it with ``remover`` (:func:`~dermclean.removal.engine.make_remover`), as ``clean`` does."""
+    ``dilation`` px and fill it with ``remover`` (:func:`~dermclean.removal.engine.make_remover`), as ``clean`` does.
+
+    Each distinct image (by its pixels) is cleaned once per cleaner: the originals that several insertion sets
+    share are detected and filled once and return the same cleaned image every time. Cleaned images are kept
+    until they fill ``max_bytes``; later ones are cleaned each time they come."""
+    done: dict[bytes, np.ndarray] = {}
+    kept = 0
+
+    def key(image: np.ndarray) -> bytes:
+        h = hashlib.blake2b(repr((image.shape, image.dtype.str)).encode(), digest_size=20)
+        h.update(np.ascontiguousarray(image).tobytes())
+        return h.digest()
 
     def clean(images: list[np.ndarray]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            masks = [dilate_mask(d.mask, dilation) for d in detector.detect(chunk, batch_size=batch_size)]
-            out.extend(remover.fill(chunk, masks))
-        return out
+        nonlocal kept
+        keys = [key(im) for im in images]
+        todo = list({k: im for k, im in zip(keys, images) if k not in done}.items())
+        fresh: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            pixels = [im for _, im in chunk]
+            masks = [dilate_mask(d.mask, dilation) for d in detector.detect(pixels, batch_size=batch_size)]
+            for (k, _), cleaned in zip(chunk, remover.fill(pixels, masks)):
+                fresh[k] = cleaned
+                if kept + cleaned.nbytes <= max_bytes:
+                    done[k] = cleaned
+                    kept += cleaned.nbytes
+        return [(fresh[k] if k in fresh else done[k]).copy() for k in keys]
 
     return clean
