@@ -1,0 +1,77 @@
+"""Benchmark helper: the pipeline's fused detection over a manifest, from trained models, without the guided model.
+
+The ``detect`` stage builds its bundles from every model the pipeline trains, the guided diffusion model
+and its noise-aware classifier included. This builds only what the ``clean`` stage's masks need at a
+profile whose ``detection.pipeline_detector`` is ``fused``: the image-conditioned bundle from
+``--imagecond``, the segment bundle from ``--segmenter`` and their fused bundle
+(:mod:`dermclean.detection.bundles`, fitted on the manifest's validation split as the stage fits them),
+then writes the ``detect`` contract over every manifest image with the fused bundle into
+``--out/detections`` (the bundles into ``--out/detector_*``). Without the noise-aware classifier the
+image-conditioned bundle scores images from its maps (``image_score: auto``), so the image scores and
+flags differ from the pipeline's; the maps and masks do not.
+
+    python benchmarks/fused_masks.py --params params.yaml --profile cpu --manifest data/prepared/manifest.csv \\
+        --imagecond models/imagecond --segmenter models/segmenter --out runs/fused_masks
+    python pipelines/clean.py --params <params with profile cpu> --manifest data/prepared/manifest.csv \\
+        --detections runs/fused_masks/detections --imagecond models/imagecond --out runs/cleaned
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dermclean.config import load_params, params_seed
+from dermclean.detection.bundles import Bundle, fit_and_detect, segment_config
+from dermclean.detection.config import detection_config, fusion_settings, imagecond_detection_config
+from dermclean.detection.detector import build_detector
+from dermclean.detection.fusion import FusedDetector
+from dermclean.env import pick_device
+from dermclean.errors import ConfigError, DermcleanError, OutputError
+from dermclean.io import write_json
+from dermclean.values import json_ready
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--imagecond", type=Path, required=True, help="the train_imagecond stage's model folder")
+    parser.add_argument("--segmenter", type=Path, required=True, help="the train_segmenter stage's model folder")
+    parser.add_argument("--out", type=Path, required=True, help="new folder: detections/, detector_*/, metrics.json")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.out.exists():
+            raise OutputError(f"{args.out} exists; expected a new folder")
+        params = load_params(args.params, profile=args.profile)
+        config, chosen = detection_config(params)
+        if chosen != "fused":
+            raise ConfigError(f"profile {args.profile!r} detects with {chosen!r}; expected fused")
+        device = str(pick_device(args.device))
+        imagecond = Bundle(detector=build_detector(detector_kind="imagecond", unet_dir=args.imagecond, device=device,
+                                                   config=segment_config(imagecond_detection_config(params))),
+                           out=args.out / "detector_imagecond")
+        segment = Bundle(detector=build_detector(detector_kind="segment", unet_dir=args.segmenter, device=device,
+                                                 config=segment_config(config)),
+                         out=args.out / "detector_segment")
+        rule, weight = fusion_settings(params)
+        fused = Bundle(detector=FusedDetector([imagecond.detector, segment.detector], weight=weight, rule=rule),
+                       out=args.out / "detector_fused")
+        seed = params_seed(params)
+        metrics = fit_and_detect({"imagecond": imagecond, "segment": segment, "fused": fused}, "fused", args.manifest,
+                                 args.out / "detections", seed=seed,
+                                 meta={"profile": args.profile, "seed": seed, "manifest": str(args.manifest)})
+    except DermcleanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json(args.out / "metrics.json", json_ready(metrics))
+    print(f"fused threshold {metrics['fused_threshold']:.4f}, mean mask area {metrics['mean_mask_area']:.4f}, "
+          f"{metrics['seconds_per_image']:.3f} s/image; detections in {args.out / 'detections'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
