@@ -1,19 +1,19 @@
-"""Benchmark helper: the pipeline's fused detection over a manifest, from trained models, without the guided model.
+"""Benchmark helper: the pipeline's masks over a manifest from the two trained map models, without the guided model.
 
 The ``detect`` stage builds its bundles from every model the pipeline trains, the guided diffusion model
-and its noise-aware classifier included. This builds only what the ``clean`` stage's masks need at a
-profile whose ``detection.pipeline_detector`` is ``fused``: the image-conditioned bundle from
-``--imagecond``, the segment bundle from ``--segmenter`` and their fused bundle
-(:mod:`dermclean.detection.bundles`, fitted on the manifest's validation split as the stage fits them),
-then writes the ``detect`` contract over every manifest image with the fused bundle into
+and its noise-aware classifier included. This builds only what the ``clean`` stage's masks need when
+the detector is not the guided one: the image-conditioned bundle from ``--imagecond``, the segment
+bundle from ``--segmenter`` and their fused bundle (:mod:`dermclean.detection.bundles`, fitted on the
+manifest's validation split as the stage fits them), then writes the ``detect`` contract over every
+manifest image with ``--bundle`` (default: the profile's ``detection.pipeline_detector``) into
 ``--out/detections`` (the bundles into ``--out/detector_*``). Without the noise-aware classifier the
 image-conditioned bundle scores images from its maps (``image_score: auto``), so the image scores and
 flags differ from the pipeline's; the maps and masks do not.
 
-    python benchmarks/fused_masks.py --params params.yaml --profile cpu --manifest data/prepared/manifest.csv \\
-        --imagecond models/imagecond --segmenter models/segmenter --out runs/fused_masks
+    python benchmarks/pipeline_masks.py --params params.yaml --profile cpu --manifest data/prepared/manifest.csv \\
+        --imagecond models/imagecond --segmenter models/segmenter --out runs/masks_fused
     python pipelines/clean.py --params <params with profile cpu> --manifest data/prepared/manifest.csv \\
-        --detections runs/fused_masks/detections --imagecond models/imagecond --out runs/cleaned
+        --detections runs/masks_fused/detections --imagecond models/imagecond --out runs/cleaned
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from dermclean.errors import ConfigError, DermcleanError, OutputError
 from dermclean.io import write_json
 from dermclean.values import json_ready
 
+BUNDLES = ("fused", "imagecond", "segment")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--imagecond", type=Path, required=True, help="the train_imagecond stage's model folder")
     parser.add_argument("--segmenter", type=Path, required=True, help="the train_segmenter stage's model folder")
+    parser.add_argument("--bundle", choices=BUNDLES, default=None,
+                        help="the bundle whose masks are written (default: the profile's pipeline detector)")
     parser.add_argument("--out", type=Path, required=True, help="new folder: detections/, detector_*/, metrics.json")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
@@ -48,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             raise OutputError(f"{args.out} exists; expected a new folder")
         params = load_params(args.params, profile=args.profile)
         config, chosen = detection_config(params)
-        if chosen != "fused":
-            raise ConfigError(f"profile {args.profile!r} detects with {chosen!r}; expected fused")
+        chosen = args.bundle or chosen
+        if chosen not in BUNDLES:
+            raise ConfigError(f"profile {args.profile!r} detects with {chosen!r}, which needs the guided model (the "
+                              f"detect stage); expected one of {', '.join(BUNDLES)} or --bundle")
         device = str(pick_device(args.device))
         imagecond = Bundle(detector=build_detector(detector_kind="imagecond", unet_dir=args.imagecond, device=device,
                                                    config=segment_config(imagecond_detection_config(params))),
@@ -61,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         fused = Bundle(detector=FusedDetector([imagecond.detector, segment.detector], weight=weight, rule=rule),
                        out=args.out / "detector_fused")
         seed = params_seed(params)
-        metrics = fit_and_detect({"imagecond": imagecond, "segment": segment, "fused": fused}, "fused", args.manifest,
+        metrics = fit_and_detect({"imagecond": imagecond, "segment": segment, "fused": fused}, chosen, args.manifest,
                                  args.out / "detections", seed=seed,
                                  meta={"profile": args.profile, "seed": seed, "manifest": str(args.manifest)})
     except DermcleanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_json(args.out / "metrics.json", json_ready(metrics))
-    print(f"fused threshold {metrics['fused_threshold']:.4f}, mean mask area {metrics['mean_mask_area']:.4f}, "
+    print(f"{chosen} threshold {metrics[f'{chosen}_threshold']:.4f}, mean mask area {metrics['mean_mask_area']:.4f}, "
           f"{metrics['seconds_per_image']:.3f} s/image; detections in {args.out / 'detections'}")
     return 0
 

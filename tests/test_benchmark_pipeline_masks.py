@@ -1,4 +1,4 @@
-"""benchmarks/fused_masks.py: the fused bundle's detect contract over a manifest, from the two trained models."""
+"""benchmarks/pipeline_masks.py: a map bundle's detect contract over a manifest, from the two trained models."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_writes_the_fused_contract_over_every_manifest_image_and_refuses_to_reus
     args = ["--params", str(REPO / "params.yaml"), "--profile", "cpu", "--manifest", str(tmp_path / "manifest.csv"),
             "--imagecond", str(tmp_path / "imagecond"), "--segmenter", str(tmp_path / "seg0"), "--device", "cpu",
             "--out", str(out)]
-    assert load_benchmark("fused_masks").main(args) == 0
+    assert load_benchmark("pipeline_masks").main(args) == 0
     scores = pd.read_csv(out / "detections" / "scores.csv")
     assert sorted(scores["image_id"]) == ["s0", "s1", "s2", "s3"]
     assert sorted(p.name for p in (out / "detections" / "masks").iterdir()) == [f"s{i}.png" for i in range(4)]
@@ -26,9 +26,12 @@ def test_writes_the_fused_contract_over_every_manifest_image_and_refuses_to_reus
     assert metrics["pipeline_detector"] == "fused" and metrics["n_images"] == 4
     assert all((out / f"detector_{n}").is_dir() for n in ("imagecond", "segment", "fused"))
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    assert load_benchmark("fused_masks").main(args) == 2  # an existing folder is never written into
+    assert load_benchmark("pipeline_masks").main(args) == 2  # an existing folder is never written into
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert "exists" in capsys.readouterr().err
     tiny = args[:3] + ["tiny"] + args[4:-1] + [str(tmp_path / "other")]  # tiny detects with the guided bundle
-    assert load_benchmark("fused_masks").main(tiny) == 2 and not (tmp_path / "other").exists()
-    assert "expected fused" in capsys.readouterr().err
+    assert load_benchmark("pipeline_masks").main(tiny) == 2 and not (tmp_path / "other").exists()
+    assert "needs the guided model" in capsys.readouterr().err
+    seg = tiny + ["--bundle", "segment"]
+    assert load_benchmark("pipeline_masks").main(seg) == 0
+    assert json.loads((tmp_path / "other" / "detections" / "run.json").read_text())["detector_kind"] == "segment"
