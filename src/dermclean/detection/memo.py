@@ -59,6 +59,16 @@ def detector_identity(detector: Any) -> bytes:
     return h.digest()
 
 
+def image_digest(image: np.ndarray, *, prefix: bytes = b"") -> bytes:
+    """Digest of an image's pixels (shape, dtype and bytes) after ``prefix``: two files with the same
+    pixels share it, two with the same name and other pixels do not."""
+    pixels = np.ascontiguousarray(image)
+    h = hashlib.blake2b(prefix, digest_size=20)
+    h.update(repr((pixels.shape, pixels.dtype.str)).encode())
+    h.update(pixels.tobytes())
+    return h.digest()
+
+
 class MapMemo:
     """Model-resolution maps ``(S, S)`` and per-type scores ``(3,)`` by detector identity and image pixels."""
 
@@ -76,11 +86,7 @@ class MapMemo:
 
     @staticmethod
     def key(identity: bytes, image: np.ndarray) -> bytes:
-        pixels = np.ascontiguousarray(image)
-        h = hashlib.blake2b(identity, digest_size=20)
-        h.update(repr((pixels.shape, pixels.dtype.str)).encode())
-        h.update(pixels.tobytes())
-        return h.digest()
+        return image_digest(image, prefix=identity)
 
     def get(self, key: bytes) -> tuple[torch.Tensor, torch.Tensor] | None:
         """One image's map and type scores, or None (counted as a miss: the caller computes them)."""

@@ -24,7 +24,6 @@ the shortcuts a dataset really holds (coloured patches on ISIC's benign lesions,
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from dermclean.data.artifacts import Painted
 from dermclean.data.images import load_rgb, to_tensor
 from dermclean.data.manifest import image_paths, in_split, read_manifest
 from dermclean.data.masks import dilate_mask, read_mask
+from dermclean.detection.memo import image_digest
 from dermclean.errors import DataError
 from dermclean.proof.counterfactual import LESION_RADIUS, Cleaner
 from dermclean.proof.painting import Painter
@@ -225,14 +225,9 @@ def pipeline_cleaner(detector: Any, remover: Any, *, dilation: int, batch_size: 
     done: dict[bytes, np.ndarray] = {}
     kept = 0
 
-    def key(image: np.ndarray) -> bytes:
-        h = hashlib.blake2b(repr((image.shape, image.dtype.str)).encode(), digest_size=20)
-        h.update(np.ascontiguousarray(image).tobytes())
-        return h.digest()
-
     def clean(images: list[np.ndarray]) -> list[np.ndarray]:
         nonlocal kept
-        keys = [key(im) for im in images]
+        keys = [image_digest(im) for im in images]
         todo = list({k: im for k, im in zip(keys, images) if k not in done}.items())
         fresh: dict[bytes, np.ndarray] = {}
         for start in range(0, len(todo), batch_size):
