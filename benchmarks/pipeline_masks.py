@@ -3,8 +3,8 @@
 The ``detect`` stage builds its bundles from every model the pipeline trains, the guided diffusion model
 and its noise-aware classifier included. This builds only what the ``clean`` stage's masks need when
 the detector is not the guided one: the image-conditioned bundle from ``--imagecond``, the segment
-bundle from ``--segmenter`` and their fused bundle (:mod:`dermclean.detection.bundles`, fitted on the
-manifest's validation split as the stage fits them), then writes the ``detect`` contract over every
+bundle from ``--segmenter`` and their fused bundle (:func:`dermclean.detection.bundles.build_bundles`
+without the diffusion model, fitted on the manifest's validation split as the stage fits them), then writes the ``detect`` contract over every
 manifest image with ``--bundle`` (default: the profile's ``detection.pipeline_detector``) into
 ``--out/detections`` (the bundles into ``--out/detector_*``). Without the noise-aware classifier the
 image-conditioned bundle scores images from its maps (``image_score: auto``), so the image scores and
@@ -23,10 +23,8 @@ import sys
 from pathlib import Path
 
 from dermclean.config import load_params, params_seed
-from dermclean.detection.bundles import Bundle, fit_and_detect, segment_config
-from dermclean.detection.config import detection_config, fusion_settings, imagecond_detection_config
-from dermclean.detection.detector import build_detector
-from dermclean.detection.fusion import FusedDetector
+from dermclean.detection.bundles import build_bundles, fit_and_detect
+from dermclean.detection.config import detection_config
 from dermclean.env import pick_device
 from dermclean.errors import ConfigError, DermcleanError, OutputError
 from dermclean.io import write_json
@@ -51,24 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.exists():
             raise OutputError(f"{args.out} exists; expected a new folder")
         params = load_params(args.params, profile=args.profile)
-        config, chosen = detection_config(params)
+        _, chosen = detection_config(params)
         chosen = args.bundle or chosen
         if chosen not in BUNDLES:
             raise ConfigError(f"profile {args.profile!r} detects with {chosen!r}, which needs the guided model (the "
                               f"detect stage); expected one of {', '.join(BUNDLES)} or --bundle")
-        device = str(pick_device(args.device))
-        imagecond = Bundle(detector=build_detector(detector_kind="imagecond", unet_dir=args.imagecond, device=device,
-                                                   config=segment_config(imagecond_detection_config(params))),
-                           out=args.out / "detector_imagecond")
-        segment = Bundle(detector=build_detector(detector_kind="segment", unet_dir=args.segmenter, device=device,
-                                                 config=segment_config(config)),
-                         out=args.out / "detector_segment")
-        rule, weight = fusion_settings(params)
-        fused = Bundle(detector=FusedDetector([imagecond.detector, segment.detector], weight=weight, rule=rule),
-                       out=args.out / "detector_fused")
+        params["detection"]["pipeline_detector"] = chosen
+        bundles, chosen = build_bundles(params, diffusion=None, imagecond=args.imagecond, segmenter=args.segmenter,
+                                        out_model=args.out / "detector", device=str(pick_device(args.device)))
         seed = params_seed(params)
-        metrics = fit_and_detect({"imagecond": imagecond, "segment": segment, "fused": fused}, chosen, args.manifest,
-                                 args.out / "detections", seed=seed,
+        metrics = fit_and_detect(bundles, chosen, args.manifest, args.out / "detections", seed=seed,
                                  meta={"profile": args.profile, "seed": seed, "manifest": str(args.manifest)})
     except DermcleanError as exc:
         print(f"error: {exc}", file=sys.stderr)

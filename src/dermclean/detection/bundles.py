@@ -1,8 +1,8 @@
 """The detector bundles of the pipeline: built from the trained models, fitted on validation, run over
 the manifest (what the ``detect`` stage runs).
 
-:func:`build_bundles` makes the guided bundle (the class-conditional UNet and the noise-aware
-classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
+:func:`build_bundles` makes, given the diffusion model, the guided bundle (the class-conditional UNet and
+the noise-aware classifier when there is one) and, given the image-conditioned model, the imagecond bundle (same
 ``detection`` settings, its DDIM steps and start level ``imagecond.sample``) and, given the segmenter, the
 segment bundle (its maps are the segmenter's probabilities, its type scores its own), and given both, the
 fused bundle (their maps on a common scale, combined as ``detection.fusion`` says:
@@ -54,23 +54,30 @@ class Bundle:
     out: Path
 
 
-def build_bundles(params: dict[str, Any], *, diffusion: Path, imagecond: Path | None, out_model: Path,
+def build_bundles(params: dict[str, Any], *, diffusion: Path | None, imagecond: Path | None, out_model: Path,
                   out_model_imagecond: Path | None = None, device: str | None = None, segmenter: Path | None = None,
                   out_model_segment: Path | None = None,
                   out_model_fused: Path | None = None) -> tuple[dict[str, Bundle], str]:
     """``{"guided": ..., "imagecond": ..., "segment": ..., "fused": ...}`` bundles (unfitted; imagecond and
     segment when their model is given, fused (their maps combined, ``detection.fusion``) when both are) and
-    the name ``detection.pipeline_detector`` picks."""
+    the name ``detection.pipeline_detector`` picks. Without ``diffusion`` there is no guided bundle and no
+    noise-aware classifier, so the imagecond bundle scores images as the segment bundle does
+    (:func:`segment_config`)."""
     config, chosen = detection_config(params)
-    classifier_dir = diffusion / "noisy_classifier"
-    classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
-    bundles = {"guided": Bundle(detector=build_detector(detector_kind="guided", unet_dir=diffusion / "unet",
-                                                        config=config, classifier_dir=classifier_dir, device=device),
-                                out=out_model)}
+    bundles: dict[str, Bundle] = {}
+    classifier_dir = None
+    if diffusion is not None:
+        classifier_dir = diffusion / "noisy_classifier"
+        classifier_dir = classifier_dir if (classifier_dir / "config.json").is_file() else None
+        bundles["guided"] = Bundle(detector=build_detector(detector_kind="guided", unet_dir=diffusion / "unet",
+                                                           config=config, classifier_dir=classifier_dir, device=device),
+                                   out=out_model)
     if imagecond is not None:
+        imagecond_config = imagecond_detection_config(params)
+        if diffusion is None:
+            imagecond_config = segment_config(imagecond_config)
         bundles["imagecond"] = Bundle(
-            detector=build_detector(detector_kind="imagecond", unet_dir=imagecond,
-                                    config=imagecond_detection_config(params),
+            detector=build_detector(detector_kind="imagecond", unet_dir=imagecond, config=imagecond_config,
                                     classifier_dir=classifier_dir, device=device),
             out=out_model_imagecond or out_model.with_name(out_model.name + "_imagecond"))
     if segmenter is not None:
