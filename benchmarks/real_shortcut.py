@@ -7,9 +7,12 @@ classifiers trained elsewhere (``--classifiers DIR`` with ``DIR/<variant>/seed<k
 as ``raw`` and ``telea``), the real artifacts cut along ``--detections``' masks and removed as in
 ``--cleaned/<removal.method>/``, with the profile's ``proof`` section; with ``--detector`` (the
 bundle that made ``--detections``) the pasted images also go through detect + clean before the
-classifiers. Writes the full metrics to
-``--out`` (as ``metrics/shortcut.json``), the Evidently reports to ``--reports`` and prints the
-table of docs/results/real_shortcut.md.
+classifiers. With ``--trap`` (the ``trap_paint`` stage's folder) and trap classifiers beside the natural
+ones (``DIR/<variant>/trap/seed<k>/``, trained on that trap set raw and cleaned) the controlled ink trap
+is measured too: trap gap and ink flip rate per variant and their excess over the natural classifiers of
+the same variant and seeds; with ``--detector``, also the trap gap behind the pipeline's cleaning.
+Writes the full metrics to ``--out`` (as ``metrics/shortcut.json``), the Evidently reports to
+``--reports`` and prints the tables of docs/results/real_shortcut.md.
 
     python benchmarks/real_shortcut.py --manifest data/prepared/manifest.csv --detections data/detections \\
         --cleaned data/cleaned --classifiers models/classifiers --detector models/detector_segment \\
@@ -57,6 +60,24 @@ def table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def trap_table(metrics: dict[str, Any]) -> str:
+    """Markdown: per variant, the trap classifiers' trap gap and flip rate, their excess over the natural
+    classifiers (same variant and seeds) and their difference from raw's trap classifiers."""
+    trap, artifact = metrics["summary"].get("trap", {}), metrics["trap_artifact"]
+    excess, minus_raw = metrics.get("excess_over_natural", {}), metrics.get("comparison", {})
+    lines = [f"| variant | trap gap | {artifact} flip rate | excess over natural: gap | excess over natural: flip "
+             "rate | trap gap minus raw's | flip rate minus raw's | behind cleaning: trap gap |",
+             "|---|---|---|---|---|---|---|---|"]
+    for variant, entry in trap.items():
+        flip = entry.get("counterfactual", {}).get(artifact, {}).get("painted", {}).get("flip_rate")
+        ex, vs_raw = excess.get(variant, {}), minus_raw.get(variant, {})
+        lines.append(f"| {variant} | {_ci(entry['trap']['test']['gap'])} | {_ci(flip)} | {_ci(ex.get('trap_gap'))} | "
+                     f"{_ci(ex.get('flip_rate'))} | {_ci(vs_raw.get('trap_gap_minus_raw'))} | "
+                     f"{_ci(vs_raw.get('flip_rate_minus_raw'))} | "
+                     f"{_ci(entry.get('trap_cleaned', {}).get('test', {}).get('gap'))} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -68,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", type=Path, default=None,
                         help="the pipeline's detector bundle: insertions also shown behind detect + clean")
     parser.add_argument("--remover", type=Path, default=None, help="model of removal.method (none for telea)")
+    parser.add_argument("--trap", type=Path, default=None,
+                        help="the trap_paint stage's folder: also measure the ink trap (needs trap classifiers)")
     parser.add_argument("--reports", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default=None)
@@ -75,13 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params, profile=args.profile)
     began = time.perf_counter()
     metrics = shortcut_report(params, manifest=args.manifest, classifiers=args.classifiers,
-                              trap_dir=None, definition=None, out_dir=args.reports,
+                              trap_dir=args.trap, definition=None, out_dir=args.reports,
                               device=pick_device(args.device), detections=args.detections, cleaned=args.cleaned,
                               detector=args.detector,
                               remover_models={params["removal"]["method"]: args.remover})
     metrics["seconds"] = time.perf_counter() - began
     write_json(args.out, json_ready(metrics))
     print(table(metrics))
+    if metrics["summary"].get("trap"):
+        print(trap_table(metrics))
+        best = metrics.get("best_cleaned_variant") or {}
+        print(f"best cleaned variant: {best.get('variant')} ({best.get('rule')})")
     real = metrics["real_shortcut"]
     print(f"banks: {real['banks']}; insertion images: {real['n_insertion']}; removal images: {real['n_removal']}")
     for variant, claims in real["claim"].items():

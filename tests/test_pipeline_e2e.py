@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmark_module import load_benchmark
 from dermclean.config import deep_merge
 
 pytestmark = pytest.mark.slow
@@ -149,6 +150,11 @@ def test_outputs_have_expected_content(pipeline):
     excess = shortcut["excess_over_natural"]["raw"]  # trap classifier minus natural one, paired over seeds
     assert excess["flip_rate"]["low"] <= excess["flip_rate"]["mean"] <= excess["flip_rate"]["high"]
     assert all("excess_flip_rate" in seed for seed in shortcut["classifiers"]["raw"].values())
+    rows = load_benchmark("real_shortcut").trap_table(shortcut).splitlines()[2:]  # the benchmark's trap table
+    assert sorted(r.split(" | ")[0].lstrip("| ") for r in rows) == variants
+    assert all("n/a" not in r.split(" | ")[3] for r in rows), rows  # every variant's excess gap has an interval
+    assert all("n/a" not in r.split(" | ")[7] for r in rows), rows  # and its trap gap behind the pipeline's cleaning
+    assert "trap_gap_behind_cleaning" in excess
     for name in ("prepare", "train_diffusion", "train_imagecond", "train_segmenter", "imagecond_eval", "detect", "detection_eval", "clean",
                  "classifier", "shortcut"):
         data = json.loads((work / "metrics" / f"{name}.json").read_text())

@@ -197,3 +197,35 @@ def test_gradcam_layer_keeps_at_least_8px_of_resolution():
         gradcam_maps(model, torch.zeros(1, 3, 32, 32), device="cpu", layer="layer9")
     with pytest.raises(ValueError, match="lacks layer1"):
         cam_layer(torch.nn.Conv2d(3, 1, 1), 32)
+
+
+class Darkness(nn.Module):
+    """A hand-built 'classifier': the darker the image, the more malignant (ink is dark)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -20.0 * x.mean(dim=(1, 2, 3))
+
+
+def test_trap_behind_the_cleaning_is_scored_on_the_same_rows(manifest, tmp_path):
+    from dermclean.data.manifest import read_manifest
+    from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data, make_plans, summarize_group
+
+    make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=tmp_path / "trap", artifact="ink",
+                    strength=0.8, seed=0)
+    calls = []
+
+    def flatten(images):  # a cleaner that removes everything: every image the same grey
+        calls.append(len(images))
+        return [np.full_like(im, 128) for im in images]
+
+    plain = load_evaluation_data(manifest, size=16, artifacts=[], seed=0, trap_dir=tmp_path / "trap")
+    assert plain.trap_cleaned == {}
+    data = load_evaluation_data(manifest, size=16, artifacts=[], seed=0, trap_dir=tmp_path / "trap", cleaner=flatten)
+    assert calls == [20, 20]  # the biased and the trap test rows, once each
+    biased, trap = data.trap_cleaned["test"]
+    assert list(biased.df["image_id"]) == list(trap.df["image_id"]) == list(data.trap["test"].df["image_id"])
+    evals = [evaluate_classifier(Darkness(), 0.5, data, family="trap", variant="raw", seed=s, device="cpu",
+                                 attribution=False) for s in (0, 1)]
+    figures = summarize_group(data, evals, make_plans(data, n_boot=20, seed=0))
+    assert figures["trap/test/gap"].mean > 0.5  # the dark ink marks the melanomas of the biased rows only
+    assert figures["trap_cleaned/test/gap"].mean == 0.0  # cleaned, every image scores alike: AUROC 0.5 on both

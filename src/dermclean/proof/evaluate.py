@@ -5,7 +5,8 @@ split (human artifact labels), the counterfactual insertion sets (one per artifa
 test images labelled without that artifact: ``<artifact>`` painted by the held-out renderer style,
 ``real_<artifact>`` pasted from a bank of real ones, :mod:`dermclean.proof.real_artifacts`), the
 removal sets (val/test images labelled with an artifact, raw and as the pipeline cleaned them) and,
-when a trap set exists, its biased and reversed val/test images. :func:`evaluate_classifier` runs
+when a trap set exists, its biased and reversed val/test images (with a cleaner, the test ones also as
+the pipeline cleans them). :func:`evaluate_classifier` runs
 one classifier over all of it; :func:`summarize_group` turns the classifiers of one (family, variant) -- one per seed -- into
 figures with 95 % intervals (:mod:`dermclean.proof.stats`: paired bootstrap over test images,
 mean over seeds).
@@ -52,12 +53,16 @@ class ImageTable:
         return self.df["melanoma"].astype(int).to_numpy()
 
 
-def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int) -> ImageTable:
+def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int,
+               cleaner: Cleaner | None = None) -> ImageTable:
+    """``df``'s images at ``size``; with a ``cleaner``, as it cleans them (at their own size, then resized)."""
     df = df.sort_values("image_id").reset_index(drop=True)
     if df.empty:
         raise ValueError(f"{manifest_path}: no rows to evaluate on")
-    images = torch.stack([to_tensor(load_rgb(p, min_size=1), size) for p in image_paths(df, manifest_path)])
-    return ImageTable(df=df, images=images)
+    pixels = [load_rgb(p, min_size=1) for p in image_paths(df, manifest_path)]
+    if cleaner is not None:
+        pixels = cleaner(pixels)
+    return ImageTable(df=df, images=torch.stack([to_tensor(im, size) for im in pixels]))
 
 
 @dataclass(kw_only=True)
@@ -70,6 +75,8 @@ class EvaluationData:
     removals: dict[str, RemovalSet] = field(default_factory=dict)
     biased: dict[str, ImageTable] = field(default_factory=dict)  # "val"/"test" -> biased (aligned) rows
     trap: dict[str, ImageTable] = field(default_factory=dict)    # "val"/"test" -> reversed rows
+    # "test" -> (biased, trap) rows as the pipeline's detector and remover clean them (with a cleaner)
+    trap_cleaned: dict[str, tuple[ImageTable, ImageTable]] = field(default_factory=dict)
     trap_artifact: str | None = None
 
 
@@ -82,8 +89,8 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
     """Load the raw test split, build insertion sets for ``artifacts`` (held-out renderer style) and for
     each bank of ``real_banks`` that holds cutouts (``real_<artifact>``), removal sets for the banks'
     artifacts from ``cleaned_manifest`` (the pipeline's cleaned dataset) and read the trap set if given.
-    With a ``cleaner`` the real insertion sets are also kept as cleaned by it (the deployed path of a
-    cleaned-data classifier)."""
+    With a ``cleaner`` the real insertion sets and the trap set's biased and trap test rows are also kept as
+    cleaned by it (the deployed path of a cleaned-data classifier)."""
     manifest = read_manifest(manifest_path)
     test_df = manifest[manifest["split"].eq("test").fillna(False).astype(bool)]
     data = EvaluationData(size=size, test=load_table(test_df, manifest_path, size=size))
@@ -113,6 +120,10 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
             data.trap[split] = load_table(trap[trap["split"] == split], trap_dir / TRAP, size=size)
             if list(data.biased[split].df["image_id"]) != list(data.trap[split].df["image_id"]):
                 raise ValueError(f"{trap_dir}: biased and trap {split} rows differ; rebuild the trap set")
+        if cleaner is not None:
+            data.trap_cleaned["test"] = (
+                load_table(biased[biased["split"] == "test"], trap_dir / MANIFEST, size=size, cleaner=cleaner),
+                load_table(trap[trap["split"] == "test"], trap_dir / TRAP, size=size, cleaner=cleaner))
         data.trap_artifact = read_json(trap_dir / "trap.json")["artifact"]
     return data
 
@@ -132,6 +143,7 @@ class ClassifierEvaluation:
     attribution: dict[str, AttributionShare] = field(default_factory=dict)
     p_biased: dict[str, np.ndarray] = field(default_factory=dict)
     p_trap: dict[str, np.ndarray] = field(default_factory=dict)
+    p_trap_cleaned: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # (biased, trap)
 
 
 def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | float, data: EvaluationData, *,
@@ -155,6 +167,9 @@ def evaluate_classifier(model: torch.nn.Module, threshold: OperatingThreshold | 
     for split, table in data.biased.items():
         out.p_biased[split] = predict_proba(model, table.images, batch_size=batch_size, device=device)
         out.p_trap[split] = predict_proba(model, data.trap[split].images, batch_size=batch_size, device=device)
+    for split, tables in data.trap_cleaned.items():
+        out.p_trap_cleaned[split] = tuple(predict_proba(model, t.images, batch_size=batch_size, device=device)
+                                          for t in tables)
     return out
 
 
@@ -230,6 +245,12 @@ def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) ->
         stats[f"trap/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap[split]) for e in evals], plan)
         stats[f"trap/{split}/gap"] = ([difference(auroc_stat(yb, e.p_biased[split]), auroc_stat(yt, e.p_trap[split]))
                                        for e in evals], plan)
+    for split in data.trap_cleaned:  # the same rows as data.trap[split], so the same resamples
+        yb, yt, plan = data.biased[split].y, data.trap[split].y, f"trap/{split}"
+        stats[f"trap_cleaned/{split}/biased_auroc"] = ([auroc_stat(yb, e.p_trap_cleaned[split][0]) for e in evals], plan)
+        stats[f"trap_cleaned/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap_cleaned[split][1]) for e in evals], plan)
+        stats[f"trap_cleaned/{split}/gap"] = ([difference(auroc_stat(yb, e.p_trap_cleaned[split][0]),
+                                                          auroc_stat(yt, e.p_trap_cleaned[split][1])) for e in evals], plan)
     return stats
 
 

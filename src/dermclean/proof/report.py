@@ -14,7 +14,8 @@ images:
 - removal: the val/test images labelled with each real artifact, raw and as the pipeline cleaned
   them; the section ``real_shortcut`` (:mod:`dermclean.proof.real_shortcut`) compares variants;
 - trap classifiers: AUROC on the biased test split (in distribution for them) and on the trap test
-  split, and the trap gap between them;
+  split, and the trap gap between them; with the pipeline's detector, also on both test splits as the
+  pipeline cleans them (``trap_cleaned``: the trap behind the cleaning, as deployed);
 - one Evidently HTML report per variant (its natural classifiers by artifact subgroup, beside the
   raw variant's), written to the output folder and attached to each of its classifiers' MLflow runs.
 
@@ -107,7 +108,7 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     ``detections`` (the detect stage's folder) and ``cleaned`` (the clean stage's) enable the real-artifact
     counterfactuals: banks cut along the detected masks, removal read from ``cleaned/<removal.method>``; with
     the pipeline's ``detector`` bundle (and ``remover_models[removal.method]``, ``None`` for Telea) the real
-    insertions are also shown to every classifier behind the pipeline's cleaning."""
+    insertions and the trap set's test images are also shown to every classifier behind the pipeline's cleaning."""
     proof = params["proof"]
     seed, n_boot = params_seed(params), int(proof.get("bootstrap", 1000))
     report_definition = load_report_definition(definition)
@@ -123,7 +124,7 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
         raise PathNotFound(f"{cleaned_manifest} not found; expected the clean stage's dataset of removal.method "
                            f"{removal_variant!r}")
     cleaner = None
-    if banks and detector is not None and removal_variant:
+    if (banks or trap_dir is not None) and detector is not None and removal_variant:
         config = removal_config(params, seed=seed)
         cleaner = pipeline_cleaner(load_detector(detector, device=device),
                                    make_remover(removal_variant, model=(remover_models or {}).get(removal_variant),
@@ -242,7 +243,8 @@ def gate_inputs(evals, data, trap_artifact: str | None) -> dict[str, dict[str, d
 def excess_over_natural(data, evals, intervals, plans, trap_artifact: str | None) -> dict[str, dict[str, Any]]:
     """Per variant: the trap classifiers' trap gap and flip rate minus the natural classifiers' (same recipe,
     same seeds), with paired bootstrap intervals: what the planted shortcut adds over plain fragility."""
-    names = {"trap_gap": "trap/test/gap", "flip_rate": f"counterfactual/{trap_artifact}/painted/flip_rate"}
+    names = {"trap_gap": "trap/test/gap", "flip_rate": f"counterfactual/{trap_artifact}/painted/flip_rate",
+             "trap_gap_behind_cleaning": "trap_cleaned/test/gap"}
     out: dict[str, dict[str, Any]] = {}
     for variant in sorted({v for (f, v) in evals if f == "trap" and ("natural", v) in evals}):
         trap, natural = evals[("trap", variant)], evals[("natural", variant)]
