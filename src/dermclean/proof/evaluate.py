@@ -116,14 +116,13 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
         trap_dir = Path(trap_dir)
         biased, trap = read_manifest(trap_dir / MANIFEST), read_manifest(trap_dir / TRAP)
         for split in ("val", "test"):
-            data.biased[split] = load_table(biased[biased["split"] == split], trap_dir / MANIFEST, size=size)
-            data.trap[split] = load_table(trap[trap["split"] == split], trap_dir / TRAP, size=size)
+            rows = ((biased[biased["split"] == split], trap_dir / MANIFEST),
+                    (trap[trap["split"] == split], trap_dir / TRAP))
+            data.biased[split], data.trap[split] = (load_table(df, path, size=size) for df, path in rows)
             if list(data.biased[split].df["image_id"]) != list(data.trap[split].df["image_id"]):
                 raise ValueError(f"{trap_dir}: biased and trap {split} rows differ; rebuild the trap set")
-        if cleaner is not None:
-            data.trap_cleaned["test"] = (
-                load_table(biased[biased["split"] == "test"], trap_dir / MANIFEST, size=size, cleaner=cleaner),
-                load_table(trap[trap["split"] == "test"], trap_dir / TRAP, size=size, cleaner=cleaner))
+            if cleaner is not None and split == "test":
+                data.trap_cleaned[split] = tuple(load_table(df, path, size=size, cleaner=cleaner) for df, path in rows)
         data.trap_artifact = read_json(trap_dir / "trap.json")["artifact"]
     return data
 
@@ -238,19 +237,17 @@ def group_statistics(data: EvaluationData, evals: list[ClassifierEvaluation]) ->
         arrays = [flip_arrays(*e.removals[artifact], removal.melanoma, e.threshold).statistics() for e in evals]
         for name in arrays[0]:
             stats[f"removal/{artifact}/{name}"] = ([a[name] for a in arrays], f"removal/{artifact}")
-    for split in data.trap:
-        yb, yt = data.biased[split].y, data.trap[split].y
-        plan = f"trap/{split}"
-        stats[f"trap/{split}/biased_auroc"] = ([auroc_stat(yb, e.p_biased[split]) for e in evals], plan)
-        stats[f"trap/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap[split]) for e in evals], plan)
-        stats[f"trap/{split}/gap"] = ([difference(auroc_stat(yb, e.p_biased[split]), auroc_stat(yt, e.p_trap[split]))
-                                       for e in evals], plan)
-    for split in data.trap_cleaned:  # the same rows as data.trap[split], so the same resamples
+    # the trap as given and, where kept, behind the cleaning: the same rows, so the same resamples
+    trap_predictions = [("trap", split, [(e.p_biased[split], e.p_trap[split]) for e in evals]) for split in data.trap]
+    trap_predictions += [("trap_cleaned", split, [e.p_trap_cleaned[split] for e in evals])
+                         for split in data.trap_cleaned]
+    for root, split, predictions in trap_predictions:
         yb, yt, plan = data.biased[split].y, data.trap[split].y, f"trap/{split}"
-        stats[f"trap_cleaned/{split}/biased_auroc"] = ([auroc_stat(yb, e.p_trap_cleaned[split][0]) for e in evals], plan)
-        stats[f"trap_cleaned/{split}/trap_auroc"] = ([auroc_stat(yt, e.p_trap_cleaned[split][1]) for e in evals], plan)
-        stats[f"trap_cleaned/{split}/gap"] = ([difference(auroc_stat(yb, e.p_trap_cleaned[split][0]),
-                                                          auroc_stat(yt, e.p_trap_cleaned[split][1])) for e in evals], plan)
+        on_biased = [auroc_stat(yb, pb) for pb, _ in predictions]
+        on_trap = [auroc_stat(yt, pt) for _, pt in predictions]
+        stats[f"{root}/{split}/biased_auroc"] = (on_biased, plan)
+        stats[f"{root}/{split}/trap_auroc"] = (on_trap, plan)
+        stats[f"{root}/{split}/gap"] = ([difference(b, t) for b, t in zip(on_biased, on_trap)], plan)
     return stats
 
 
