@@ -88,3 +88,38 @@ def test_a_joined_segment_entry_is_saved_once_as_an_ensemble(tmp_path):
     assert bench.main([*argv, "--segment", joined, str(tmp_path / "seg1")]) == 0  # a rerun reuses it
     with pytest.raises(SystemExit, match="holds the ensemble of"):
         bench.main([*argv, "--segment", f"{tmp_path / 'seg1'}+{tmp_path / 'seg0'}", str(tmp_path / "seg1")])
+
+
+def test_two_imagecond_models_serve_their_own_folds_and_the_rules_join_as_a_third_map(tmp_path):
+    _setup(tmp_path)
+    torch.manual_seed(1)
+    cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16])
+    save_model_dir(tmp_path / "imagecond1", kind="unet", config=cfg, module=DermUNet(cfg), meta={})
+    argv = ["--params", str(REPO / "params.yaml"), "--profile", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
+            "--imagecond", str(tmp_path / "imagecond"), str(tmp_path / "imagecond1"),
+            "--segment", str(tmp_path / "seg0"), str(tmp_path / "seg1"), "--fusions", "mean:1", "--skip", "1",
+            "--device", "cpu"]
+    bench = load_benchmark("lofo_fusion")
+    assert bench.main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert bench.main([*argv, "--classical", "1", "--out", str(tmp_path / "rules")]) == 0
+    params = load_params(REPO / "params.yaml", profile="tiny")
+    images = clean_split_images(tmp_path / "manifest.csv", "val")[1:]
+    per_fold = []
+    for fold, name in enumerate(("imagecond", "imagecond1")):
+        alone = build_detector(detector_kind="imagecond", unet_dir=tmp_path / name,
+                               config=imagecond_detection_config(params), device="cpu")
+        expected = {r.family: r.pixel_ap for r in evaluate_families(alone, images, seed=0).results}
+        plain = json.loads((tmp_path / "plain" / f"mean1_f{fold}.json").read_text())
+        assert plain["classical"] is None
+        assert {r["family"]: r["pixel_ap"] for r in plain["families"]} == pytest.approx(expected, abs=1e-3)
+        rules = json.loads((tmp_path / "rules" / f"mean1_c1_f{fold}.json").read_text())
+        assert rules["classical"] == 1.0
+        assert {r["family"]: r["pixel_ap"] for r in rules["families"]} == pytest.approx(expected, abs=1e-3)
+        per_fold.append(expected)
+    assert per_fold[0] != per_fold[1]  # the folds were scored with different models
+
+
+def test_three_imagecond_models_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="expected one, or two"):
+        load_benchmark("lofo_fusion").main(["--imagecond", "x", "y", "z", "--segment", "a", "b",
+                                            "--out", str(tmp_path / "o")])
