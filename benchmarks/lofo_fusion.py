@@ -126,17 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         held_rows: list[dict] = []
         fps = []
         for fold, segment in enumerate(pair):
-            fused = FusedDetector((imageconds[fold], segment), weight=weight, rule=rule).fit(
+            fused = pair_fused = FusedDetector((imageconds[fold], segment), weight=weight, rule=rule).fit(
                 calib_images, fitted_on="val clean images")
             if args.classical is not None:
-                fused = FusedDetector((fused, ClassicalDetector()), weight=args.classical, rule="mean").fit(
+                fused = FusedDetector((pair_fused, ClassicalDetector()), weight=args.classical, rule="mean").fit(
                     calib_images, fitted_on="val clean images")
             held = family_names(fold_exclusion(fold))
             result = evaluate_families(fused, images, seed=seed, held_out=held)
+            rules = None if fused is pair_fused else [c.to_dict() for c in fused.calibrations]
             write_json(args.out / f"{tag}_f{fold}.json",
                        {"fusion": rule, "weight": weight, "fold": fold, "split": args.split, "skip": args.skip,
                         "n_images": len(images), "classical": args.classical, "threshold": fused.threshold.value,
-                        "calibrations": [c.to_dict() for c in fused.calibrations], **result.as_dict()})
+                        "calibrations": [c.to_dict() for c in pair_fused.calibrations],
+                        "classical_calibrations": rules,
+                        **result.as_dict()})
             held_rows += [r.__dict__ for r in result.results if r.held_out]
             fps.append(result.fp_area_clean)
         per_kind = {k: np.mean([r["pixel_ap"] for r in held_rows if r["kind"] == k]) for k in OUTLIER_CLASSES}

@@ -110,10 +110,11 @@ def test_two_imagecond_models_serve_their_own_folds_and_the_rules_join_as_a_thir
                                config=imagecond_detection_config(params), device="cpu")
         expected = {r.family: r.pixel_ap for r in evaluate_families(alone, images, seed=0).results}
         plain = json.loads((tmp_path / "plain" / f"mean1_f{fold}.json").read_text())
-        assert plain["classical"] is None
+        assert plain["classical"] is None and plain["classical_calibrations"] is None
         assert {r["family"]: r["pixel_ap"] for r in plain["families"]} == pytest.approx(expected, abs=1e-3)
         rules = json.loads((tmp_path / "rules" / f"mean1_c1_f{fold}.json").read_text())
-        assert rules["classical"] == 1.0
+        assert rules["classical"] == 1.0 and len(rules["classical_calibrations"]) == 2
+        assert rules["calibrations"] == plain["calibrations"]  # the pair's own, the rules' apart
         assert {r["family"]: r["pixel_ap"] for r in rules["families"]} == pytest.approx(expected, abs=1e-3)
         per_fold.append(expected)
     assert per_fold[0] != per_fold[1]  # the folds were scored with different models
