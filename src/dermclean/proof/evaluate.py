@@ -53,16 +53,24 @@ class ImageTable:
         return self.df["melanoma"].astype(int).to_numpy()
 
 
-def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int,
-               cleaner: Cleaner | None = None) -> ImageTable:
-    """``df``'s images at ``size``; with a ``cleaner``, as it cleans them (at their own size, then resized)."""
+def load_tables(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int,
+                cleaner: Cleaner | None = None) -> tuple[ImageTable, ImageTable | None]:
+    """``df``'s images at ``size``, and with a ``cleaner`` the same images as it cleans them (at their own
+    size, then resized; ``None`` without one): each file read once."""
     df = df.sort_values("image_id").reset_index(drop=True)
     if df.empty:
         raise ValueError(f"{manifest_path}: no rows to evaluate on")
     pixels = [load_rgb(p, min_size=1) for p in image_paths(df, manifest_path)]
-    if cleaner is not None:
-        pixels = cleaner(pixels)
-    return ImageTable(df=df, images=torch.stack([to_tensor(im, size) for im in pixels]))
+
+    def table(images: list[np.ndarray]) -> ImageTable:
+        return ImageTable(df=df, images=torch.stack([to_tensor(im, size) for im in images]))
+
+    return table(pixels), (None if cleaner is None else table(cleaner(pixels)))
+
+
+def load_table(df: pd.DataFrame, manifest_path: str | os.PathLike[str], *, size: int) -> ImageTable:
+    """``df``'s images at ``size``."""
+    return load_tables(df, manifest_path, size=size)[0]
 
 
 @dataclass(kw_only=True)
@@ -118,11 +126,13 @@ def load_evaluation_data(manifest_path: str | os.PathLike[str], *, size: int, ar
         for split in ("val", "test"):
             rows = ((biased[biased["split"] == split], trap_dir / MANIFEST),
                     (trap[trap["split"] == split], trap_dir / TRAP))
-            data.biased[split], data.trap[split] = (load_table(df, path, size=size) for df, path in rows)
+            keep_cleaned = cleaner if split == "test" else None
+            (data.biased[split], biased_cleaned), (data.trap[split], trap_cleaned) = (
+                load_tables(df, path, size=size, cleaner=keep_cleaned) for df, path in rows)
             if list(data.biased[split].df["image_id"]) != list(data.trap[split].df["image_id"]):
                 raise ValueError(f"{trap_dir}: biased and trap {split} rows differ; rebuild the trap set")
-            if cleaner is not None and split == "test":
-                data.trap_cleaned[split] = tuple(load_table(df, path, size=size, cleaner=cleaner) for df, path in rows)
+            if keep_cleaned is not None:
+                data.trap_cleaned[split] = (biased_cleaned, trap_cleaned)
         data.trap_artifact = read_json(trap_dir / "trap.json")["artifact"]
     return data
 
