@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         if chosen not in BUNDLES:
             raise ConfigError(f"profile {args.profile!r} detects with {chosen!r}, which needs the guided model (the "
                               f"detect stage); expected one of {', '.join(BUNDLES)} or --bundle")
-        params["detection"]["pipeline_detector"] = chosen
         bundles, chosen = build_bundles(params, diffusion=None, imagecond=args.imagecond, segmenter=args.segmenter,
-                                        out_model=args.out / "detector", device=str(pick_device(args.device)))
+                                        out_model=args.out / "detector", device=str(pick_device(args.device)),
+                                        chosen=chosen)
         seed = params_seed(params)
         metrics = fit_and_detect(bundles, chosen, args.manifest, args.out / "detections", seed=seed,
                                  meta={"profile": args.profile, "seed": seed, "manifest": str(args.manifest)})

@@ -57,13 +57,14 @@ class Bundle:
 def build_bundles(params: dict[str, Any], *, diffusion: Path | None, imagecond: Path | None, out_model: Path,
                   out_model_imagecond: Path | None = None, device: str | None = None, segmenter: Path | None = None,
                   out_model_segment: Path | None = None,
-                  out_model_fused: Path | None = None) -> tuple[dict[str, Bundle], str]:
+                  out_model_fused: Path | None = None, chosen: str | None = None) -> tuple[dict[str, Bundle], str]:
     """``{"guided": ..., "imagecond": ..., "segment": ..., "fused": ...}`` bundles (unfitted; imagecond and
     segment when their model is given, fused (their maps combined, ``detection.fusion``) when both are) and
-    the name ``detection.pipeline_detector`` picks. Without ``diffusion`` there is no guided bundle and no
+    the name ``chosen`` gives, else ``detection.pipeline_detector``. Without ``diffusion`` there is no guided bundle and no
     noise-aware classifier, so the imagecond bundle scores images as the segment bundle does
     (:func:`segment_config`)."""
-    config, chosen = detection_config(params)
+    config, pipeline = detection_config(params)
+    chosen = chosen or pipeline
     bundles: dict[str, Bundle] = {}
     classifier_dir = None
     if diffusion is not None:
@@ -92,7 +93,7 @@ def build_bundles(params: dict[str, Any], *, diffusion: Path | None, imagecond: 
                                    rule=rule),
             out=out_model_fused or out_model.with_name(out_model.name + "_fused"))
     if chosen not in bundles:
-        raise ConfigError(f"detection.pipeline_detector is {chosen!r}; expected one of {sorted(bundles)} "
+        raise ConfigError(f"the detector to use is {chosen!r}; expected one of {sorted(bundles)} "
                           f"(imagecond needs the image-conditioned model, segment the segmenter, fused both)")
     return bundles, chosen
 
