@@ -144,6 +144,54 @@ def test_mixup_and_weight_averaging_refuse_values_out_of_range(options):
                          **options)
 
 
+def test_auxiliary_diagnosis_head_trains_on_known_rows_and_predictions_read_melanoma_only(tmp_path):
+    train, val = separable(32, 0), separable(16, 1)
+    g = torch.Generator().manual_seed(2)
+    aux = (torch.rand(32, 1, generator=g) < 0.3).float().numpy()
+    aux[train.melanoma == 1] = 0.0
+    aux[:4] = np.nan  # diagnosis unknown: left out of the auxiliary term
+    aux[0] = 1.0 if train.melanoma[0] == 0 else 0.0
+    train.images[aux[:, 0] == 1, 1] += 0.5  # the auxiliary class is greenish, something to learn
+    config = tiny_config(auxiliary=["seborrheic_keratosis"])
+    kwargs = dict(epochs=4, batch_size=16, lr=0.01, seed=0, device="cpu", progress=False)
+    model, history = train_classifier(train, val, config, auxiliary=aux, **kwargs)
+    again, _ = train_classifier(train, val, config, auxiliary=aux, **kwargs)
+    light, _ = train_classifier(train, val, config, auxiliary=aux, auxiliary_weight=0.1, **kwargs)
+    assert model.all_logits(val.images).shape == (16, 2) and model(val.images).shape == (16,)
+    p = predict_proba(model, val, device="cpu")
+    assert np.array_equal(p, predict_proba(again, val, device="cpu"))
+    assert not np.allclose(p, predict_proba(light, val, device="cpu"))  # the term's weight acts on the model
+    assert history.best_val_auroc > 0.9
+    save_classifier(tmp_path / "clf", module=model, config=config, threshold=None)
+    loaded = load_classifier(tmp_path / "clf", device="cpu")
+    assert loaded.config.auxiliary == ["seborrheic_keratosis"]
+    assert np.allclose(predict_proba(loaded.module, val, device="cpu"), p)
+
+
+def test_auxiliary_head_refuses_bad_names_and_targets():
+    with pytest.raises(ValueError, match="expected distinct names among"):
+        tiny_config(auxiliary=["melanoma"])
+    config = tiny_config(auxiliary=["nevus"])
+    train, val = separable(8, 0), separable(8, 1)
+    with pytest.raises(ValueError, match=r"expected targets of shape \(8, 1\)"):
+        train_classifier(train, val, config, epochs=1, batch_size=8, lr=0.01, seed=0, progress=False)
+    with pytest.raises(ValueError, match="expected both in every column"):
+        train_classifier(train, val, config, epochs=1, batch_size=8, lr=0.01, seed=0, progress=False,
+                         auxiliary=np.zeros((8, 1)))
+
+
+def test_auxiliary_targets_from_manifest_rows():
+    from dermclean.classifier.fit import auxiliary_targets
+
+    rows = pd.DataFrame({"diagnosis": pd.array(["nevus", "seborrheic_keratosis", None, None, "melanoma"],
+                                               dtype="string"),
+                         "melanoma": pd.array([0, 0, 0, 1, 1], dtype="Int8")})
+    t = auxiliary_targets(rows, ["seborrheic_keratosis", "nevus"])
+    expected = np.array([[0, 1], [1, 0], [np.nan, np.nan], [0, 0], [0, 0]], dtype=np.float32)
+    assert np.array_equal(t, expected, equal_nan=True)
+    assert auxiliary_targets(rows, []) is None
+
+
 def test_auroc_hand_worked():
     y, p = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
     assert auroc(y, p) == pytest.approx(0.75)  # 3 of 4 (malignant, benign) pairs ranked right

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from dermclean.classifier.metrics import OperatingThreshold, fit_operating_threshold
@@ -60,7 +62,22 @@ def classifier_config(params: dict[str, Any]) -> ClassifierConfig:
     size = section.get("image_size") or params["data"]["image_size"]
     return ClassifierConfig(arch=section.get("arch", "resnet18"), width=int(section.get("width", 16)),
                             image_size=int(size), init_weights=section.get("init_weights"),
-                            colour_constancy=bool(section.get("colour_constancy", False)))
+                            colour_constancy=bool(section.get("colour_constancy", False)),
+                            auxiliary=list(section.get("auxiliary") or []))
+
+
+def auxiliary_targets(rows: pd.DataFrame, names: list[str]) -> np.ndarray | None:
+    """``(len(rows), len(names))``: 1 where a row's ``diagnosis`` is the name, 0 where it is another or the
+    row is a melanoma, NaN where neither is known; ``None`` without names."""
+    if not names:
+        return None
+    diagnosis = rows["diagnosis"].astype("string")
+    melanoma = rows["melanoma"].eq(1).fillna(False).to_numpy(dtype=bool)
+    known = diagnosis.notna().to_numpy(dtype=bool) | melanoma
+    out = np.full((len(rows), len(names)), np.nan, dtype=np.float32)
+    for j, name in enumerate(names):
+        out[known, j] = diagnosis.eq(name).fillna(False).to_numpy(dtype=bool)[known]
+    return out
 
 
 def variants(manifest: Path, folder: Path) -> dict[str, Path]:
@@ -91,6 +108,8 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
                                       lr_schedule=str(section.get("lr_schedule", "constant")),
                                       mixup=float(section.get("mixup") or 0.0),
                                       ema_decay=None if section.get("ema_decay") is None else float(section["ema_decay"]),
+                                      auxiliary=auxiliary_targets(split["train"], config.auxiliary),
+                                      auxiliary_weight=float(section.get("auxiliary_weight", 1.0)),
                                       progress=progress)
     seconds = time.perf_counter() - began
     p_val = predict_proba(model, val_ds, batch_size=int(section["batch_size"]), device=device)

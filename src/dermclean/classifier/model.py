@@ -9,7 +9,10 @@ downloaded; ``init_weights`` names a local state_dict file (loaded with ``weight
 tensors whose shape differs, e.g. a 1000-class ``fc``, are left at their fresh initialisation).
 
 Input ``(B, 3, S, S)`` in ``[-1, 1]`` with ``S = image_size``; output logits ``(B,)`` for
-``num_classes=1`` (``sigmoid`` gives ``p_malignant``), else ``(B, num_classes)``. With
+``num_classes=1`` (``sigmoid`` gives ``p_malignant``), else ``(B, num_classes)``. ``auxiliary`` names
+other diagnoses (e.g. ``seborrheic_keratosis``) the network also learns to tell, one more logit each
+on the same final layer (:meth:`DiagnosisResNet.all_logits`): a second task that asks the features
+to tell benign lesions apart too; ``forward`` and so every prediction return the main logits only. With
 ``colour_constancy`` the network first normalises each image's illuminant (shades of grey, p = 6,
 as in the ISIC challenge entries of Barata et al. 2015): dermoscopes differ in their light, and the
 correction is part of the saved model, so ``classify`` applies it too.
@@ -18,7 +21,7 @@ correction is part of the saved model, so ``classify`` applies it too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,6 +29,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from dermclean import modelio
+from dermclean.constants import DIAGNOSES
 
 KIND = "classifier"
 SHADES_OF_GRAY_P = 6
@@ -42,19 +46,25 @@ class ClassifierConfig:
     num_classes: int = 1
     init_weights: str | None = None
     colour_constancy: bool = False
+    auxiliary: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.arch not in LAYOUTS:
             raise ValueError(f"classifier.arch {self.arch!r} is not supported; expected one of {sorted(LAYOUTS)}")
         if self.width < 1 or self.image_size < 8 or self.num_classes < 1:
             raise ValueError(f"classifier config {self}: expected width >= 1, image_size >= 8, num_classes >= 1")
+        self.auxiliary = [str(name) for name in self.auxiliary]
+        allowed = [d for d in DIAGNOSES if d != "melanoma"]
+        if any(name not in allowed for name in self.auxiliary) or len(set(self.auxiliary)) < len(self.auxiliary):
+            raise ValueError(f"classifier.auxiliary {self.auxiliary}: expected distinct names among {allowed}")
 
 
 class DiagnosisResNet(ResNet):
     """torchvision ``ResNet`` with base width ``width`` instead of 64 (see module docstring)."""
 
     def __init__(self, config: ClassifierConfig) -> None:
-        super().__init__(BasicBlock, LAYOUTS[config.arch], num_classes=config.num_classes)
+        outputs = config.num_classes + len(config.auxiliary)
+        super().__init__(BasicBlock, LAYOUTS[config.arch], num_classes=outputs)
         w = config.width
         if w != 64:  # rebuild the stages narrower with torchvision's own _make_layer
             self.inplanes = w
@@ -65,17 +75,21 @@ class DiagnosisResNet(ResNet):
             self.layer2 = self._make_layer(BasicBlock, 2 * w, layers[1], stride=2)
             self.layer3 = self._make_layer(BasicBlock, 4 * w, layers[2], stride=2)
             self.layer4 = self._make_layer(BasicBlock, 8 * w, layers[3], stride=2)
-            self.fc = nn.Linear(8 * w, config.num_classes)
+            self.fc = nn.Linear(8 * w, outputs)
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self.config = config
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, 3, S, S)`` in ``[-1, 1]`` -> logits ``(B,)`` (or ``(B, C)`` when ``C > 1``)."""
+    def all_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, 3, S, S)`` in ``[-1, 1]`` -> ``(B, num_classes + len(auxiliary))``: main, then auxiliary."""
         if self.config.colour_constancy:
             x = shades_of_gray((x + 1) / 2) * 2 - 1
-        logits = super().forward(x)
+        return super().forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, 3, S, S)`` in ``[-1, 1]`` -> logits ``(B,)`` (or ``(B, C)`` when ``C > 1``)."""
+        logits = self.all_logits(x)[:, :self.config.num_classes]
         return logits[:, 0] if self.config.num_classes == 1 else logits
 
 

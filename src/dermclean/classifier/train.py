@@ -16,6 +16,12 @@ batch with a shuffled copy of itself, the mixing weight drawn from Beta(alpha, a
 the BCE target mixed alike (Zhang et al. 2018); ``ema_decay`` (in (0, 1)) keeps an exponential
 moving average of the weights and BatchNorm statistics (``torch.optim.swa_utils.AveragedModel``),
 updated after every step, and the averaged network is the one evaluated and kept per epoch.
+
+With ``config.auxiliary`` (other diagnoses as extra targets, :mod:`dermclean.classifier.model`) the
+loss adds ``auxiliary_weight`` times a BCE-with-logits over the auxiliary logits, each with its own
+``pos_weight`` (negatives over positives among the training rows whose diagnosis is known), rows of
+unknown diagnosis (NaN targets) left out of that term; mixup mixes those targets as it mixes the
+melanoma label. Epoch selection and every prediction read the melanoma logit alone.
 """
 
 from __future__ import annotations
@@ -118,10 +124,12 @@ def predict_proba(model: nn.Module, data, *, batch_size: int = 64, device: str |
 def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int, batch_size: int, lr: float,
                      seed: int, device: str | torch.device | None = None, weight_decay: float = 0.01,
                      augment: str = "geometric", lr_schedule: str = "constant", mixup: float = 0.0,
-                     ema_decay: float | None = None, progress: bool = True) -> tuple[nn.Module, TrainHistory]:
+                     ema_decay: float | None = None, auxiliary: np.ndarray | None = None,
+                     auxiliary_weight: float = 1.0, progress: bool = True) -> tuple[nn.Module, TrainHistory]:
     """Train a :class:`~dermclean.classifier.model.DiagnosisResNet` from scratch (or ``init_weights``).
 
-    Returns ``(model in eval mode with the best epoch's weights, history)``. See the module docstring
+    ``auxiliary`` ``(N_train, len(config.auxiliary))``: 0/1 targets of the auxiliary diagnoses per
+    training row, NaN where unknown (required when ``config.auxiliary`` is set). Returns ``(model in eval mode with the best epoch's weights, history)``. See the module docstring
     for augmentations, loss and epoch selection. Deterministic for a given ``seed`` on CPU.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
@@ -141,6 +149,7 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
         if tuple(ds.images.shape[-2:]) != (size, size):
             raise ValueError(f"{name} images are {tuple(ds.images.shape[-2:])}; classifier.image_size is {size}")
     y_train = torch.as_tensor(train.melanoma, dtype=torch.float32)
+    aux_train, aux_pos_weight = _auxiliary_targets(auxiliary, config, len(train), device)
     n_pos = float(y_train.sum())
     pos_weight = torch.tensor((len(y_train) - n_pos) / max(n_pos, 1.0), device=device)
     model = build_classifier(config, load_init=True).to(device)
@@ -164,13 +173,20 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
             idx = order[start:start + batch_size]
             x = transform(train.images[idx], gen).to(device)
             y = y_train[idx].to(device)
+            a = aux_train[idx].to(device) if aux_train is not None else None
             if mixup > 0:
                 lam = float(mix_rng.beta(mixup, mixup))
                 partner = torch.randperm(len(idx), generator=gen).to(device)
                 x, y = lam * x + (1 - lam) * x[partner], lam * y + (1 - lam) * y[partner]
-            with autocast(device):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
+                a = lam * a + (1 - lam) * a[partner] if a is not None else None
+            if a is None:
+                with autocast(device):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+            else:
+                with autocast(device):
+                    outputs = model.all_logits(x).float()
+                loss = loss_fn(outputs[:, 0], y) + auxiliary_weight * _masked_bce(outputs[:, 1:], a, aux_pos_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -192,6 +208,36 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
     bar.close()
     model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def _auxiliary_targets(targets: np.ndarray | None, config: ClassifierConfig, n: int,
+                       device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The auxiliary targets as a float tensor and their per-column ``pos_weight``; ``(None, None)`` without."""
+    k = len(config.auxiliary)
+    if k == 0:
+        if targets is not None:
+            raise ValueError("auxiliary targets given but classifier.auxiliary is empty")
+        return None, None
+    if targets is None or np.shape(targets) != (n, k):
+        raise ValueError(f"classifier.auxiliary {config.auxiliary}: expected targets of shape ({n}, {k}), "
+                         f"got {None if targets is None else np.shape(targets)}")
+    t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+    known = ~torch.isnan(t)
+    pos = torch.where(known, t, 0).sum(0)
+    neg = known.sum(0) - pos
+    if bool((pos == 0).any() or (neg == 0).any()):
+        raise ValueError(f"classifier.auxiliary {config.auxiliary}: positives per column {pos.tolist()}, negatives "
+                         f"{neg.tolist()} among the training rows; expected both in every column")
+    return t, (neg / pos).to(device)
+
+
+def _masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits over the entries whose target is known (not NaN); 0 when none is."""
+    known = ~torch.isnan(targets)
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    weights = pos_weight.expand_as(logits)[known]
+    return nn.functional.binary_cross_entropy_with_logits(logits[known], targets[known], pos_weight=weights)
 
 
 class _progress:
