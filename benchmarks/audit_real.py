@@ -27,7 +27,7 @@ from dermclean.audit import run_audit
 from dermclean.config import load_params, params_seed
 from dermclean.detection.bundles import segment_config
 from dermclean.detection.config import detection_config
-from dermclean.detection.detector import build_detector, save_detector
+from dermclean.detection.storage import build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
 from dermclean.detection.family_eval import real_label_report
 from dermclean.io import read_json, write_json

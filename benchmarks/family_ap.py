@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.classical import ClassicalDetector
-from dermclean.detection.detector import load_detector
+from dermclean.detection.storage import load_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.detection.threshold import Threshold
 from dermclean.env import disable_telemetry

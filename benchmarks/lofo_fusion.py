@@ -39,7 +39,7 @@ from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.config import DetectionConfig, imagecond_detection_config
-from dermclean.detection.detector import build_detector
+from dermclean.detection.storage import build_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.detection.fusion import FusedDetector
 from dermclean.detection.memo import MapMemo, share_memo

@@ -22,7 +22,7 @@ from pathlib import Path
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.data.families import FAMILIES, family_names, fold_exclusion
 from dermclean.detection.config import imagecond_detection_config
-from dermclean.detection.detector import build_detector
+from dermclean.detection.storage import build_detector
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.diffusion.train import TrainConfig

@@ -31,7 +31,7 @@ from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import family_names, fold_exclusion
 from dermclean.detection.config import DetectionConfig
-from dermclean.detection.detector import build_detector
+from dermclean.detection.storage import build_detector
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import clean_split_images, evaluate_families, real_label_report
 from dermclean.env import pick_device

@@ -16,7 +16,7 @@ from dermclean.data.families import family_names, fold_exclusion
 from dermclean.data.images import save_png
 from dermclean.data.manifest import write_manifest
 from dermclean.detection.config import imagecond_detection_config
-from dermclean.detection.detector import build_detector
+from dermclean.detection.storage import build_detector
 from dermclean.detection.family_eval import clean_split_images, evaluate_families
 from dermclean.diffusion.unet import DermUNet
 from dermclean.methods.imagecond.model import imagecond_unet_config

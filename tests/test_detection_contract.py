@@ -16,7 +16,7 @@ from dermclean.detection import (
     save_detector,
 )
 from dermclean.detection.bench import bench_detect, format_bench
-from dermclean.detection.detector import _Component
+from dermclean.detection.detector import Component
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.guided.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 
@@ -29,8 +29,8 @@ def tiny_detector(*, classifier: bool = True, guidance: str = "cfg") -> Detector
     clf = NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2)) if classifier else None
     config = DetectionConfig(guidance=guidance, noise_level=200, guidance_scale=2.0, steps=2, inversion_iters=0,
                              batch_size=2, image_size=16)
-    return Detector(detector_kind="guided", config=config, unet=_Component(unet, "unet", {}),
-                    classifier=_Component(clf, "noisy_classifier", {}) if clf else None,
+    return Detector(detector_kind="guided", config=config, unet=Component(unet, "unet", {}),
+                    classifier=Component(clf, "noisy_classifier", {}) if clf else None,
                     threshold=Threshold(value=0.5, fpr_budget=0.01, n_images=1, n_pixels=256), device="cpu")
 
 
@@ -107,8 +107,8 @@ def test_classifier_with_more_pixels_scores_images_at_its_input_size():
 
     det = tiny_detector()
     torch.manual_seed(1)
-    det.classifier = _Component(NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2,
-                                                                      input_scale=2)).eval(), "noisy_classifier", {})
+    det.classifier = Component(NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2,
+                                                                     input_scale=2)).eval(), "noisy_classifier", {})
     assert det.score_size == 32
     rng = np.random.default_rng(2)
     images = [rng.integers(0, 255, (48, 40, 3), dtype=np.uint8) for _ in range(2)]
@@ -211,7 +211,7 @@ def test_bench_of_an_imagecond_detector_reports_its_start_level():
     torch.manual_seed(0)
     unet = DermUNet(UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=3))
     config = DetectionConfig(noise_level=400, steps=2, batch_size=2, image_size=16, imagecond_noise_level=100)
-    det = Detector(detector_kind="imagecond", config=config, unet=_Component(unet, "unet", {}), classifier=None,
+    det = Detector(detector_kind="imagecond", config=config, unet=Component(unet, "unet", {}), classifier=None,
                    threshold=None, device="cpu")
     result = bench_detect(det, torch.rand(2, 3, 16, 16) * 2 - 1, n_images=2)
     assert result["configured"]["noise_level"] == 100 and result["configured"]["guidance"] == "imagecond"

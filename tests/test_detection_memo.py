@@ -11,7 +11,8 @@ import torch
 from dermclean.detection.bundles import Bundle, detect_manifest, fit_and_detect, fit_and_save
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.config import DetectionConfig
-from dermclean.detection.detector import Detector, _Component, load_detector, save_detector
+from dermclean.detection.detector import Component, Detector
+from dermclean.detection.storage import load_detector, save_detector
 from dermclean.detection.evaluate import evaluate_detector_full
 from dermclean.detection.fusion import FusedDetector
 from dermclean.detection.memo import MapMemo, remembering, reused_seconds, share_memo
@@ -24,7 +25,7 @@ def segment_detector(seed: int = 0) -> Detector:
     torch.manual_seed(seed)
     net = Segmenter(SegmenterConfig(image_size=16, widths=[4, 8]))
     return Detector(detector_kind="segment", config=DetectionConfig(image_size=16, batch_size=3, fpr_budget=0.05),
-                    unet=_Component(net, "segmenter", {}), device="cpu")
+                    unet=Component(net, "segmenter", {}), device="cpu")
 
 
 def counted(detector: Detector) -> list[int]:

@@ -14,7 +14,7 @@ from dermclean.detection import metrics as M
 from dermclean.detection.classical import ClassicalDetector
 from dermclean.detection.contract import run_detect_dir
 from dermclean.detection.config import fusion_settings
-from dermclean.detection.detector import load_detector, save_detector
+from dermclean.detection.storage import load_detector, save_detector
 from dermclean.detection.family_eval import evaluate_families
 from dermclean.detection.fusion import FusedDetector, MapCalibration, fuse_rarity
 from dermclean.errors import ConfigError

@@ -12,7 +12,8 @@ from PIL import Image
 from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.manifest import COLUMNS, write_manifest
 from dermclean.detection.config import DetectionConfig
-from dermclean.detection.detector import Detector, _Component, build_detector, load_detector, save_detector
+from dermclean.detection.detector import Component, Detector
+from dermclean.detection.storage import build_detector, load_detector, save_detector
 from dermclean.detection.evaluate import fit_threshold
 from dermclean.detection.family_eval import real_label_report
 from dermclean.errors import ConfigError
@@ -397,7 +398,7 @@ def test_map_tta_averages_the_mirrors_so_a_mirrored_image_gets_the_mirrored_map(
     torch.manual_seed(0)
     net = Segmenter(SegmenterConfig(image_size=16, widths=[4, 8]))
     plain, tta = (Detector(detector_kind="segment", config=DetectionConfig(image_size=16, map_tta=flag),
-                           unet=_Component(net, "segmenter", {}), device="cpu") for flag in (False, True))
+                           unet=Component(net, "segmenter", {}), device="cpu") for flag in (False, True))
     image = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     mirrored = image[:, ::-1].copy()
     a, b = tta.detect([image, mirrored])

@@ -20,7 +20,8 @@ import torch
 from dermclean.constants import DEFAULT_DETECTOR
 from dermclean.data.images import list_images, load_rgb, to_tensor
 from dermclean.data.manifest import image_paths, read_manifest
-from dermclean.detection.detector import Detector, load_detector
+from dermclean.detection.detector import Detector
+from dermclean.detection.storage import load_detector
 
 
 def _tensors(images: Any, size: int, n_images: int) -> torch.Tensor:

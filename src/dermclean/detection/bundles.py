@@ -35,7 +35,8 @@ from dermclean.data.images import load_rgb
 from dermclean.data.manifest import image_paths, read_manifest
 from dermclean.detection.config import DetectionConfig, detection_config, fusion_settings, imagecond_detection_config
 from dermclean.detection.contract import detect_to_folder, run_info
-from dermclean.detection.detector import Detector, build_detector, save_detector
+from dermclean.detection.detector import Detector
+from dermclean.detection.storage import build_detector, save_detector
 from dermclean.detection.evaluate import fit_on_validation, fit_operating_points
 from dermclean.detection.family_eval import clean_split_images
 from dermclean.detection.fusion import FusedDetector
@@ -57,7 +58,8 @@ class Bundle:
 def build_bundles(params: dict[str, Any], *, diffusion: Path | None, imagecond: Path | None, out_model: Path,
                   out_model_imagecond: Path | None = None, device: str | None = None, segmenter: Path | None = None,
                   out_model_segment: Path | None = None,
-                  out_model_fused: Path | None = None, chosen: str | None = None) -> tuple[dict[str, Bundle], str]:
+                  out_model_fused: Path | None = None,
+                  chosen: str | None = None) -> tuple[dict[str, Bundle], str]:
     """``{"guided": ..., "imagecond": ..., "segment": ..., "fused": ...}`` bundles (unfitted; imagecond and
     segment when their model is given, fused (their maps combined, ``detection.fusion``) when both are) and
     the name ``chosen`` gives, else ``detection.pipeline_detector``. Without ``diffusion`` there is no guided bundle and no

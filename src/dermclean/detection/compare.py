@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dermclean.detection.classical import ClassicalDetector
-from dermclean.detection.detector import load_detector
+from dermclean.detection.storage import load_detector
 from dermclean.detection.evaluate import EvaluationResult, evaluate_detector_full, fit_threshold
 from dermclean.detection.figures import save_grid, save_pr_curves
 from dermclean.detection.memo import remembering

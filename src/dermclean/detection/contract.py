@@ -44,7 +44,8 @@ from dermclean.batch import (ERRORS_FILE, Batch, BatchOutcome, Skipped, check_on
                              write_errors)
 from dermclean.constants import DEFAULT_DETECTOR, OUTLIER_CLASSES
 from dermclean.data.images import png_text, save_png
-from dermclean.detection.detector import Detection, Detector, load_detector
+from dermclean.detection.detector import Detection, Detector
+from dermclean.detection.storage import load_detector
 from dermclean.detection.memo import timed_detect
 from dermclean.diffusion.schedulers import ddim_grid
 from dermclean.distributed import check_workers, cluster_address, run_resumable

@@ -33,7 +33,8 @@ from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact
 from dermclean.data.images import load_rgb, resize_map
 from dermclean.data.manifest import clean_mask, image_paths, labelled_rows, read_manifest
 from dermclean.detection import metrics as M
-from dermclean.detection.detector import Detection, load_detector
+from dermclean.detection.detector import Detection
+from dermclean.detection.storage import load_detector
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
 from dermclean.detection.memo import timed_detect
 from dermclean.detection.operating_points import OperatingPoints

@@ -10,7 +10,7 @@ mean (``rule="mean"``, the weighted Fisher combination of the two exceedance rat
 the two (``rule="max"``). Its pixel threshold is fitted on the fused maps of clean
 validation images like any other (:func:`~dermclean.detection.evaluate.fit_threshold`). The image
 score, the type scores and the map peak stay the first detector's (they rank images, the fused map
-localises). Saved and loaded as a bundle by :mod:`dermclean.detection.detector`.
+localises). Saved and loaded as a bundle by :mod:`dermclean.detection.storage`.
 """
 
 from __future__ import annotations

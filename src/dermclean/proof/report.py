@@ -42,7 +42,7 @@ from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
 from dermclean.config import params_seed
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.detection.detector import load_detector
+from dermclean.detection.storage import load_detector
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path, read_json
