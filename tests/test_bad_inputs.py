@@ -26,7 +26,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.classifier.predict import save_classifier
 from dermclean.cli import app
+from dermclean.detection import save_detector
 from dermclean.errors import EXIT_INPUT, EXIT_SKIPPED, EXIT_USAGE
 
 runner = CliRunner()
@@ -276,8 +279,6 @@ def test_unicode_names_work(user):
 
 
 def _tiny_classifier(root: Path) -> Path:
-    from dermclean.classifier.model import ClassifierConfig, build_classifier
-    from dermclean.classifier.predict import save_classifier
 
     folder = root / "model"
     if not folder.exists():
@@ -318,8 +319,6 @@ def test_classify_on_error_skip(user):
 
 def test_detect_on_error_skip(user):
     from test_detection_contract import tiny_detector
-
-    from dermclean.detection import save_detector
 
     save_detector(tiny_detector(), user / "detector")
     _truncated(user / "images")

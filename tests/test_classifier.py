@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dermclean.classifier.metrics import auroc, fit_operating_threshold
-from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.classifier.fit import auxiliary_targets
+from dermclean.classifier.metrics import OperatingThreshold, auroc, fit_operating_threshold
+from dermclean.classifier.model import ClassifierConfig, build_classifier, shades_of_gray
 from dermclean.classifier.augment import augmenter
 from dermclean.classifier.augment import geometric as augment
-from dermclean.classifier.model import shades_of_gray
 from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
 from dermclean.classifier.train import LabelledImages, predict_proba, train_classifier
+from dermclean.data.images import load_rgb, save_png, to_tensor
+from dermclean.tracking import ModelNotFound
 
 
 def tiny_config(**kw) -> ClassifierConfig:
@@ -52,8 +54,6 @@ def test_unknown_arch_refused():
 
 
 def test_model_folder_round_trip(tmp_path):
-    from dermclean.classifier.metrics import OperatingThreshold
-
     cfg = tiny_config()
     model = build_classifier(cfg).eval()
     thr = OperatingThreshold(threshold=0.42, method="youden", sensitivity=0.8, specificity=0.7, n_val=10)
@@ -181,8 +181,6 @@ def test_auxiliary_head_refuses_bad_names_and_targets():
 
 
 def test_auxiliary_targets_from_manifest_rows():
-    from dermclean.classifier.fit import auxiliary_targets
-
     rows = pd.DataFrame({"diagnosis": pd.array(["nevus", "seborrheic_keratosis", None, None, "melanoma"],
                                                dtype="string"),
                          "melanoma": pd.array([0, 0, 0, 1, 1], dtype="Int8")})
@@ -212,8 +210,6 @@ def test_operating_threshold_hand_worked():
 
 @pytest.fixture()
 def image_dir(tmp_path):
-    from dermclean.data.images import save_png
-
     folder = tmp_path / "images"
     rng = np.random.default_rng(0)
     for name in ("b.png", "a.jpg", "c.PNG"):
@@ -236,8 +232,6 @@ def model_dir(tmp_path):
 
 
 def test_classify_dir_contract(image_dir, model_dir, tmp_path):
-    from dermclean.data.images import load_rgb, to_tensor
-
     out, skipped = run_classify_dir(image_dir, tmp_path / "out" / "p.csv", model=str(model_dir), device="cpu",
                                     batch_size=2)
     assert skipped == []
@@ -253,8 +247,6 @@ def test_classify_dir_contract(image_dir, model_dir, tmp_path):
 
 
 def test_classify_dir_bad_model_and_bad_image(image_dir, model_dir, tmp_path):
-    from dermclean.tracking import ModelNotFound
-
     with pytest.raises(ModelNotFound, match="--model"):
         run_classify_dir(image_dir, tmp_path / "p.csv", model=str(tmp_path / "nowhere"))
     (image_dir / "d.png").write_bytes(b"not a png")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermclean.data.images import ImageError
+from dermclean.data.images import ImageError, to_tensor
 from dermclean.detection import (
     DetectionConfig, Detector, NotADetectorError, Threshold, load_detector, predict_paths, run_detect_dir,
     save_detector,
@@ -18,7 +18,8 @@ from dermclean.detection import (
 from dermclean.detection.bench import bench_detect, format_bench
 from dermclean.detection.detector import Component
 from dermclean.diffusion.unet import DermUNet, UNetConfig
-from dermclean.methods.guided.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+from dermclean.env import autocast, cpu_bf16
+from dermclean.methods.guided.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, class_probabilities
 
 SIZES = {"a.png": (40, 50), "b.JPG": (64, 36), "c.jpeg": (33, 33)}
 
@@ -67,8 +68,6 @@ def test_bundle_round_trip(bundle):
 
 
 def test_cpu_bf16_runs_the_model_in_bf16_only_when_asked():
-    from dermclean.env import autocast, cpu_bf16
-
     cpu = torch.device("cpu")
     with autocast(cpu):
         assert not torch.is_autocast_enabled("cpu")
@@ -88,8 +87,6 @@ def test_cpu_bf16_runs_the_model_in_bf16_only_when_asked():
 
 
 def test_score_tta_averages_type_scores_over_d4():
-    from dermclean.methods.guided.noisy_classifier import class_probabilities
-
     det = tiny_detector()
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     plain, averaged = det.type_scores(x), det.with_config(score_tta=True).type_scores(x)
@@ -102,8 +99,6 @@ def test_score_tta_averages_type_scores_over_d4():
 
 
 def test_classifier_with_more_pixels_scores_images_at_its_input_size():
-    from dermclean.data.images import to_tensor
-    from dermclean.methods.guided.noisy_classifier import class_probabilities
 
     det = tiny_detector()
     torch.manual_seed(1)

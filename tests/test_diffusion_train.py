@@ -8,11 +8,15 @@ import pytest
 import torch
 
 from dermclean.config import from_dict, load_params
+from dermclean.data.manifest import write_manifest
 from dermclean.diffusion.schedulers import training_scheduler
 from dermclean.diffusion.train import (
-    CHECKPOINT_NAME, DiffusionBatch, TrainConfig, drop_conditions, endless, load_checkpoint, train_diffusion,
+    CHECKPOINT_NAME, DiffusionBatch, TrainConfig, batches_from_dataset, drop_conditions, endless, load_checkpoint,
+    train_diffusion,
 )
 from dermclean.diffusion.unet import DermUNet, UNetConfig
+from dermclean.io import read_json
+from dermclean.modelio import load_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = UNetConfig(sample_size=16, block_out_channels=[8, 16], layers_per_block=1)
@@ -134,7 +138,6 @@ def test_endless_cycles_and_skips_plain_iterables():
 
 def test_batches_from_dataset_resumes_exactly():
     dataset_mod = pytest.importorskip("dermclean.data.dataset")
-    from dermclean.diffusion.train import batches_from_dataset
 
     class Toy(torch.utils.data.Dataset):
         def __len__(self):
@@ -163,10 +166,6 @@ def test_train_diffusion_stage_end_to_end(tmp_path, monkeypatch):
     import pandas as pd
     import yaml
     from PIL import Image
-
-    from dermclean.data.manifest import write_manifest
-    from dermclean.io import read_json
-    from dermclean.modelio import load_model_dir
 
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()

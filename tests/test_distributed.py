@@ -33,9 +33,11 @@ from test_detection_contract import tiny_detector
 from test_folder_runs import write_images
 from typer.testing import CliRunner
 
+from dermclean.audit import run_audit
 from dermclean.clean import run_clean_dir
 from dermclean.cli import app
 from dermclean.detection import run_detect_dir, save_detector
+from dermclean.detection.operating_points import OperatingPoint, OperatingPoints
 from dermclean.distributed import PROGRESS_FILE
 from dermclean.errors import EXIT_INPUT, EXIT_USAGE
 from dermclean.io import partial_path
@@ -304,8 +306,6 @@ def test_every_worker_lost_stops_cleanly_and_the_same_command_resumes(cluster, d
 
 
 def test_audit_on_the_cluster_flags_as_one_process(cluster, data, tmp_path):
-    from dermclean.audit import run_audit
-    from dermclean.detection.operating_points import OperatingPoint, OperatingPoints
 
     detector = tiny_detector()
     detector.operating_points = OperatingPoints(points={k: OperatingPoint(threshold=0.5, precision=1.0, recall=1.0,

@@ -23,7 +23,7 @@ from dermclean.batch import image_refs
 from dermclean.clean import run_clean_dir
 from dermclean.cli import app
 from dermclean.data.images import ImageError
-from dermclean.detection import run_detect_dir, save_detector
+from dermclean.detection import load_detector, run_detect_dir, save_detector
 from dermclean.detection.contract import DetectJob, detect_to_folder, read_map
 from dermclean.errors import EXIT_USAGE, OptionError
 from dermclean.io import atomic_path, building_dir, partial_path
@@ -154,8 +154,6 @@ def test_recursive_clean_mirrors_subfolders(tmp_path):
 
 
 def test_detect_to_folder_keeps_the_manifest_contract(bundle, tmp_path):
-    from dermclean.detection import load_detector
-
     images = write_images(tmp_path / "images", ["a.png", "b.png", "c.png"])
     items = ((f"ISIC_{p.stem}", p.name, np.asarray(Image.open(p))) for p in sorted(images.iterdir()))
     scores, seconds = detect_to_folder(load_detector(bundle, device="cpu"), items, tmp_path / "out", n_total=3,

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from dermclean.data.manifest import labelled_rows, read_manifest, write_manifest
 from dermclean.detection import load_detector, save_detector
+from dermclean.detection.contract import run_info
 from dermclean.detection.evaluate import fit_on_validation, fit_threshold
 from dermclean.detection.image_score import MAP_FEATURES, ImageScore, MapModel, map_features
 from dermclean.detection.metrics import image_auroc
@@ -147,8 +149,6 @@ def test_map_model_learns_the_shape_deterministically_and_round_trips():
 
 
 def test_stacked_score_trains_on_train_and_combines_on_validation(manifest, tmp_path):  # noqa: F811
-    from dermclean.data.manifest import read_manifest, write_manifest
-
     df = read_manifest(manifest)
     df.loc[df["split"] == "test", "split"] = "train"   # the fixture's test rows become a labelled train split
     stacked_manifest = manifest.parent / "manifest_stacked.csv"
@@ -182,7 +182,6 @@ def test_stacked_score_trains_on_train_and_combines_on_validation(manifest, tmp_
     assert np.allclose(loaded.image_scores(maps, types).numpy(), expected, atol=1e-9)
     dets = loaded.detect([np.asarray(i) for i in (x.permute(0, 2, 3, 1).numpy() * 127.5 + 127.5).astype(np.uint8)])
     assert all(d.map_features.shape == (len(MAP_FEATURES),) for d in dets)
-    from dermclean.detection.contract import run_info
 
     info = run_info(loaded, model=str(tmp_path / "bundle"), device="cpu", seconds=1.0, n_images=3)
     assert info["image_score"] == "stacked" and info["image_score_fit"]["weights"] == list(scorer.weights)
@@ -191,8 +190,6 @@ def test_stacked_score_trains_on_train_and_combines_on_validation(manifest, tmp_
 
 
 def test_labelled_rows_keeps_complete_labels_only():
-    from dermclean.data.manifest import labelled_rows
-
     df = pd.DataFrame({"image_id": list("abcd"), "ruler": pd.array([0, 1, None, 0], dtype="Int8"),
                        "ink": pd.array([0, 0, 0, 0], dtype="Int8"), "patches": pd.array([0, 0, 1, 1], dtype="Int8")})
     rows, has_artifact = labelled_rows(df)

@@ -8,14 +8,15 @@ import math
 import pytest
 import torch
 
+from dermclean.diffusion.augment import dihedral
 from dermclean.diffusion.train import DiffusionBatch
 from dermclean.diffusion.unet import UNetConfig
 from dermclean.methods.guided.noisy_classifier import (
-    NoisyClassifier, NoisyClassifierConfig, class_probabilities, classifier_log_prob_grad,
+    NoisyClassifier, NoisyClassifierConfig, class_probabilities, classifier_log_prob_grad, model_view,
 )
 from dermclean.methods.guided.noisy_classifier_train import (
     auroc_per_class, masked_bce, noisy_classifier_from_params, pos_weight_from_labels, predict_proba,
-    train_noisy_classifier,
+    scheduled_lr, train_noisy_classifier, training_noise,
 )
 from dermclean.modelio import load_model_dir, save_model_dir
 
@@ -87,8 +88,6 @@ def test_augmented_training_learns_and_checkpoints_separately(tmp_path):
 
 
 def test_class_probabilities_tta_is_the_mean_over_d4():
-    from dermclean.diffusion.augment import dihedral
-
     model = make_model(seed=2).eval()
     x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     plain = class_probabilities(model, x, t=5)
@@ -124,8 +123,6 @@ def test_input_scale_classifies_more_pixels_and_guides_at_model_resolution(tmp_p
 
 
 def test_model_view_and_training_noise_live_on_the_model_grid():
-    from dermclean.methods.guided.noisy_classifier import model_view
-    from dermclean.methods.guided.noisy_classifier_train import training_noise
 
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     view = model_view(x, 2)
@@ -211,8 +208,6 @@ def test_blocks_per_stage_deepen_the_classifier():
 
 
 def test_cosine_schedule_hand_worked():
-    from dermclean.methods.guided.noisy_classifier_train import scheduled_lr
-
     assert scheduled_lr(1e-3, 7, 100, "constant") == 1e-3
     assert scheduled_lr(1.0, 0, 100, "cosine") == pytest.approx(0.2)  # warm-up: 5 steps
     assert scheduled_lr(1.0, 4, 100, "cosine") == pytest.approx(1.0)

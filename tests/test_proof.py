@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from dermclean.classifier.model import ClassifierConfig, build_classifier
 from dermclean.data.artifacts import Painted
+from dermclean.data.images import load_rgb, save_png
+from dermclean.data.manifest import read_manifest, write_manifest
+from dermclean.proof.attribution import attribution_share, cam_layer, gradcam_maps, mask_share
 from dermclean.proof.counterfactual import build_insertion_set, control_paste, flip_arrays, predict_insertions
+from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data, make_plans, summarize_group
 from dermclean.proof.subgroups import subgroup_aurocs
 from dermclean.proof.trap import make_trap_split
 
@@ -35,8 +40,6 @@ def grey(n: int, value: int = 128, size: int = 32) -> list[np.ndarray]:
 
 @pytest.fixture()
 def manifest(tmp_path):
-    from dermclean.data.images import save_png
-    from dermclean.data.manifest import write_manifest
 
     rows = []
     rng = np.random.default_rng(0)
@@ -56,7 +59,6 @@ def manifest(tmp_path):
 
 
 def test_trap_split_reverses_the_correlation(manifest, tmp_path):
-    from dermclean.data.manifest import read_manifest
 
     df = read_manifest(manifest)
     trap = make_trap_split(df, manifest_path=manifest, out_dir=tmp_path / "trap", artifact="ink", strength=0.8,
@@ -73,7 +75,6 @@ def test_trap_split_reverses_the_correlation(manifest, tmp_path):
     reversed_ = read_manifest(tmp_path / "trap" / "trap.csv")
     corr_trap = np.corrcoef(reversed_["ink"].astype(int), reversed_["melanoma"].astype(int))[0, 1]
     assert corr == pytest.approx(0.8) and corr_trap == pytest.approx(-0.8)
-    from dermclean.data.images import load_rgb
 
     row = written[written["painted_artifact"].astype(int) == 1].iloc[0]
     painted = load_rgb(tmp_path / "trap" / row["image_path"], min_size=1)
@@ -84,7 +85,6 @@ def test_trap_split_reverses_the_correlation(manifest, tmp_path):
 
 
 def test_trap_split_refuses_bad_strength(manifest, tmp_path):
-    from dermclean.data.manifest import read_manifest
 
     with pytest.raises(ValueError, match="strength"):
         make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=tmp_path / "t", strength=1.5,
@@ -168,8 +168,6 @@ def test_subgroup_aurocs_hand_worked():
 
 
 def test_attribution_share_hand_worked_and_gradcam_shapes():
-    from dermclean.classifier.model import ClassifierConfig, build_classifier
-    from dermclean.proof.attribution import attribution_share, mask_share
 
     maps = np.zeros((2, 4, 4))
     maps[0, 0, 0], maps[0, 3, 3] = 3.0, 1.0
@@ -186,8 +184,6 @@ def test_attribution_share_hand_worked_and_gradcam_shapes():
 
 
 def test_gradcam_layer_keeps_at_least_8px_of_resolution():
-    from dermclean.classifier.model import ClassifierConfig, build_classifier
-    from dermclean.proof.attribution import cam_layer, gradcam_maps
 
     model = build_classifier(ClassifierConfig(arch="resnet10", width=4, image_size=32)).eval()
     # stem stride 4, then each stage after the first halves: 64 px -> 16, 8, 4, 2
@@ -207,8 +203,6 @@ class Darkness(nn.Module):
 
 
 def test_trap_behind_the_cleaning_is_scored_on_the_same_rows(manifest, tmp_path):
-    from dermclean.data.manifest import read_manifest
-    from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data, make_plans, summarize_group
 
     make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=tmp_path / "trap", artifact="ink",
                     strength=0.8, seed=0)

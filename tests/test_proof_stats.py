@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dermclean.proof.evidently_report import BUNDLE, load_report_definition, variant_report, variant_table
 from dermclean.proof.stats import bootstrap_ci, bootstrap_indices, mean_of, ratio_of, seed_interval
 
 
@@ -57,8 +58,6 @@ def predictions(seed: int, n: int = 60, shift: float = 0.0) -> tuple[pd.DataFram
 
 
 def test_evidently_variant_report_beside_the_reference(tmp_path):
-    from dermclean.proof.evidently_report import BUNDLE, load_report_definition, variant_report, variant_table
-
     definition = load_report_definition()
     assert definition.reference_variant == "raw" and definition.group_by == ["patches", "ruler", "ink"]
     test, probs = predictions(0)
@@ -92,8 +91,6 @@ def test_evidently_variant_report_beside_the_reference(tmp_path):
 
 
 def test_report_definition_refuses_unknown_names(tmp_path):
-    from dermclean.proof.evidently_report import load_report_definition
-
     bad = tmp_path / "d.yaml"
     bad.write_text("reference_variant: raw\ngroup_by: [ink]\n"
                    "columns: {target: melanoma, prediction: p_malignant, error: error}\npresets: [{name: NoSuchPreset}]\n")

@@ -9,11 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
+from dermclean.classifier.model import ClassifierConfig
+from dermclean.classifier.train import train_classifier
 from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.data.dataset import ManifestDataset
 from dermclean.data.images import load_rgb, save_png
 from dermclean.data.manifest import write_manifest
+from dermclean.data.synthetic import SyntheticConfig, generate_dataset
 from dermclean.errors import DataError
+from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data
 from dermclean.proof.real_artifacts import bank_painter, cut_bank, pipeline_cleaner, removal_set
+from dermclean.proof.real_shortcut import _excludes_zero, _includes_zero
+from dermclean.removal.datasets import build_cleaned_dataset
 from dermclean.removal.engine import RemovalConfig, make_remover
 
 SIDE = 24
@@ -90,12 +97,6 @@ def test_embedded_default_raw_classifier_shifts_more_under_real_patches_than_the
     the raw images, real patches cut from its training images move its predictions towards benign beyond
     the same-shape skin control; trained on the same images cleaned (patches filled by Telea along their
     masks), the same recipe's shift stays at the control's. Mean over three training seeds."""
-    from dermclean.classifier.model import ClassifierConfig
-    from dermclean.classifier.train import train_classifier
-    from dermclean.data.dataset import ManifestDataset
-    from dermclean.data.synthetic import SyntheticConfig, generate_dataset
-    from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data
-    from dermclean.removal.datasets import build_cleaned_dataset
 
     config = SyntheticConfig(n_images=600, size=32, seed=3, shortcut_artifact="patches", shortcut_strength=1.0,
                              lesion_signal=0.4, artifact_rates={"patches": 0.4, "ruler": 0.0, "ink": 0.0})
@@ -132,8 +133,6 @@ def test_embedded_default_raw_classifier_shifts_more_under_real_patches_than_the
 
 
 def test_claim_intervals_need_defined_bounds():
-    from dermclean.proof.real_shortcut import _excludes_zero, _includes_zero
-
     nan = float("nan")
     assert _includes_zero({"low": -0.1, "high": 0.2}) and not _excludes_zero({"low": -0.1, "high": 0.2})
     assert _excludes_zero({"low": -0.3, "high": -0.2}) and _excludes_zero({"low": 0.1, "high": 0.2})

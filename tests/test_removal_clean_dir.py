@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 
 from dermclean.clean import run_clean_dir
-from dermclean.data.images import ImageError
+from dermclean.data.images import ImageError, load_rgb
+from dermclean.data.manifest import COLUMNS, read_manifest, write_manifest
 from dermclean.data.masks import dilate_mask
+from dermclean.detection import DetectionConfig, Threshold, build_detector, save_detector
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.modelio import save_model_dir
@@ -59,8 +61,6 @@ def masks_dir(tmp_path) -> Path:
 
 
 def decoded(path: Path) -> np.ndarray:
-    from dermclean.data.images import load_rgb
-
     return load_rgb(path)
 
 
@@ -123,8 +123,6 @@ def test_wrong_model_kind_is_refused(models, images_dir, masks_dir, tmp_path):
 
 
 def test_detector_path_uses_detector_masks_and_its_unet(models, images_dir, tmp_path):
-    from dermclean.detection import DetectionConfig, Threshold, build_detector, save_detector
-
     detector = build_detector(detector_kind="guided", unet_dir=models["inpaint"] / "unet",
                               config=DetectionConfig(steps=2, noise_level=100, inversion_iters=0, batch_size=4),
                               device="cpu")
@@ -142,8 +140,6 @@ def test_detector_path_uses_detector_masks_and_its_unet(models, images_dir, tmp_
 
 
 def test_build_cleaned_dataset(models, tmp_path):
-    from dermclean.data.manifest import COLUMNS, read_manifest, write_manifest
-
     root = tmp_path / "prepared"
     (root / "images").mkdir(parents=True)
     det = tmp_path / "detections" / "masks"

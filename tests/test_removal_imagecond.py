@@ -9,12 +9,21 @@ import pandas as pd
 import pytest
 import torch
 
+from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.data.families import FAMILIES, fold_exclusion
+from dermclean.data.images import save_png
+from dermclean.data.manifest import clean_mask, write_manifest
+from dermclean.data.masks import dilate_mask
+from dermclean.data.readers import read_folder
 from dermclean.diffusion.schedulers import training_scheduler
-from dermclean.diffusion.train import TrainConfig
-from dermclean.diffusion.unet import DermUNet
+from dermclean.diffusion.train import TrainConfig, regression_target
+from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.imagecond.model import imagecond_unet_config
 from dermclean.methods.imagecond.pairs import CorruptionConfig, ImagecondBatches, corrupt, heldout_styles
+from dermclean.methods.imagecond.sample import imagecond_restore
 from dermclean.methods.imagecond.train import train_imagecond
+from dermclean.removal.engine import RemovalConfig
+from dermclean.removal.evaluate import evaluate_removal
 
 SIZE = 32
 
@@ -58,8 +67,6 @@ def test_untouched_fraction_and_heldout_styles_never_painted():
 
 
 def test_family_painter_holds_out_a_fold_and_pairs_differ_at_the_artifact():
-    from dermclean.data.families import FAMILIES, fold_exclusion
-    from dermclean.data.masks import dilate_mask
 
     held_out = fold_exclusion(0)
     excluded = {f"{kind}/{family}" for kind, families in dict(held_out).items() for family in families}
@@ -123,18 +130,12 @@ def test_training_steps_reduce_loss_on_fixed_batch(tmp_path):
     assert after < 0.8 * before, (before, after)
     assert (tmp_path / "ckpt" / "checkpoint.pt").is_file()
     with pytest.raises(ValueError, match="cond_image_channels"):
-        from dermclean.diffusion.unet import UNetConfig
 
         train_imagecond(images, UNetConfig(sample_size=16, block_out_channels=[8, 16]), train_cfg,
                         checkpoint_dir=tmp_path / "x", device="cpu", seed=0, progress=False)
 
 
 def test_evaluate_removal_reports_groups_types_and_outside(tmp_path):
-    from dermclean.constants import ARTIFACT_FLAGS
-    from dermclean.data.images import save_png
-    from dermclean.data.manifest import write_manifest
-    from dermclean.removal.engine import RemovalConfig
-    from dermclean.removal.evaluate import evaluate_removal
 
     rows = []
     for i, img in enumerate(skin_images(3, size=48, seed=5)):
@@ -167,10 +168,6 @@ def test_evaluate_removal_reports_groups_types_and_outside(tmp_path):
 @pytest.mark.realdata
 def test_realdata_removal_keeps_the_rest_of_full_resolution_images(real_data, tmp_path):
     """Real ISIC images (read in place) at their own resolution, a 16-px model: outside untouched."""
-    from dermclean.data.manifest import clean_mask, write_manifest
-    from dermclean.data.readers import read_folder
-    from dermclean.removal.engine import RemovalConfig
-    from dermclean.removal.evaluate import evaluate_removal
 
     df = read_folder(real_data)
     rows = df[clean_mask(df)].head(2).copy()
@@ -189,7 +186,6 @@ def test_realdata_removal_keeps_the_rest_of_full_resolution_images(real_data, tm
 def test_sample_prediction_restore_returns_the_x0_estimate_exactly():
     """A sample-prediction model that outputs its condition gives back the condition, bit for bit
     (up to float), whatever the start and steps: the result is the last x0 estimate, not re-noised."""
-    from dermclean.methods.imagecond.sample import imagecond_restore
 
     cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")
 
@@ -210,7 +206,6 @@ def test_sample_prediction_trains_on_x0(tmp_path):
     model = train_imagecond(skin_images(8), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),
                             checkpoint_dir=tmp_path, device="cpu", seed=0, progress=False)
     assert model.config.prediction_type == "sample"
-    from dermclean.diffusion.train import regression_target
 
     x0, eps = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
     assert torch.equal(regression_target(model, x0, eps), x0)
@@ -221,7 +216,6 @@ def test_sample_prediction_trains_on_x0(tmp_path):
 @pytest.mark.parametrize("noise_level", [None, 250])
 def test_restore_of_an_image_does_not_depend_on_its_batch(noise_level):
     """The detector's maps and the remover's fills must not change with --batch-size or batch order."""
-    from dermclean.methods.imagecond.sample import imagecond_restore
 
     torch.manual_seed(0)  # x0 output, as the profiles' model (an eps model's x0 at t = T magnifies float noise ~100x)
     model = DermUNet(imagecond_unet_config(sample_size=16, block_out_channels=[8, 16], prediction_type="sample")).eval()

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from dermclean.data.masks import dilate_mask
-from dermclean.diffusion.train import TrainConfig
+from dermclean.diffusion.train import TrainConfig, weighted_mse
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.methods.classical.telea import telea_inpaint
 from dermclean.methods.imagecond.model import PREFILL_RADIUS, imagecond_unet_config, prefill
 from dermclean.methods.imagecond.pairs import CorruptionConfig, ImagecondBatches, corrupt
-from dermclean.methods.imagecond.sample import imagecond_restore
+from dermclean.methods.imagecond.sample import imagecond_anomaly_map, imagecond_restore
 from dermclean.methods.imagecond.train import train_imagecond
 from dermclean.removal.engine import RemovalConfig, make_remover
 from test_removal_imagecond import skin_images
@@ -136,8 +136,6 @@ def test_a_residual_telea_model_starts_from_telea_and_reads_the_mask(mask_condit
 
 @pytest.mark.parametrize("mask_condition", ["telea", "telea_image"])
 def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path, mask_condition):
-    from dermclean.methods.imagecond.sample import imagecond_anomaly_map
-
     cfg = residual_config(mask_condition, work_size=SIZE)
     model = train_imagecond(skin_images(6), cfg, TrainConfig(steps=3, batch_size=4, lr=1e-3, ema_decay=0.9),
                             checkpoint_dir=tmp_path, device="cpu", seed=0,
@@ -148,8 +146,6 @@ def test_a_mask_conditioned_model_trains_and_detects_without_a_mask(tmp_path, ma
 
 
 def test_mask_loss_weight_weights_painted_pixels():
-    from dermclean.diffusion.train import weighted_mse
-
     images = skin_images(4)
     plain = ImagecondBatches(images, batch_size=6, seed=4, corruption=CorruptionConfig()).batch(2)
     weighted = ImagecondBatches(images, batch_size=6, seed=4, corruption=CorruptionConfig(mask_loss_weight=9.0))

@@ -12,6 +12,8 @@ from dermclean.config import load_params
 from dermclean.sweep import (
     SweepConfig, build_search_space, measure_overhead, sweep_config_from_params, write_best_params,
 )
+from dermclean.sweep.mlflow_log import ChildRunLogger
+from dermclean.sweep.plots import plot_ap_surface
 from dermclean.sweep.space import SweepConfigError, default_point
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,8 +125,6 @@ def test_overhead_leaves_the_final_drain_out_of_orchestration():
 def test_figure_is_written(tmp_path):
     from PIL import Image
 
-    from dermclean.sweep.plots import plot_ap_surface
-
     rows = [{"noise_level": 100 + 100 * i, "guidance_scale": s, "guidance": g, "steps": 8, "pixel_ap": ap}
             for i, (s, g, ap) in enumerate([(1.0, "cfg", 0.2), (10.0, "cfg", 0.5), (0.0, "none", 0.1),
                                             (3.0, "classifier", 0.4), (5.0, "cfg", math.nan)])]
@@ -137,8 +137,6 @@ def test_figure_is_written(tmp_path):
 
 def test_child_runs_one_per_trial(tmp_path):
     from mlflow.tracking import MlflowClient
-
-    from dermclean.sweep.mlflow_log import ChildRunLogger
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri)

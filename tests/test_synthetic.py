@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.data import synthetic
 from dermclean.data.manifest import COLUMNS, coerce
 from dermclean.data.synthetic import DEFAULT_RATES, SyntheticConfig, generate_dataset, make_sample_grid, render_sample
 
@@ -58,8 +59,6 @@ def test_deterministic_by_seed_and_prefix_stable(tmp_path):
 
 
 def test_heldout_styles_are_not_painted_by_default(monkeypatch):
-    from dermclean.data import synthetic
-
     seen = []
     real = synthetic.paint_artifact
 

@@ -19,6 +19,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 import dermclean
+from dermclean.classifier.model import KIND, ClassifierConfig, build_classifier
+from dermclean.classifier.predict import predict_paths
+from dermclean.data.images import save_png
 from dermclean.diffusion.unet import DermUNet, UNetConfig
 from dermclean.modelio import load_model_dir, save_model_dir
 from dermclean.tracking import (ModelNotFound, configure_tracking, flatten_params, get_alias_version,
@@ -192,10 +195,6 @@ def test_pyfunc_classifier_predicts_like_the_library(isolated_mlflow, empty_stor
     """kind "classifier" dispatches to dermclean.classifier.predict.predict_paths, device/batch from model_config."""
     import numpy as np
     import pandas as pd
-
-    from dermclean.classifier.model import KIND, ClassifierConfig, build_classifier
-    from dermclean.classifier.predict import predict_paths
-    from dermclean.data.images import save_png
 
     tmp = isolated_mlflow
     monkeypatch.chdir(tmp)
