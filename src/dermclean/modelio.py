@@ -16,6 +16,7 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -91,8 +92,6 @@ def read_extra(path: str | os.PathLike[str], name: str) -> Any | None:
 
 def _ensure_registered() -> None:
     """Import the modules that register builders (kept lazy so importing modelio stays cheap)."""
-    import importlib
-
     for module in ("dermclean.diffusion.unet", "dermclean.methods.guided.noisy_classifier",
                    "dermclean.classifier.model", "dermclean.methods.segment.model"):
         try:

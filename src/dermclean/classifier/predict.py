@@ -12,6 +12,7 @@ classifier's logit), written atomically. ``URI`` is an MLflow model URI (by defa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +21,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 from tqdm.auto import tqdm
 
 from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, load_images, write_errors
 from dermclean.classifier.metrics import OperatingThreshold
-from dermclean.constants import DEFAULT_CLASSIFIER
 from dermclean.classifier.model import KIND, ClassifierConfig
 from dermclean.classifier.train import predict_proba
+from dermclean.constants import DEFAULT_CLASSIFIER
 from dermclean.data.images import list_images, load_rgb, to_tensor
 from dermclean.env import pick_device
 from dermclean.errors import OptionError
 from dermclean.io import atomic_path, check_output
-from dermclean.modelio import read_model_config
+from dermclean.modelio import load_model_dir, read_extra, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
 DEFAULT_MODEL = DEFAULT_CLASSIFIER
@@ -54,8 +54,6 @@ class LoadedClassifier:
 
 def load_classifier(model_dir: str | os.PathLike[str], *, device: str | torch.device | None = None) -> LoadedClassifier:
     """Rebuild the classifier in ``model_dir`` (``config.json`` + ``weights.pt`` [+ ``threshold.json``])."""
-    from dermclean.modelio import load_model_dir, read_extra
-
     device = device if isinstance(device, torch.device) else pick_device(device)
     module, config, meta = load_model_dir(model_dir, device=device, expect_kind=KIND)
     raw = read_extra(model_dir, THRESHOLD_FILE)
@@ -66,10 +64,6 @@ def load_classifier(model_dir: str | os.PathLike[str], *, device: str | torch.de
 def save_classifier(model_dir: str | os.PathLike[str], *, module: torch.nn.Module, config: ClassifierConfig,
                     threshold: OperatingThreshold | None, meta: dict[str, Any] | None = None) -> Path:
     """Write a classifier model folder (modelio layout) with ``threshold.json`` beside the weights."""
-    import dataclasses
-
-    from dermclean.modelio import save_model_dir
-
     extras = {THRESHOLD_FILE: dataclasses.asdict(threshold)} if threshold is not None else None
     return save_model_dir(model_dir, kind=KIND, config=config, module=module, meta=meta, extras=extras)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path
 
@@ -100,8 +100,6 @@ def relative_to_manifest(image: str | os.PathLike[str], manifest_path: str | os.
 
 def outlier_labels(df: pd.DataFrame) -> "pd.DataFrame":
     """The ruler/ink/patches flags as a 0/1 frame with missing values kept as <NA>."""
-    from dermclean.constants import OUTLIER_CLASSES
-
     return df[list(OUTLIER_CLASSES)]
 
 
