@@ -279,7 +279,6 @@ def test_unicode_names_work(user):
 
 
 def _tiny_classifier(root: Path) -> Path:
-
     folder = root / "model"
     if not folder.exists():
         cfg = ClassifierConfig(arch="resnet10", width=4, image_size=16)

@@ -7,14 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from dermclean.classifier.fit import auxiliary_targets
-from dermclean.classifier.metrics import OperatingThreshold, auroc, fit_operating_threshold
-from dermclean.classifier.model import ClassifierConfig, build_classifier, shades_of_gray
 from dermclean.classifier.augment import augmenter
 from dermclean.classifier.augment import geometric as augment
+from dermclean.classifier.fit import auxiliary_targets, fit_classifier
+from dermclean.classifier.metrics import OperatingThreshold, auroc, fit_operating_threshold
+from dermclean.classifier.model import ClassifierConfig, build_classifier, shades_of_gray
 from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
 from dermclean.classifier.train import LabelledImages, predict_proba, train_classifier
+from dermclean.constants import ARTIFACT_FLAGS
 from dermclean.data.images import load_rgb, save_png, to_tensor
+from dermclean.data.manifest import write_manifest
+from dermclean.errors import DataError
 from dermclean.tracking import ModelNotFound
 
 
@@ -178,6 +181,23 @@ def test_auxiliary_head_refuses_bad_names_and_targets():
     with pytest.raises(ValueError, match="expected both in every column"):
         train_classifier(train, val, config, epochs=1, batch_size=8, lr=0.01, seed=0, progress=False,
                          auxiliary=np.zeros((8, 1)))
+
+
+def test_fit_refuses_an_auxiliary_diagnosis_the_train_split_lacks(tmp_path):
+    rows, rng = [], np.random.default_rng(0)
+    for split in ("train", "val"):
+        for k in range(4):
+            image_id = f"{split}{k}"
+            save_png(tmp_path / f"{image_id}.png", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+            rows.append({"image_id": image_id, "image_path": f"{image_id}.png", "melanoma": k % 2,
+                         "diagnosis": ["nevus", "melanoma"][k % 2], "split": split, "source": "test",
+                         **dict.fromkeys(ARTIFACT_FLAGS)})
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(pd.DataFrame(rows), manifest)
+    section = {"epochs": 1, "batch_size": 4, "lr": 0.01}
+    with pytest.raises(DataError, match="train split has 0 rows with that diagnosis and 4 without"):
+        fit_classifier(manifest, tiny_config(auxiliary=["seborrheic_keratosis"]), section, seed=0,
+                       device=torch.device("cpu"), progress=False)
 
 
 def test_auxiliary_targets_from_manifest_rows():

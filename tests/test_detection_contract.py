@@ -99,7 +99,6 @@ def test_score_tta_averages_type_scores_over_d4():
 
 
 def test_classifier_with_more_pixels_scores_images_at_its_input_size():
-
     det = tiny_detector()
     torch.manual_seed(1)
     det.classifier = Component(NoisyClassifier(NoisyClassifierConfig(sample_size=16, width=8, depth=2,

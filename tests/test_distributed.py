@@ -306,7 +306,6 @@ def test_every_worker_lost_stops_cleanly_and_the_same_command_resumes(cluster, d
 
 
 def test_audit_on_the_cluster_flags_as_one_process(cluster, data, tmp_path):
-
     detector = tiny_detector()
     detector.operating_points = OperatingPoints(points={k: OperatingPoint(threshold=0.5, precision=1.0, recall=1.0,
                                                                           f1=1.0, n_positive=1, n_negative=1)

@@ -123,7 +123,6 @@ def test_input_scale_classifies_more_pixels_and_guides_at_model_resolution(tmp_p
 
 
 def test_model_view_and_training_noise_live_on_the_model_grid():
-
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     view = model_view(x, 2)
     assert view[0, 0, :2, :2].eq(x[0, 0, :2, :2].mean()).all() and view.shape == x.shape

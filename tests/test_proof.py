@@ -40,7 +40,6 @@ def grey(n: int, value: int = 128, size: int = 32) -> list[np.ndarray]:
 
 @pytest.fixture()
 def manifest(tmp_path):
-
     rows = []
     rng = np.random.default_rng(0)
     for split in ("train", "val", "test"):
@@ -59,7 +58,6 @@ def manifest(tmp_path):
 
 
 def test_trap_split_reverses_the_correlation(manifest, tmp_path):
-
     df = read_manifest(manifest)
     trap = make_trap_split(df, manifest_path=manifest, out_dir=tmp_path / "trap", artifact="ink", strength=0.8,
                            seed=0, painter=red_square)
@@ -85,7 +83,6 @@ def test_trap_split_reverses_the_correlation(manifest, tmp_path):
 
 
 def test_trap_split_refuses_bad_strength(manifest, tmp_path):
-
     with pytest.raises(ValueError, match="strength"):
         make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=tmp_path / "t", strength=1.5,
                         painter=red_square)
@@ -168,7 +165,6 @@ def test_subgroup_aurocs_hand_worked():
 
 
 def test_attribution_share_hand_worked_and_gradcam_shapes():
-
     maps = np.zeros((2, 4, 4))
     maps[0, 0, 0], maps[0, 3, 3] = 3.0, 1.0
     masks = np.zeros((2, 4, 4), bool)
@@ -184,7 +180,6 @@ def test_attribution_share_hand_worked_and_gradcam_shapes():
 
 
 def test_gradcam_layer_keeps_at_least_8px_of_resolution():
-
     model = build_classifier(ClassifierConfig(arch="resnet10", width=4, image_size=32)).eval()
     # stem stride 4, then each stage after the first halves: 64 px -> 16, 8, 4, 2
     assert [cam_layer(model, size) for size in (32, 64, 128, 256)] == ["layer1", "layer2", "layer3", "layer4"]
@@ -203,7 +198,6 @@ class Darkness(nn.Module):
 
 
 def test_trap_behind_the_cleaning_is_scored_on_the_same_rows(manifest, tmp_path):
-
     make_trap_split(read_manifest(manifest), manifest_path=manifest, out_dir=tmp_path / "trap", artifact="ink",
                     strength=0.8, seed=0)
     calls = []

@@ -67,7 +67,6 @@ def test_untouched_fraction_and_heldout_styles_never_painted():
 
 
 def test_family_painter_holds_out_a_fold_and_pairs_differ_at_the_artifact():
-
     held_out = fold_exclusion(0)
     excluded = {f"{kind}/{family}" for kind, families in dict(held_out).items() for family in families}
     assert excluded and len(excluded) < sum(len(v) for v in FAMILIES.values())
@@ -136,7 +135,6 @@ def test_training_steps_reduce_loss_on_fixed_batch(tmp_path):
 
 
 def test_evaluate_removal_reports_groups_types_and_outside(tmp_path):
-
     rows = []
     for i, img in enumerate(skin_images(3, size=48, seed=5)):
         save_png(tmp_path / "images" / f"s{i}.png", img)

@@ -208,7 +208,6 @@ def test_stage_writes_nothing_and_exits_1_on_a_bad_manifest(tmp_path, capsys):
 
 @pytest.mark.realdata
 def test_real_sample_passes_the_gate(real_data, tmp_path):
-
     df = assign_splits(read_folder(real_data), val=0.2, test=0.2, seed=0).sample(50, random_state=0)
     result = validate_manifest(df, tmp_path / "manifest.csv", suite_path=SUITE, min_size=32, max_size=8192)
     assert result.success, result.summary()

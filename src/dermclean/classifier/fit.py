@@ -98,6 +98,13 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
     for name, rows in split.items():
         if rows.empty:
             raise DataError(f"{manifest}: no {name} rows with a melanoma label; run the prepare stage (data.splits)")
+    auxiliary = auxiliary_targets(split["train"], config.auxiliary)
+    for j, name in enumerate(config.auxiliary):
+        column = auxiliary[:, j]
+        if not (column == 1).any() or not (column == 0).any():
+            raise DataError(f"{manifest}: classifier.auxiliary names {name!r}, but the train split has "
+                            f"{int((column == 1).sum())} rows with that diagnosis and {int((column == 0).sum())} "
+                            f"without; expected both (diagnosis column)")
     train_ds = ManifestDataset(split["train"], manifest, size=config.image_size)
     val_ds = ManifestDataset(split["val"], manifest, size=config.image_size)
     began = time.perf_counter()
@@ -108,7 +115,7 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
                                       lr_schedule=str(section.get("lr_schedule", "constant")),
                                       mixup=float(section.get("mixup") or 0.0),
                                       ema_decay=None if section.get("ema_decay") is None else float(section["ema_decay"]),
-                                      auxiliary=auxiliary_targets(split["train"], config.auxiliary),
+                                      auxiliary=auxiliary,
                                       auxiliary_weight=float(section.get("auxiliary_weight", 1.0)),
                                       progress=progress)
     seconds = time.perf_counter() - began

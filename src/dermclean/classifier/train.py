@@ -129,8 +129,9 @@ def train_classifier(train_ds, val_ds, config: ClassifierConfig, *, epochs: int,
     """Train a :class:`~dermclean.classifier.model.DiagnosisResNet` from scratch (or ``init_weights``).
 
     ``auxiliary`` ``(N_train, len(config.auxiliary))``: 0/1 targets of the auxiliary diagnoses per
-    training row, NaN where unknown (required when ``config.auxiliary`` is set). Returns ``(model in eval mode with the best epoch's weights, history)``. See the module docstring
-    for augmentations, loss and epoch selection. Deterministic for a given ``seed`` on CPU.
+    training row, NaN where unknown (required when ``config.auxiliary`` is set). Returns ``(model in
+    eval mode with the best epoch's weights, history)``. See the module docstring for augmentations,
+    loss and epoch selection. Deterministic for a given ``seed`` on CPU.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: expected positive values")
