@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +16,11 @@ from dermclean.classifier.metrics import OperatingThreshold, auroc, fit_operatin
 from dermclean.classifier.model import ClassifierConfig, build_classifier, shades_of_gray
 from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
 from dermclean.classifier.train import LabelledImages, predict_proba, train_classifier
-from dermclean.constants import ARTIFACT_FLAGS
+from dermclean.constants import ARTIFACT_FLAGS, CLEAN_COMMAND
 from dermclean.data.images import load_rgb, save_png, to_tensor
 from dermclean.data.manifest import write_manifest
 from dermclean.errors import DataError
+from dermclean.io import atomic_path
 from dermclean.tracking import ModelNotFound
 
 
@@ -264,6 +267,28 @@ def test_classify_dir_contract(image_dir, model_dir, tmp_path):
                            device="cpu")
     np.testing.assert_allclose(df["p_malignant"], expect, atol=1e-5)
     assert not [p for p in out.parent.iterdir() if p.name != "p.csv"]  # no temporary left behind
+
+
+def test_classify_notes_a_cleaned_variant_given_images_clean_did_not_write(image_dir, tmp_path):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    module = build_classifier(cfg)
+    telea = save_classifier(tmp_path / "telea", module=module, config=cfg, threshold=None, meta={"variant": "telea"})
+    raw = save_classifier(tmp_path / "raw", module=module, config=cfg, threshold=None, meta={"variant": "raw"})
+    with atomic_path(tmp_path / "cleaned", owner=CLEAN_COMMAND) as build:  # stamped as `clean` stamps its output
+        shutil.copytree(image_dir, build)
+    dataset = tmp_path / "dataset"  # a pipeline's cleaned dataset: images/ beside a manifest with provenance
+    shutil.copytree(image_dir, dataset / "images")
+    (dataset / "manifest.csv").write_text("image_id,image_path,method\n")
+    cases = [(telea, image_dir, 1), (telea, tmp_path / "cleaned", 0), (telea, dataset / "images", 0),
+             (raw, image_dir, 0)]
+    notes = []
+    for k, (model, folder, expected) in enumerate(cases):
+        notes.append([])
+        run_classify_dir(folder, tmp_path / f"p{k}.csv", model=str(model), device="cpu", progress=False,
+                         note=notes[-1].append)
+        assert len(notes[-1]) == expected, (model, folder, notes[-1])
+    assert "cleaned by telea" in notes[0][0] and str(image_dir) in notes[0][0]
 
 
 def test_classify_dir_bad_model_and_bad_image(image_dir, model_dir, tmp_path):

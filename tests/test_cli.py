@@ -7,6 +7,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from dermclean.classifier.model import ClassifierConfig, build_classifier
+from dermclean.classifier.predict import save_classifier
 from dermclean.cli import app
 
 runner = CliRunner()
@@ -63,6 +65,18 @@ def test_classify_variant_names_a_registry_model(tmp_path):
                               "--variant", "../raw"])
     assert bad.exit_code == 2 and "expected a variant name" in bad.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_classify_with_a_cleaned_variant_on_raw_images_notes_it_and_still_classifies(tmp_path):
+    images = _images(tmp_path / "images", size=32)
+    config = ClassifierConfig(arch="resnet10", width=4, image_size=16)
+    model = save_classifier(tmp_path / "m", module=build_classifier(config), config=config, threshold=None,
+                            meta={"variant": "imagecond"})
+    result = runner.invoke(app, ["classify", str(images), "--out", str(tmp_path / "p.csv"), "--model", str(model),
+                                 "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "note: this classifier was trained on images cleaned by imagecond" in result.output
+    assert (tmp_path / "p.csv").read_text().count("\n") == 3  # header and both images
 
 
 def test_generate_writes_a_valid_manifest(tmp_path):

@@ -40,6 +40,7 @@ from dermclean import __version__
 from dermclean.batch import (ERRORS_FILE, Batch, BatchOutcome, ImageRef, Skipped, check_on_error, guarded,
                              image_refs, load_images, write_errors)
 from dermclean.config import load_params
+from dermclean.constants import CLEAN_COMMAND
 from dermclean.data.images import save_png
 from dermclean.data.masks import MaskNotFound, dilate_mask, fit_mask, read_mask
 from dermclean.detection.contract import open_detector
@@ -51,7 +52,7 @@ from dermclean.removal.engine import RemovalConfig, Remover, check_method, make_
 
 log = logging.getLogger(__name__)
 
-COMMAND = "clean"
+COMMAND = CLEAN_COMMAND
 
 
 def default_removal_config() -> RemovalConfig:

@@ -221,7 +221,8 @@ def classify(
     from dermclean.classifier.predict import errors_path, run_classify_dir
 
     path, skipped = run_classify_dir(images_dir, out, model=model, device=device, batch_size=batch_size,
-                                     overwrite=overwrite, on_error=on_error.value, progress=not no_progress)
+                                     overwrite=overwrite, on_error=on_error.value, progress=not no_progress,
+                                     note=lambda line: typer.secho(line, fg=typer.colors.YELLOW, err=True))
     typer.echo(f"wrote {path}")
     _report_skipped(skipped, errors_path(path))
 

@@ -19,3 +19,6 @@ DEFAULT_DETECTOR = "models:/dermclean-detector@champion"
 DEFAULT_CLASSIFIER = "models:/dermclean-classifier@champion"
 """The registry classifier ``classify`` uses without ``--model``: the one the promote stage chose to deploy
 (the champion of the best cleaned variant that passed its gates, else the raw champion)."""
+
+CLEAN_COMMAND = "clean"
+"""The owner ``dermclean clean`` stamps its output folders with (``dermclean.io.OWNER_FILE``)."""

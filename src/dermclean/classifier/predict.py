@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,11 @@ from dermclean.batch import ERRORS_FILE, Skipped, check_on_error, chunks, load_i
 from dermclean.classifier.metrics import OperatingThreshold
 from dermclean.classifier.model import KIND, ClassifierConfig
 from dermclean.classifier.train import predict_proba
-from dermclean.constants import DEFAULT_CLASSIFIER
+from dermclean.constants import CLEAN_COMMAND, DEFAULT_CLASSIFIER
 from dermclean.data.images import list_images, load_rgb, to_tensor
 from dermclean.env import pick_device
 from dermclean.errors import OptionError
-from dermclean.io import atomic_path, check_output
+from dermclean.io import atomic_path, check_output, folder_owner
 from dermclean.modelio import load_model_dir, read_extra, read_model_config, save_model_dir
 from dermclean.tracking.models import resolve_model
 
@@ -109,10 +110,34 @@ def errors_path(out_csv: str | os.PathLike[str]) -> Path:
     return out.with_name(f"{out.name}.{ERRORS_FILE}")
 
 
+def _is_cleaned_folder(images_dir: Path) -> bool:
+    """A ``dermclean clean`` output, or the ``images/`` of a pipeline's cleaned dataset (its manifest has
+    the ``method`` provenance column, :mod:`dermclean.removal.datasets`)."""
+    if folder_owner(images_dir) == CLEAN_COMMAND:
+        return True
+    manifest = images_dir.parent / "manifest.csv"
+    try:
+        with open(manifest, encoding="utf-8") as handle:
+            return images_dir.name == "images" and "method" in handle.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def cleaned_input_note(clf: LoadedClassifier, images_dir: Path) -> str | None:
+    """One line for a classifier trained on cleaned images (``meta.variant`` other than ``raw``) given a
+    folder ``dermclean clean`` did not write; ``None`` otherwise. Such a classifier never saw an artifact,
+    so the figures of its variant describe it on cleaned inputs (docs/results/real_shortcut.md)."""
+    variant = clf.meta.get("variant")
+    if variant in (None, "raw") or _is_cleaned_folder(images_dir):
+        return None
+    return (f"note: this classifier was trained on images cleaned by {variant}, and {images_dir} is not a "
+            f"`dermclean clean` output; clean the images first for the predictions its results describe")
+
+
 def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathLike[str], *,
                      model: str | os.PathLike[str] | None = None, device: str | None = None,
                      batch_size: int | None = None, overwrite: bool = False, on_error: str = "stop",
-                     progress: bool = True) -> tuple[Path, list[Skipped]]:
+                     progress: bool = True, note: Callable[[str], None] | None = None) -> tuple[Path, list[Skipped]]:
     """Classify every image in ``images_dir``; write ``out_csv`` (``image``, ``p_malignant``) atomically.
 
     ``model``: MLflow model URI or local model folder (default ``models:/dermclean-classifier@champion``).
@@ -120,7 +145,8 @@ def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathL
     resolved, ``OptionError`` when it is not a classifier, and the image errors of
     ``list_images``/``load_rgb`` naming the file (``on_error="skip"``: those images are left out and
     listed in :func:`errors_path`). An existing ``out_csv`` is replaced only with ``overwrite`` and
-    only when ``classify`` wrote it. Images stream in batches. Returns the CSV and the skipped inputs.
+    only when ``classify`` wrote it. Images stream in batches. ``note`` receives
+    :func:`cleaned_input_note`'s line when there is one. Returns the CSV and the skipped inputs.
     """
     images_dir, out = Path(images_dir), Path(out_csv)
     on_error = check_on_error(on_error)
@@ -136,6 +162,8 @@ def run_classify_dir(images_dir: str | os.PathLike[str], out_csv: str | os.PathL
                           f"expected a {KIND!r} model such as models:/dermclean-classifier-raw@champion")
     dev = pick_device(device)
     clf = load_classifier(model_dir, device=dev)
+    if note is not None and (line := cleaned_input_note(clf, images_dir)):
+        note(line)
     bs = _batch_size(batch_size, dev)
     names, probs, skipped = [], [], []
     bar = tqdm(total=len(paths), disable=not progress or len(paths) < 2, desc="classify", unit="img")
