@@ -30,7 +30,7 @@ import torch
 from dermclean.classifier.metrics import OperatingThreshold, fit_operating_threshold
 from dermclean.classifier.model import ClassifierConfig
 from dermclean.classifier.predict import save_classifier
-from dermclean.classifier.train import TrainHistory, predict_proba, train_classifier
+from dermclean.classifier.train import TrainHistory, auxiliary_counts, predict_proba, train_classifier
 from dermclean.data.dataset import ManifestDataset
 from dermclean.data.manifest import read_manifest
 from dermclean.errors import DataError
@@ -99,12 +99,11 @@ def fit_classifier(manifest: Path, config: ClassifierConfig, section: dict[str, 
         if rows.empty:
             raise DataError(f"{manifest}: no {name} rows with a melanoma label; run the prepare stage (data.splits)")
     auxiliary = auxiliary_targets(split["train"], config.auxiliary)
-    for j, name in enumerate(config.auxiliary):
-        column = auxiliary[:, j]
-        if not (column == 1).any() or not (column == 0).any():
-            raise DataError(f"{manifest}: classifier.auxiliary names {name!r}, but the train split has "
-                            f"{int((column == 1).sum())} rows with that diagnosis and {int((column == 0).sum())} "
-                            f"without; expected both (diagnosis column)")
+    if auxiliary is not None:
+        for name, pos, neg in zip(config.auxiliary, *auxiliary_counts(auxiliary), strict=True):
+            if pos == 0 or neg == 0:
+                raise DataError(f"{manifest}: classifier.auxiliary names {name!r}, but the train split has {pos} "
+                                f"rows with that diagnosis and {neg} without; expected both (diagnosis column)")
     train_ds = ManifestDataset(split["train"], manifest, size=config.image_size)
     val_ds = ManifestDataset(split["val"], manifest, size=config.image_size)
     began = time.perf_counter()

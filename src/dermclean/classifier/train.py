@@ -222,14 +222,18 @@ def _auxiliary_targets(targets: np.ndarray | None, config: ClassifierConfig, n: 
     if targets is None or np.shape(targets) != (n, k):
         raise ValueError(f"classifier.auxiliary {config.auxiliary}: expected targets of shape ({n}, {k}), "
                          f"got {None if targets is None else np.shape(targets)}")
-    t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
-    known = ~torch.isnan(t)
-    pos = torch.where(known, t, 0).sum(0)
-    neg = known.sum(0) - pos
-    if bool((pos == 0).any() or (neg == 0).any()):
+    pos, neg = auxiliary_counts(targets)
+    if (pos == 0).any() or (neg == 0).any():
         raise ValueError(f"classifier.auxiliary {config.auxiliary}: positives per column {pos.tolist()}, negatives "
                          f"{neg.tolist()} among the training rows; expected both in every column")
-    return t, (neg / pos).to(device)
+    return (torch.as_tensor(np.asarray(targets, dtype=np.float32)),
+            torch.as_tensor(neg / pos, dtype=torch.float32, device=device))
+
+
+def auxiliary_counts(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positives and negatives per column of auxiliary ``targets`` ``(N, K)`` (NaN = unknown, not counted)."""
+    t = np.asarray(targets, dtype=np.float64)
+    return (t == 1).sum(axis=0), (t == 0).sum(axis=0)
 
 
 def _masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:

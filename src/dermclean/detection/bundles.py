@@ -62,9 +62,9 @@ def build_bundles(params: dict[str, Any], *, diffusion: Path | None, imagecond: 
                   chosen: str | None = None) -> tuple[dict[str, Bundle], str]:
     """``{"guided": ..., "imagecond": ..., "segment": ..., "fused": ...}`` bundles (unfitted; imagecond and
     segment when their model is given, fused (their maps combined, ``detection.fusion``) when both are) and
-    the name ``chosen`` gives, else ``detection.pipeline_detector``. Without ``diffusion`` there is no guided bundle and no
-    noise-aware classifier, so the imagecond bundle scores images as the segment bundle does
-    (:func:`segment_config`)."""
+    the name ``chosen`` gives, else ``detection.pipeline_detector``. Without ``diffusion`` there is no
+    guided bundle and no noise-aware classifier, so the imagecond bundle scores images as the segment
+    bundle does (:func:`segment_config`)."""
     config, pipeline = detection_config(params)
     chosen = chosen or pipeline
     bundles: dict[str, Bundle] = {}
