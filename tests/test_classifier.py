@@ -13,11 +13,11 @@ from dermclean.classifier.augment import augmenter
 from dermclean.classifier.augment import geometric as augment
 from dermclean.classifier.fit import auxiliary_targets, fit_classifier
 from dermclean.classifier.metrics import OperatingThreshold, auroc, fit_operating_threshold
-from dermclean.classifier.model import ClassifierConfig, build_classifier, shades_of_gray
+from dermclean.classifier.model import ClassifierConfig, build_classifier
 from dermclean.classifier.predict import load_classifier, run_classify_dir, save_classifier
 from dermclean.classifier.train import LabelledImages, predict_proba, train_classifier
 from dermclean.constants import ARTIFACT_FLAGS, CLEAN_COMMAND
-from dermclean.data.images import load_rgb, save_png, to_tensor
+from dermclean.data.images import load_rgb, save_png, shades_of_gray, to_tensor
 from dermclean.data.manifest import write_manifest
 from dermclean.errors import DataError
 from dermclean.io import atomic_path

@@ -137,6 +137,8 @@ def test_outputs_have_expected_content(pipeline):
     real = shortcut["real_shortcut"]  # real cutouts pasted, real artifacts removed by the pipeline's remover
     assert real["removal_variant"] == "telea" and set(real["banks"]) == {"patches", "ruler", "ink"}
     assert sorted(real["variants"]) == variants and set(real["claim"]) == {"imagecond", "inpaint", "telea"}
+    assert real["association"]["patches"]["direction"] == "benign"  # the generator's patches mark benign lesions
+    assert {c["flip"] for c in real["claim"]["telea"].values() if c["direction"] == "benign"} <= {"flip_m2b"}
     for a, bank in real["banks"].items():
         figures = real["variants"]["telea"][a]
         assert "benign_p_gap" in figures["benign_p_gap"]

@@ -19,7 +19,7 @@ from dermclean.data.synthetic import SyntheticConfig, generate_dataset
 from dermclean.errors import DataError
 from dermclean.proof.evaluate import evaluate_classifier, load_evaluation_data
 from dermclean.proof.real_artifacts import bank_painter, cut_bank, pipeline_cleaner, removal_set
-from dermclean.proof.real_shortcut import _excludes_zero, _includes_zero
+from dermclean.proof.real_shortcut import _excludes_zero, _includes_zero, artifact_claim, shortcut_association
 from dermclean.removal.datasets import build_cleaned_dataset
 from dermclean.removal.engine import RemovalConfig, make_remover
 
@@ -139,6 +139,43 @@ def test_claim_intervals_need_defined_bounds():
     # an undefined figure (no melanoma among the insertion images) supports neither side of the claim
     assert not _includes_zero({"low": nan, "high": nan}) and not _excludes_zero({"low": nan, "high": nan})
     assert not _includes_zero(None) and not _excludes_zero({})
+
+
+def test_shortcut_direction_comes_from_the_training_labels():
+    df = pd.DataFrame({"split": ["train"] * 8 + ["test"] * 2,
+                       "melanoma": [1, 1, 0, 0, 0, 0, 1, 0, 1, 1],
+                       "patches": [0, 0, 0, 1, 1, np.nan, 0, 0, 1, 1],
+                       "ruler": [1, 1, 0, 0, 1, 0, 0, 0, 0, 0]})
+    patches = shortcut_association(df, "patches")  # test rows and unlabelled ones left out
+    assert (patches["n_with"], patches["n_without"], patches["direction"]) == (2, 5, "benign")
+    assert patches["melanoma_share_with"] == 0.0 and patches["melanoma_share_without"] == pytest.approx(0.6)
+    assert shortcut_association(df, "ruler")["direction"] == "melanoma"  # 2 of 3 with, 1 of 5 without
+    assert shortcut_association(df[df["patches"].ne(1)], "patches")["direction"] is None
+
+
+def _figs(**excess):
+    return {"insertion_excess": {k: {"low": lo, "high": hi} for k, (lo, hi) in excess.items()},
+            "insertion_excess_cleaned": {}}
+
+
+def test_claim_reads_the_flips_and_shift_of_the_shortcut_direction():
+    raw = _figs(flip_rate=(0.1, 0.2), flip_m2b=(0.3, 0.5), flip_b2m=(-0.05, 0.0), shift_malignant=(-0.2, -0.1),
+                shift_benign=(-0.2, -0.1))
+    # the cleaned classifier flips benign images the other way (an unseen artifact), not melanomas
+    cleaned = _figs(flip_rate=(0.08, 0.15), flip_m2b=(-0.01, 0.12), flip_b2m=(0.07, 0.19),
+                    shift_malignant=(-0.02, 0.02), shift_benign=(0.01, 0.05))
+    benign = artifact_claim(raw, cleaned, "benign", auroc_minus_raw=-0.01, max_auroc_drop=0.02)
+    assert (benign["flip"], benign["shift"]) == ("flip_m2b", "shift_malignant")
+    assert benign["raw_insertion_exceeds_control"] and benign["cleaned_at_control_level"] and benign["auroc_within_drop"]
+    assert benign["cleaned_at_control_level_behind_cleaning"] is None  # not measured
+    melanoma = artifact_claim(raw, cleaned, "melanoma", auroc_minus_raw=-0.03, max_auroc_drop=0.02)
+    assert (melanoma["flip"], melanoma["shift"]) == ("flip_b2m", "shift_benign")
+    # raw's shift on benign images goes the shortcut's opposite way: no shortcut towards melanoma shown
+    assert not melanoma["raw_insertion_exceeds_control"] and not melanoma["cleaned_at_control_level"]
+    assert not melanoma["auroc_within_drop"]
+    one_sided = _figs(flip_m2b=(0.3, 0.5), shift_malignant=(-0.05, 0.02))  # flips but no shift: not both
+    assert not artifact_claim(one_sided, cleaned, "benign", auroc_minus_raw=0.0,
+                              max_auroc_drop=0.02)["raw_insertion_exceeds_control"]
 
 
 class _RedSquares:

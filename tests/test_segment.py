@@ -78,6 +78,24 @@ def test_line_filters_mark_thin_dark_and_light_lines_and_feed_the_model():
         SegmenterConfig(image_size=SIDE, widths=[4, 8], line_filters=[4])
 
 
+def test_colour_constancy_makes_the_maps_blind_to_the_acquisition_cast():
+    torch.manual_seed(0)
+    x01 = torch.rand(1, 3, SIDE, SIDE) * 0.5 + 0.2
+    illuminant = x01.pow(6).mean(dim=(-2, -1)).pow(1 / 6)[0]
+    gains = torch.tensor([0.7, 1.0, 1.25])
+    gains = gains * illuminant.mean() / (illuminant * gains).mean()  # a cast that keeps the mean illuminant
+    tinted = x01 * gains[:, None, None]
+    maps = {}
+    for on in (True, False):
+        torch.manual_seed(1)
+        model = Segmenter(SegmenterConfig(image_size=SIDE, widths=[4, 8], line_filters=[3],
+                                          colour_constancy=on)).eval()
+        with torch.no_grad():
+            maps[on] = [model(im * 2 - 1) for im in (x01, tinted)]
+    assert torch.allclose(*maps[True], atol=1e-5)
+    assert not torch.allclose(*maps[False], atol=1e-3)
+
+
 def test_batches_supervise_painted_pixels_and_only_the_absent_types_of_weak_images():
     batches = small_batches()
     b = batches.batch(3)

@@ -30,9 +30,9 @@ from torchvision.models.resnet import BasicBlock, ResNet
 
 from dermclean import modelio
 from dermclean.constants import DIAGNOSES
+from dermclean.data.images import shades_of_gray
 
 KIND = "classifier"
-SHADES_OF_GRAY_P = 6
 LAYOUTS: dict[str, list[int]] = {"resnet18": [2, 2, 2, 2], "resnet10": [1, 1, 1, 1]}
 
 
@@ -91,13 +91,6 @@ class DiagnosisResNet(ResNet):
         """``x`` ``(B, 3, S, S)`` in ``[-1, 1]`` -> logits ``(B,)`` (or ``(B, C)`` when ``C > 1``)."""
         logits = self.all_logits(x)[:, :self.config.num_classes]
         return logits[:, 0] if self.config.num_classes == 1 else logits
-
-
-def shades_of_gray(x: torch.Tensor, p: int = SHADES_OF_GRAY_P) -> torch.Tensor:
-    """Colour constancy (Finlayson & Trezzi 2004): each channel of ``x`` ``(B, 3, S, S)`` in ``[0, 1]``
-    scaled so that the image's illuminant estimate, the ``p``-norm mean per channel, is grey."""
-    illuminant = x.clamp_min(1e-6).pow(p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / p)
-    return (x * illuminant.mean(dim=-3, keepdim=True) / illuminant).clamp(0.0, 1.0)
 
 
 def load_init_weights(model: nn.Module, path: str | os.PathLike[str]) -> list[str]:

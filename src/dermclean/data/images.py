@@ -261,3 +261,10 @@ def resize_map(map2d: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> np.n
         return F.interpolate(x, size=tuple(shape), mode="nearest")[0, 0].numpy() > 0.5
     x = torch.from_numpy(map2d.astype(np.float32))[None, None]
     return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def shades_of_gray(x: torch.Tensor, p: int = 6) -> torch.Tensor:
+    """Colour constancy (Finlayson & Trezzi 2004): each channel of ``x`` ``(B, 3, S, S)`` in ``[0, 1]``
+    scaled so that the image's illuminant estimate, the ``p``-norm mean per channel, is grey."""
+    illuminant = x.clamp_min(1e-6).pow(p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / p)
+    return (x * illuminant.mean(dim=-3, keepdim=True) / illuminant).clamp(0.0, 1.0)

@@ -42,6 +42,7 @@ from dermclean.classifier.metrics import auroc
 from dermclean.classifier.predict import load_classifier
 from dermclean.config import params_seed
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.manifest import read_manifest
 from dermclean.detection.storage import load_detector
 from dermclean.detection.operating_points import OperatingPoints
 from dermclean.errors import DataError, PathNotFound
@@ -51,7 +52,7 @@ from dermclean.proof.evaluate import (as_nested, evaluate_classifier, load_evalu
                                       paired_differences, prediction_table, summarize_group, val_trap_gap)
 from dermclean.proof.evidently_report import load_report_definition, variant_report, variant_table
 from dermclean.proof.real_artifacts import ArtifactBank, cut_bank, pipeline_cleaner
-from dermclean.proof.real_shortcut import real_shortcut_summary
+from dermclean.proof.real_shortcut import real_shortcut_summary, shortcut_association
 from dermclean.removal.engine import make_remover, removal_config
 from dermclean.tracking.classifier_runs import attach_to_classifier_run
 
@@ -171,8 +172,11 @@ def shortcut_report(params: dict[str, Any], *, manifest: Path, classifiers: Path
     if banks:
         drop = float((params.get("promote") or {}).get("classifier", {}).get("max_auroc_drop", 0.02))
         used = removal_variant if cleaned_manifest or cleaner else None
+        table = read_manifest(manifest)
+        associations = {a: shortcut_association(table, a) for a in banks}
         metrics["real_shortcut"] = real_shortcut_summary(data, evals, intervals, plans, banks=banks,
-                                                         removal_variant=used, max_auroc_drop=drop)
+                                                         removal_variant=used, associations=associations,
+                                                         max_auroc_drop=drop)
     return metrics
 
 

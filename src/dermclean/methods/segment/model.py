@@ -14,6 +14,11 @@ folder (kind ``segmenter``) holds them all; :func:`build_segmenter` rebuilds eit
 ``line_filters`` (odd sizes, px) adds two fixed input channels per size, computed in ``forward`` from
 the luminance: the black top-hat (closing minus image: dark lines and dots narrower than the size,
 as ruler ticks and ink) and the white top-hat (image minus opening: light ones), by max pooling.
+
+``colour_constancy`` first normalises each input's illuminant (shades of grey, p = 6,
+:func:`~dermclean.data.images.shades_of_gray`), so a whole field of bluish or yellowish skin reaches
+the network with its acquisition's cast removed; the correction is part of the model, applied to
+training views and to every image it maps alike.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dermclean.constants import OUTLIER_CLASSES
+from dermclean.data.images import shades_of_gray
 from dermclean.modelio import register
 
 SEGMENTER_KIND = "segmenter"
@@ -44,9 +50,11 @@ class SegmenterConfig:
     score_topk: int = 32        # per-type image score: sigmoid of the mean of the k largest logits
     line_filters: list[int] = field(default_factory=list)  # top-hat sizes (odd px) added as input channels
     members: int = 1            # networks trained apart (seeds seed, seed + 1, ...) whose logits are averaged
+    colour_constancy: bool = False  # normalise each input's illuminant (shades of grey) first
 
     def __post_init__(self) -> None:
         self.members = int(self.members)
+        self.colour_constancy = bool(self.colour_constancy)
         if self.members < 1:
             raise ValueError(f"segment model members must be at least 1; got {self.members}")
         self.widths = [int(w) for w in self.widths]
@@ -100,6 +108,8 @@ class Segmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
+        if self.config.colour_constancy:
+            x = shades_of_gray((x + 1) / 2) * 2 - 1
         if self.config.line_filters:
             x = torch.cat([x, top_hats(x, self.config.line_filters)], dim=1)
         h = self.down[0](x)
