@@ -11,6 +11,7 @@ import pytest
 from dermclean.detection import Threshold
 from dermclean.detection import metrics as M
 from dermclean.detection.classical import ClassicalDetector
+from dermclean.detection.config import DetectionConfig
 from dermclean.methods.classical.rules import type_maps
 
 
@@ -24,6 +25,30 @@ def test_threshold_fit_on_hand_worked_maps():
     flat = Threshold.fit([np.zeros((4, 4))], fpr_budget=0.5)
     assert not flat.apply(np.zeros((4, 4))).any()  # ties never push the clean FP rate above the budget
     assert Threshold.from_dict(th.to_dict()) == th
+
+
+def test_upper_bound_rule_guards_against_the_few_images_that_carry_the_flagged_area():
+    rng = np.random.default_rng(0)
+    even = [rng.random((10, 10)) for _ in range(20)]  # every clean image alike
+    pixels = Threshold.fit(even, fpr_budget=0.05)
+    bound = Threshold.fit(even, fpr_budget=0.05, rule="upper_bound")
+    share = np.mean([bound.apply(m).mean() for m in even])
+    assert bound.value >= pixels.value and 0.025 <= share <= 0.05  # little to guard against: near the budget
+    heavy = even[:19] + [1.0 + rng.random((10, 10))]  # one image carries every value above the others
+    pixels = Threshold.fit(heavy, fpr_budget=0.05)
+    assert pixels.value == pytest.approx(max(m.max() for m in heavy[:19]))  # flags exactly the heavy image
+    bound = Threshold.fit(heavy, fpr_budget=0.05, rule="upper_bound")
+    flagged = bound.apply(heavy[-1]).sum()
+    # drawn 3 times in 20 (about 7 % of resamples), the heavy image may flag at most 33 of 2,000 pixels
+    assert bound.value > 1.0 and 0 < flagged <= 33 and not any(bound.apply(m).any() for m in heavy[:19])
+    assert (bound.rule, bound.confidence, pixels.rule, pixels.confidence) == ("upper_bound", 0.95, "pixels", None)
+    assert Threshold.from_dict(bound.to_dict()) == bound
+    assert Threshold.fit(heavy, fpr_budget=0.05, rule="upper_bound").value == bound.value  # seeded
+    assert Threshold.fit(heavy, fpr_budget=0.05, rule="upper_bound", confidence=0.5).value < bound.value
+    with pytest.raises(ValueError, match="rule"):
+        Threshold.fit(heavy, fpr_budget=0.05, rule="quantile")
+    with pytest.raises(ValueError, match="threshold_rule"):
+        DetectionConfig(threshold_rule="quantile")
 
 
 def test_threshold_refuses_bad_input():

@@ -166,7 +166,8 @@ def test_claim_reads_the_flips_and_shift_of_the_shortcut_direction():
                     shift_malignant=(-0.02, 0.02), shift_benign=(0.01, 0.05))
     benign = artifact_claim(raw, cleaned, "benign", auroc_minus_raw=-0.01, max_auroc_drop=0.02)
     assert (benign["flip"], benign["shift"]) == ("flip_m2b", "shift_malignant")
-    assert benign["raw_insertion_exceeds_control"] and benign["cleaned_at_control_level"] and benign["auroc_within_drop"]
+    assert benign["raw_insertion_exceeds_control"] and benign["cleaned_at_control_level"]
+    assert benign["auroc_within_drop"]
     assert benign["cleaned_at_control_level_behind_cleaning"] is None  # not measured
     melanoma = artifact_claim(raw, cleaned, "melanoma", auroc_minus_raw=-0.03, max_auroc_drop=0.02)
     assert (melanoma["flip"], melanoma["shift"]) == ("flip_b2m", "shift_benign")

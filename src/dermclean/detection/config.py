@@ -16,6 +16,7 @@ from typing import Any
 
 from dermclean.config import from_dict
 from dermclean.detection.fusion import check_fusion
+from dermclean.detection.threshold import THRESHOLD_RULES
 from dermclean.errors import ConfigError
 from dermclean.methods.imagecond.sample import sample_config
 
@@ -33,6 +34,9 @@ class DetectionConfig:
     - ``inversion_iters``: fixed-point refinements per DDIM encoding step (0 = plain DDIM inversion).
     - ``guidance_scale``: s. ``smoothing_sigma``: Gaussian smoothing of the map, in model pixels.
     - ``fpr_budget``: pixel false-positive rate on clean validation images that fixes the threshold.
+    - ``threshold_rule``: ``pixels`` (flag ``fpr_budget`` of the clean validation pixels) or
+      ``upper_bound`` (the flagged share's ``threshold_confidence`` bootstrap upper bound over those
+      images at ``fpr_budget``), :mod:`dermclean.detection.threshold`.
     - ``image_score``: ``classifier`` = 1 - prod_k(1 - p_k) from the noisy classifier at t = 0,
       ``map`` = the ``score_quantile`` quantile of the anomaly map, ``auto`` = classifier when the
       bundle has one, else map, ``fitted`` = the classifier's any-artifact logit and the map's peak
@@ -60,6 +64,8 @@ class DetectionConfig:
     inversion_iters: int = 1
     smoothing_sigma: float = 1.0
     fpr_budget: float = 0.01
+    threshold_rule: str = "pixels"
+    threshold_confidence: float = 0.95
     batch_size: int = 16
     image_size: int = 64
     image_score: str = "auto"
@@ -82,6 +88,10 @@ class DetectionConfig:
             raise ValueError(f"detection.noise_level is {self.noise_level}; expected >= 1")
         if not 0.0 < float(self.fpr_budget) < 1.0:
             raise ValueError(f"detection.fpr_budget is {self.fpr_budget}; expected a rate in (0, 1)")
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"detection.threshold_rule is {self.threshold_rule!r}; expected one of {THRESHOLD_RULES}")
+        if not 0.5 <= float(self.threshold_confidence) < 1.0:
+            raise ValueError(f"detection.threshold_confidence is {self.threshold_confidence}; expected in [0.5, 1)")
         if float(self.guidance_scale) < 0:
             raise ValueError(f"detection.guidance_scale is {self.guidance_scale}; expected >= 0")
         if not 0.0 < float(self.score_quantile) <= 1.0:

@@ -38,7 +38,7 @@ from dermclean.detection.storage import load_detector
 from dermclean.detection.image_score import ImageScore, MapModel, any_artifact_probability
 from dermclean.detection.memo import timed_detect
 from dermclean.detection.operating_points import OperatingPoints
-from dermclean.detection.threshold import Threshold
+from dermclean.detection.threshold import Threshold, threshold_settings
 from dermclean.values import plain
 
 
@@ -88,10 +88,6 @@ def _load(df: pd.DataFrame) -> list[np.ndarray]:
     return [load_rgb(p) for p in df["abs_path"]]
 
 
-def _fpr_budget(detector: Any) -> float:
-    return float(getattr(detector.config, "fpr_budget", 0.01))
-
-
 def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split: str = "val",
                   n_max: int | None = None, seed: int = 0) -> Threshold:
     """Fit the detector's pixel threshold on the clean images of ``split`` (validation only)."""
@@ -103,7 +99,7 @@ def fit_threshold(detector: Any, manifest_path: str | os.PathLike[str], *, split
 
 def _threshold_of(detector: Any, clean_dets: list[Detection], manifest_path: str | os.PathLike[str],
                   split: str) -> Threshold:
-    return Threshold.fit([d.anomaly_map for d in clean_dets], fpr_budget=_fpr_budget(detector),
+    return Threshold.fit([d.anomaly_map for d in clean_dets], **threshold_settings(detector.config),
                          fitted_on=f"{split} clean images of {Path(manifest_path).name}")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dermclean.detection.threshold import Threshold
+from dermclean.detection.threshold import Threshold, threshold_settings
 
 FUSION_RULES = ("mean", "max")
 
@@ -158,11 +158,11 @@ class FusedDetector:
 
     def fit(self, clean_images: Sequence[np.ndarray], *, fitted_on: str = "") -> "FusedDetector":
         """Calibrate both members on their maps of ``clean_images`` (clean validation images), then fit the
-        pixel threshold on the fused maps of the same images at the first member's ``fpr_budget``."""
+        pixel threshold on the fused maps of the same images by the first member's ``fpr_budget`` and rule."""
         per_detector = [d.detect(clean_images) for d in self.detectors]
         self.calibrations = tuple(MapCalibration.fit([x.anomaly_map for x in dets]) for dets in per_detector)
         self.threshold = Threshold.fit([x.anomaly_map for x in self.fuse(per_detector)],
-                                       fpr_budget=float(self.config.fpr_budget), fitted_on=fitted_on)
+                                       **threshold_settings(self.config), fitted_on=fitted_on)
         return self
 
     def fuse(self, per_detector: Sequence[Sequence[Any]]) -> list[Any]:

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-OUTPUT_NEUTRAL = ("batch_size", "fpr_budget", "image_score", "score_quantile", "map_model_images", "eval_max_images")
+OUTPUT_NEUTRAL = ("batch_size", "fpr_budget", "threshold_rule", "threshold_confidence", "image_score", "score_quantile",
+                  "map_model_images", "eval_max_images")
 """Detection settings that do not change a detector's maps or per-type scores (every other one is in the key)."""
 
 
