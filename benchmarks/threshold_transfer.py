@@ -29,7 +29,7 @@ import numpy as np
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
-from dermclean.detection.config import DetectionConfig, imagecond_detection_config
+from dermclean.detection.config import DetectionConfig, fusion_settings, imagecond_detection_config
 from dermclean.detection.family_eval import clean_split_images
 from dermclean.detection.fusion import MapCalibration, fuse_rarity
 from dermclean.detection.storage import build_detector
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     seed, device = params_seed(params), pick_device(args.device)
     section = {k: v for k, v in params["detection"].items() if k in DetectionConfig.__dataclass_fields__}
     config = from_dict(DetectionConfig, section)
-    fusion = {"rule": "mean", "weight": 0.5, **(params["detection"].get("fusion") or {})}
+    rule, weight = fusion_settings(params)
+    fusion = {"rule": rule, "weight": weight}
     detectors = [build_detector(detector_kind="segment", unet_dir=args.segment, config=config, device=device)]
     if args.imagecond is not None:
         detectors.insert(0, build_detector(detector_kind="imagecond", unet_dir=args.imagecond,
