@@ -25,12 +25,14 @@ from dermclean.modelio import save_model_dir
 from test_removal_imagecond import skin_images
 
 
-def _setup(root):
+def setup_models(root, n_val: int = 4, n_test: int = 0):
+    """``n_val`` clean validation and ``n_test`` clean test images in ``root/manifest.csv``, an untrained
+    image-conditioned model (``root/imagecond``) and two untrained segmenters (``root/seg0``, ``root/seg1``)."""
     rows = []
-    for i, img in enumerate(skin_images(4, size=40, seed=3)):
+    for i, img in enumerate(skin_images(n_val + n_test, size=40, seed=3)):
         save_png(root / "images" / f"s{i}.png", img)
         rows.append({"image_id": f"s{i}", "image_path": f"images/s{i}.png", "diagnosis": "nevus", "melanoma": 0,
-                     **{f: 0 for f in ARTIFACT_FLAGS}, "split": "val", "source": "test"})
+                     **{f: 0 for f in ARTIFACT_FLAGS}, "split": "val" if i < n_val else "test", "source": "test"})
     write_manifest(pd.DataFrame(rows), root / "manifest.csv")
     torch.manual_seed(0)
     cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16])
@@ -41,7 +43,7 @@ def _setup(root):
 
 
 def test_each_fold_scores_its_own_held_out_families_and_full_weight_ranks_as_one_map(tmp_path):
-    _setup(tmp_path)
+    setup_models(tmp_path)
     out = tmp_path / "fusion"
     assert load_benchmark("lofo_fusion").main([
         "--params", str(REPO / "params.yaml"), "--profile", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
@@ -73,7 +75,7 @@ def test_a_bad_fusion_is_refused(tmp_path):
 
 
 def test_a_joined_segment_entry_is_saved_once_as_an_ensemble(tmp_path):
-    _setup(tmp_path)
+    setup_models(tmp_path)
     out = tmp_path / "fusion"
     joined = f"{tmp_path / 'seg0'}+{tmp_path / 'seg1'}"
     argv = ["--params", str(REPO / "params.yaml"), "--profile", "tiny", "--manifest", str(tmp_path / "manifest.csv"),
@@ -91,7 +93,7 @@ def test_a_joined_segment_entry_is_saved_once_as_an_ensemble(tmp_path):
 
 
 def test_two_imagecond_models_serve_their_own_folds_and_the_rules_join_as_a_third_map(tmp_path):
-    _setup(tmp_path)
+    setup_models(tmp_path)
     torch.manual_seed(1)
     cfg = imagecond_unet_config(sample_size=16, block_out_channels=[8, 16])
     save_model_dir(tmp_path / "imagecond1", kind="unet", config=cfg, module=DermUNet(cfg), meta={})

@@ -7,11 +7,11 @@ import json
 import pandas as pd
 
 from benchmark_module import REPO, load_benchmark
-from test_benchmark_lofo_fusion import _setup
+from test_benchmark_lofo_fusion import setup_models
 
 
 def test_writes_the_fused_contract_over_every_manifest_image_and_refuses_to_reuse_a_folder(tmp_path, capsys):
-    _setup(tmp_path)
+    setup_models(tmp_path)
     out = tmp_path / "masks"
     args = ["--params", str(REPO / "params.yaml"), "--profile", "cpu", "--manifest", str(tmp_path / "manifest.csv"),
             "--imagecond", str(tmp_path / "imagecond"), "--segmenter", str(tmp_path / "seg0"), "--device", "cpu",
