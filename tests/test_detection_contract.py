@@ -212,3 +212,22 @@ def test_bench_of_an_imagecond_detector_reports_its_start_level():
     assert "reference" not in result  # Wolleb's reference is a guided configuration
     pure = bench_detect(det.with_config(imagecond_noise_level=None), torch.rand(2, 3, 16, 16) * 2 - 1, n_images=2)
     assert pure["configured"]["noise_level"] == unet.config.num_train_timesteps
+
+
+def test_map_colour_constancy_gives_a_colour_cast_image_the_map_of_the_image_without_it():
+    torch.manual_seed(0)
+    unet = DermUNet(UNetConfig(sample_size=16, block_out_channels=[8, 16], num_classes=0, cond_image_channels=3))
+    plain, constant = (Detector(detector_kind="imagecond", config=DetectionConfig(steps=1, image_size=16,
+                                                                                  map_colour_constancy=flag),
+                                unet=Component(unet, "unet", {}), classifier=None, threshold=None, device="cpu")
+                       for flag in (False, True))
+    skin = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.4 + 0.2
+    illuminant = skin.pow(6).mean(dim=(-2, -1)).pow(1 / 6)[0]  # shades of grey's estimate, per channel
+    blue = (illuminant.sum() - 1.3 * illuminant[0] - illuminant[1]) / illuminant[2]  # same mean brightness
+    cast = skin * torch.stack([torch.tensor(1.3), torch.tensor(1.0), blue]).view(1, 3, 1, 1)  # a red cast
+    assert cast.max() < 1 and blue < 0.9
+    a, b = (constant.anomaly_maps(v * 2 - 1) for v in (skin, cast))
+    np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4)
+    p, q = (plain.anomaly_maps(v * 2 - 1) for v in (skin, cast))
+    assert np.abs(q.numpy() - p.numpy()).max() > 1e-2  # without it the cast changes the map
+    assert constant.identity != plain.identity  # the setting is part of what makes the maps (memo, threshold)

@@ -48,6 +48,8 @@ class DetectionConfig:
       the 8 turned / mirrored images (per-type and image scores; the maps are not affected).
     - ``map_tta``: segment bundles only; the segmenter's logits averaged over the image, its mirror
       image and both turned half-way round, each turned back (four passes; maps and per-type scores).
+    - ``map_colour_constancy``: imagecond bundles only; the model restores (and the map compares) the
+      image with its illuminant normalised (shades of grey, p = 6), so a colour cast is not a difference.
     - ``imagecond_noise_level``: imagecond bundles only; start of sampling (None = pure noise, Baugh et al.),
       filled from ``imagecond.sample`` by :func:`imagecond_detection_config`, never set in ``detection``.
     - ``eval_max_images``: cap on images per group in evaluation (None = all).
@@ -72,6 +74,7 @@ class DetectionConfig:
     score_quantile: float = 0.99
     score_tta: bool = False
     map_tta: bool = False
+    map_colour_constancy: bool = False
     map_model_images: int | None = None
     imagecond_noise_level: int | None = None
     eval_max_images: int | None = None

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dermclean.constants import OUTLIER_CLASSES
-from dermclean.data.images import resize_map, to_tensor
+from dermclean.data.images import resize_map, shades_of_gray, to_tensor
 from dermclean.detection.config import DetectionConfig
 from dermclean.detection.image_score import ImageScore, any_artifact_probability, map_features
 from dermclean.detection.memo import MapMemo, detector_identity
@@ -38,7 +38,8 @@ from dermclean.methods.imagecond.sample import imagecond_anomaly_map
 from dermclean.methods.segment.model import topk_mean
 
 DETECTOR_KINDS = ("guided", "imagecond", "segment")
-MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma", "map_tta")
+MAP_KEYS = ("guidance", "noise_level", "guidance_scale", "steps", "inversion_iters", "smoothing_sigma", "map_tta",
+            "map_colour_constancy")
 """Config keys that change the anomaly maps (changing one invalidates the fitted threshold)."""
 MIRRORS = (0, 2, 4, 6)
 """The D4 elements ``map_tta`` averages over: the image, turned half-way, mirrored, mirrored and turned
@@ -128,6 +129,8 @@ class Detector:
             if self.detector_kind == "segment":
                 maps = self._segment(x)[0]
             elif self.detector_kind == "imagecond":
+                if cfg.map_colour_constancy:
+                    x = shades_of_gray((x + 1) / 2) * 2 - 1
                 maps = imagecond_anomaly_map(self.unet.module, x, steps=cfg.steps,
                                              noise_level=cfg.imagecond_noise_level)
                 maps = smooth(maps.float(), cfg.smoothing_sigma)
