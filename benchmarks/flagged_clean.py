@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
+from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.images import load_rgb, save_png
-from dermclean.data.manifest import clean_mask, image_paths, in_split, labelled_rows, read_manifest
+from dermclean.data.manifest import clean_mask, effect_groups, image_paths, in_split, labelled_rows, read_manifest
 from dermclean.env import disable_telemetry
 from dermclean.io import write_json
 from dermclean.methods.segment.model import SEGMENTER_KIND
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         flagged.append(prob > threshold)
     area = np.array([f.any(0).mean() for f in flagged])
     per_type = np.array([f.reshape(len(OUTLIER_CLASSES), -1).mean(1) for f in flagged])
-    effects = {e: rows[e].fillna(0).to_numpy() == 1 for e in ACQUISITION_EFFECTS if e in rows.columns}
-    groups = {"all": np.ones(len(rows), bool), "none": ~np.any(list(effects.values()), axis=0), **effects}
+    groups = effect_groups(rows)
+    effects = {e: sel for e, sel in groups.items() if e not in ("all", "none")}
     table = {name: {"images": int(sel.sum()), "any": float(area[sel].mean()),
                     **{c: float(per_type[sel, j].mean()) for j, c in enumerate(OUTLIER_CLASSES)}}
              for name, sel in groups.items() if sel.any()}

@@ -6,7 +6,8 @@ pixels; ``upper_bound``: the flagged share's bootstrap upper bound over those im
 With ``--split val`` the clean validation images are halved ``--halvings`` times at random: each rule
 is fitted on one half and the flagged share of clean pixels is measured on the other (for a fused
 detector the members' calibrations are fitted on the first half too). With ``--split test`` (report
-once) each rule is fitted on all clean validation images and measured on the clean test images.
+once) each rule is fitted on all clean validation images and measured on the clean test images, overall
+and per acquisition effect (``by_effect``).
 Beside the flagged share, what each threshold costs: the share of painted artifact pixels it flags
 (recall) and the pooled Dice, every renderer family painted onto the first ``--n-painted`` clean
 images of the split (validation: whichever half; the maps are the same).
@@ -29,8 +30,9 @@ import numpy as np
 from dermclean.config import from_dict, load_params, params_seed
 from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
+from dermclean.data.manifest import effect_groups
 from dermclean.detection.config import DetectionConfig, fusion_settings, imagecond_detection_config
-from dermclean.detection.family_eval import clean_split_images
+from dermclean.detection.family_eval import clean_split_images, clean_split_rows
 from dermclean.detection.fusion import MapCalibration, fuse_rarity
 from dermclean.detection.storage import build_detector
 from dermclean.detection.threshold import THRESHOLD_RULES, Threshold
@@ -61,7 +63,10 @@ def _cost(maps: list[np.ndarray], masks: list[np.ndarray], value: float) -> dict
     return {"recall": tp / max(truth, 1), "dice": 2 * tp / max(flagged + truth, 1)}
 
 
-def _figures(fit_maps, eval_maps, painted_maps, masks, *, budget: float, confidence: float, seed: int) -> dict:
+def _figures(fit_maps, eval_maps, painted_maps, masks, *, budget: float, confidence: float, seed: int,
+             groups: dict[str, np.ndarray] | None = None) -> dict:
+    """Each rule's threshold and figures; ``groups`` (bool per ``eval_maps`` image, e.g. per acquisition
+    effect) adds the flagged share of each group's images as ``by_effect``."""
     out = {}
     for rule in THRESHOLD_RULES:
         th = Threshold.fit(fit_maps, fpr_budget=budget, rule=rule, confidence=confidence, seed=seed)
@@ -70,6 +75,9 @@ def _figures(fit_maps, eval_maps, painted_maps, masks, *, budget: float, confide
         out[rule] = {"threshold": th.value, "fit_share": _flagged(fit_maps, th.value),
                      "flagged_share": _flagged(eval_maps, th.value), "images_flagged": float((per_image > 0).mean()),
                      "worst6_share": float(worst), **_cost(painted_maps, masks, th.value)}
+        if groups is not None:
+            out[rule]["by_effect"] = {name: {"images": int(sel.sum()), "flagged_share": float(per_image[sel].mean())}
+                                      for name, sel in groups.items() if sel.any()}
     return out
 
 
@@ -117,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.split == "test":
         fit, held, paint = _combine([val_maps, target_maps, painted_maps], list(range(len(val))), fusion) \
             if args.imagecond is not None else (val_maps[0], target_maps[0], painted_maps[0])
-        result["rules"] = _figures(fit, held, paint, masks, budget=budget, confidence=confidence, seed=seed)
+        groups = effect_groups(clean_split_rows(args.manifest, "test"))
+        result["rules"] = _figures(fit, held, paint, masks, budget=budget, confidence=confidence, seed=seed,
+                                   groups=groups)
     else:
         rng = np.random.default_rng(seed)
         runs = []
@@ -138,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = f"  over budget in {100 * f['over_budget']:.0f} % of halvings" if "over_budget" in f else ""
         print(f"{rule:12s} flagged clean {100 * f['flagged_share']:.2f} % (fitted on {100 * f['fit_share']:.2f} %)"
               f"  recall {f['recall']:.3f}  Dice {f['dice']:.3f}{extra}")
+        if "by_effect" in f:
+            print("    by acquisition effect: " + ", ".join(f"{name} {100 * g['flagged_share']:.2f} % ({g['images']})"
+                                                      for name, g in f["by_effect"].items()))
     write_json(args.out, result)
     return 0
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dermclean.constants import ARTIFACT_FLAGS, OUTLIER_CLASSES
+from dermclean.constants import ACQUISITION_EFFECTS, ARTIFACT_FLAGS, OUTLIER_CLASSES
 from dermclean.errors import DataError, PathNotFound
 from dermclean.io import atomic_path
 
@@ -119,3 +119,11 @@ def clean_mask(df: pd.DataFrame) -> pd.Series:
     """Rows whose labels say they carry none of ruler/ink/patches (unlabelled rows are False)."""
     labels = outlier_labels(df)
     return (labels.notna().all(axis=1) & (labels.fillna(1).sum(axis=1) == 0)).astype(bool)
+
+
+def effect_groups(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Bool per row for ``all``, ``none`` (no acquisition effect labelled) and each acquisition effect the
+    manifest has a column for (an unlabelled effect counts as absent)."""
+    effects = {e: df[e].fillna(0).to_numpy() == 1 for e in ACQUISITION_EFFECTS if e in df.columns}
+    anything = np.any(list(effects.values()), axis=0) if effects else np.zeros(len(df), bool)
+    return {"all": np.ones(len(df), bool), "none": ~anything, **effects}

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
+from dermclean.constants import OUTLIER_CLASSES
 from dermclean.data.families import FAMILIES, paint_family
 from dermclean.data.images import load_rgb
-from dermclean.data.manifest import clean_mask, image_paths, in_split, labelled_rows, read_manifest
+from dermclean.data.manifest import clean_mask, effect_groups, image_paths, in_split, labelled_rows, read_manifest
 from dermclean.detection import metrics as M
 from dermclean.detection.lofo import LofoReport, boundary_tolerant_ap, lofo_report
 from dermclean.proof.stats import bootstrap_ci
@@ -65,13 +66,17 @@ def _report(results: Sequence[FamilyResult], field: str) -> LofoReport | None:
     return lofo_report(table) if table else None
 
 
-def clean_split_images(manifest: str | os.PathLike[str], split: str, n_images: int | None = None) -> list[np.ndarray]:
-    """The first ``n_images`` (all when ``None``) images of ``split`` labelled free of ruler/ink/patches."""
-    manifest = Path(manifest)
+def clean_split_rows(manifest: str | os.PathLike[str], split: str, n_images: int | None = None) -> pd.DataFrame:
+    """The manifest rows of the first ``n_images`` (all when ``None``) images of ``split`` labelled free of
+    ruler/ink/patches."""
     df = read_manifest(manifest)
     rows = df[in_split(df, split) & clean_mask(df).to_numpy()]
-    rows = rows.head(n_images) if n_images else rows
-    return [load_rgb(p) for p in image_paths(rows, manifest)]
+    return rows.head(n_images) if n_images else rows
+
+
+def clean_split_images(manifest: str | os.PathLike[str], split: str, n_images: int | None = None) -> list[np.ndarray]:
+    """The images of :func:`clean_split_rows`."""
+    return [load_rgb(p) for p in image_paths(clean_split_rows(manifest, split, n_images), manifest)]
 
 
 def evaluate_families(detector: Any, images: Sequence[np.ndarray], *, seed: int = 0, tolerance_px: int = 1,
@@ -147,12 +152,8 @@ def real_label_report(detector: Any, manifest: str | os.PathLike[str], split: st
     aurocs = {"any": {"auroc": ci.mean, "low": ci.low, "high": ci.high, "positives": int((~clean).sum())},
               **type_auroc_intervals(labels, types, n_boot=n_boot, seed=seed)}
     area = np.array([d.mask.mean() for d in dets])[clean]
-    effects = rows.loc[clean, [e for e in ACQUISITION_EFFECTS if e in rows.columns]].fillna(0).to_numpy() == 1
-    fp = {"all": float(area.mean()) if area.size else float("nan"),
-          "none": float(area[~effects.any(axis=1)].mean()) if (~effects.any(axis=1)).any() else float("nan")}
-    counts = {"all": int(area.size), "none": int((~effects.any(axis=1)).sum())}
-    for j, effect in enumerate(e for e in ACQUISITION_EFFECTS if e in rows.columns):
-        fp[effect] = float(area[effects[:, j]].mean()) if effects[:, j].any() else float("nan")
-        counts[effect] = int(effects[:, j].sum())
+    groups = effect_groups(rows.loc[clean])
+    fp = {name: float(area[sel].mean()) if sel.any() else float("nan") for name, sel in groups.items()}
+    counts = {name: int(sel.sum()) for name, sel in groups.items()}
     return {"split": split, "images": len(rows), "image_auroc": aurocs, "fp_area": fp, "fp_images": counts,
             "flagged_images": float((area > 0).mean()) if area.size else float("nan")}
