@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from dermclean.data.manifest import read_manifest, write_manifest
-
 import pytest
+
 from benchmark_module import REPO, load_benchmark
+from dermclean.data.manifest import read_manifest, write_manifest
 from test_benchmark_lofo_fusion import setup_models
 
 
