@@ -66,7 +66,7 @@ def _cost(maps: list[np.ndarray], masks: list[np.ndarray], value: float) -> dict
 def _figures(fit_maps, eval_maps, painted_maps, masks, *, budget: float, confidence: float, seed: int,
              groups: dict[str, np.ndarray] | None = None) -> dict:
     """Each rule's threshold and figures; ``groups`` (bool per ``eval_maps`` image, e.g. per acquisition
-    effect) adds the flagged share of each group's images as ``by_effect``."""
+    effect) adds the flagged share of each group's pixels, pooled as ``flagged_share`` is, as ``by_effect``."""
     out = {}
     for rule in THRESHOLD_RULES:
         th = Threshold.fit(fit_maps, fpr_budget=budget, rule=rule, confidence=confidence, seed=seed)
@@ -76,8 +76,8 @@ def _figures(fit_maps, eval_maps, painted_maps, masks, *, budget: float, confide
                      "flagged_share": _flagged(eval_maps, th.value), "images_flagged": float((per_image > 0).mean()),
                      "worst6_share": float(worst), **_cost(painted_maps, masks, th.value)}
         if groups is not None:
-            out[rule]["by_effect"] = {name: {"images": int(sel.sum()), "flagged_share": float(per_image[sel].mean())}
-                                      for name, sel in groups.items() if sel.any()}
+            out[rule]["by_effect"] = {name: {"images": int(sel.sum()), "flagged_share": _flagged(
+                [m for m, keep in zip(eval_maps, sel) if keep], th.value)} for name, sel in groups.items() if sel.any()}
     return out
 
 
