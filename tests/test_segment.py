@@ -157,6 +157,26 @@ def test_colour_casts_shift_whole_views_and_leave_targets_alone():
         SegmentDataConfig(colour_cast_strength=1.5)
 
 
+def test_style_fraction_paints_with_the_style_renderer_instead_of_the_families():
+    plain = np.zeros((4, SIDE, SIDE, 3), np.uint8)
+    plain[:] = (200, 150, 125)
+
+    def views(style_fraction: float):
+        cfg = SegmentDataConfig(crop=None, untouched_fraction=0.0, weak_fraction=0.0, style_fraction=style_fraction)
+        batch = SegmentBatches(plain, plain[:0], np.zeros((0, 3)), batch_size=8, seed=3, config=cfg).batch(0)
+        image = ((batch.x + 1.0) * 127.5).round()
+        off = batch.target.amax(1, keepdim=True) == 0  # pixels no artifact covers
+        return batch, (image - torch.tensor([200.0, 150.0, 125.0]).view(1, 3, 1, 1)).abs() * off
+
+    styled, styled_off = views(1.0)
+    families, families_off = views(0.0)
+    assert float(styled.target.flatten(1).amax(1).min()) == 1.0  # every view painted
+    assert float(styled_off.max()) == 0.0  # the style renderer leaves the rest of the image exact
+    assert float(families_off.max()) > 0.0  # the families degrade the whole image (noise, JPEG)
+    with pytest.raises(ValueError, match="style_fraction"):
+        SegmentDataConfig(style_fraction=-0.1)
+
+
 GREEN = (40, 190, 70)
 
 

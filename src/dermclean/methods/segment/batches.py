@@ -7,6 +7,10 @@ resumed run sees exactly the batches an uninterrupted one would):
 - **painted**: a clean real image (none of ruler/ink/patches in its labels) with ``n_min..n_max``
   artifacts of the renderer families (:func:`dermclean.data.families.paint_random_family`, never a
   family in ``exclude_families``); every channel is supervised per pixel by the painted masks;
+- **styles**: with ``style_fraction``, a painted image is painted instead by the project's style renderer
+  (:func:`dermclean.data.artifacts.paint_random`, never a style of ``HELDOUT_STYLES``), a second hand
+  beside the families, so what the network learns of a ruler, a pen mark or a sticker is shared by two
+  renderers rather than one;
 - **untouched**: a clean real image with only the families' image degradation (noise, blur, JPEG):
   every channel's target is empty, so specular highlights, the dark rim of the field, hair, gel
   bubbles and gel borders are negatives the model sees at every step (the hard negatives);
@@ -47,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
-from dermclean.data.artifacts import paint_artifact
+from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact, paint_random
 from dermclean.data.families import paint_random_family
 from dermclean.data.hair import paint_hair
 from dermclean.data.masks import crop_origin
@@ -72,6 +76,7 @@ class SegmentDataConfig:
     colour_cast_fraction: float = 0.0  # painted/untouched views given a random white balance and exposure
     colour_cast_strength: float = 0.25  # log-range of the per-channel gains (gamma: half of it)
     real_paste_fraction: float = 0.0   # painted images also given one real cut-out (needs banks)
+    style_fraction: float = 0.0        # painted images drawn by the style renderer instead of the families
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
@@ -86,7 +91,7 @@ class SegmentDataConfig:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
         for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "hair_fraction",
-                     "colour_cast_fraction", "colour_cast_strength", "real_paste_fraction"):
+                     "colour_cast_fraction", "colour_cast_strength", "real_paste_fraction", "style_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -183,8 +188,12 @@ class SegmentBatches:
         if cfg.hair_fraction > 0 and rng.random() < cfg.hair_fraction:
             image = paint_hair(image, rng)[0]
         untouched = u < cfg.weak_fraction + cfg.untouched_fraction
-        painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
-                                      n_max=0 if untouched else cfg.n_max, exclude_families=cfg.exclude_families)
+        if not untouched and cfg.style_fraction > 0 and rng.random() < cfg.style_fraction:
+            painted = paint_random(image, rng, n_min=cfg.n_min, n_max=cfg.n_max, exclude_styles=HELDOUT_STYLES)
+        else:
+            painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
+                                          n_max=0 if untouched else cfg.n_max,
+                                          exclude_families=cfg.exclude_families)
         target = np.stack([painted.masks.get(c, np.zeros(image.shape[:2], bool)) for c in OUTLIER_CLASSES],
                           axis=-1).astype(np.float32)
         image = painted.image
