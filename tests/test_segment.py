@@ -177,6 +177,25 @@ def test_style_fraction_paints_with_the_style_renderer_instead_of_the_families()
         SegmentDataConfig(style_fraction=-0.1)
 
 
+def test_labelled_backgrounds_paint_and_supervise_only_the_types_their_label_says_are_absent():
+    rng = np.random.default_rng(0)
+    weak, labels = weak_set(rng)
+    weak = np.concatenate([weak, skin(rng, 1)])
+    labels = np.concatenate([labels, [[1, 1, 1]]]).astype(np.float32)  # every type present: never a background
+    cfg = SegmentDataConfig(crop=None, untouched_fraction=0.0, weak_fraction=0.0, labelled_background_fraction=1.0)
+    batch = SegmentBatches(skin(rng, 2), weak, labels, batch_size=8, seed=1, config=cfg).batch(0)
+    allowed = {tuple(1.0 - row) for row in labels[:3]}
+    assert {tuple(w.tolist()) for w in batch.pixel_weight} <= allowed
+    assert len({tuple(w.tolist()) for w in batch.pixel_weight}) > 1
+    assert torch.equal(batch.image_weight, batch.pixel_weight)
+    painted = batch.target.flatten(2).amax(2)  # (B, K): which channels hold painted pixels
+    assert float((painted * (1.0 - batch.pixel_weight)).max()) == 0.0  # never a type the label says is there
+    assert float(painted.amax(1).min()) == 1.0  # every view painted with some absent type
+    plain = SegmentBatches(skin(rng, 2), weak, labels, batch_size=8, seed=1,
+                           config=SegmentDataConfig(crop=None, untouched_fraction=0.0, weak_fraction=0.0)).batch(0)
+    assert float(plain.pixel_weight.min()) == 1.0  # without the option, clean backgrounds only
+
+
 GREEN = (40, 190, 70)
 
 

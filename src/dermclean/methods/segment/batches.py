@@ -7,6 +7,12 @@ resumed run sees exactly the batches an uninterrupted one would):
 - **painted**: a clean real image (none of ruler/ink/patches in its labels) with ``n_min..n_max``
   artifacts of the renderer families (:func:`dermclean.data.families.paint_random_family`, never a
   family in ``exclude_families``); every channel is supervised per pixel by the painted masks;
+- **labelled backgrounds**: with ``labelled_background_fraction``, a painted or untouched image is drawn
+  from the real images whose labels name some type (``weak``) instead of the clean ones; only the types
+  its label says are absent are painted and supervised (per pixel and by the multiple-instance term), the
+  present types' channels not at all, since where their real artifact lies is unknown. A ruler-labelled
+  image so teaches the ink and sticker channels that real ruler ticks are neither, and the backgrounds
+  the network sees are no longer the clean images alone;
 - **styles**: with ``style_fraction``, a painted image is painted instead by the project's style renderer
   (:func:`dermclean.data.artifacts.paint_random`, never a style of ``HELDOUT_STYLES``), a second hand
   beside the families, so what the network learns of a ruler, a pen mark or a sticker is shared by two
@@ -77,6 +83,7 @@ class SegmentDataConfig:
     colour_cast_strength: float = 0.25  # log-range of the per-channel gains (gamma: half of it)
     real_paste_fraction: float = 0.0   # painted images also given one real cut-out (needs banks)
     style_fraction: float = 0.0        # painted images drawn by the style renderer instead of the families
+    labelled_background_fraction: float = 0.0  # painted/untouched images drawn from the labelled (weak) images
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
@@ -91,7 +98,8 @@ class SegmentDataConfig:
             raise ValueError(f"segment untouched_fraction + weak_fraction must be at most 1; got "
                              f"{self.untouched_fraction} + {self.weak_fraction}")
         for name in ("artifact_crop_fraction", "scale_fraction", "distractor_fraction", "hair_fraction",
-                     "colour_cast_fraction", "colour_cast_strength", "real_paste_fraction", "style_fraction"):
+                     "colour_cast_fraction", "colour_cast_strength", "real_paste_fraction", "style_fraction",
+                     "labelled_background_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"segment {name} must be in [0, 1]; got {getattr(self, name)}")
         if self.crop is not None and self.crop < 8:
@@ -168,6 +176,7 @@ class SegmentBatches:
             raise ValueError(f"train_segmenter: real_paste_fraction is {config.real_paste_fraction} but no real "
                              f"cut-outs were given; expected a non-empty bank (or real_paste_fraction 0)")
         self.painters = [(OUTLIER_CLASSES.index(b.artifact), bank_painter(b)) for b in banks]
+        self.backgrounds = np.flatnonzero(self.weak_labels.min(1) == 0)  # weak images with some type absent
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One image with its target ``(S,S,K)``, pixel weights, image labels and image weights ``(K,)``."""
@@ -181,7 +190,14 @@ class SegmentBatches:
             if cfg.crop is not None and cfg.crop < image.shape[0]:
                 image, target = _shrink(image, target, cfg.crop)
             return image, target, (labels == 0).astype(np.float32), labels, np.ones(k, np.float32)
-        image = np.asarray(self.clean[int(rng.integers(len(self.clean)))])
+        absent = np.ones(k, np.float32)  # the types this image may be painted with and is supervised on
+        if cfg.labelled_background_fraction > 0 and len(self.backgrounds) \
+                and rng.random() < cfg.labelled_background_fraction:
+            i = int(self.backgrounds[int(rng.integers(len(self.backgrounds)))])
+            image, absent = np.asarray(self.weak[i]), (self.weak_labels[i] == 0).astype(np.float32)
+        else:
+            image = np.asarray(self.clean[int(rng.integers(len(self.clean)))])
+        kinds = [c for c, a in zip(OUTLIER_CLASSES, absent) if a]
         if cfg.distractor_fraction > 0 and rng.random() < cfg.distractor_fraction:
             for _ in range(int(rng.integers(1, 3))):
                 image = paint_artifact(image, cfg.distractors[int(rng.integers(len(cfg.distractors)))], rng).image
@@ -189,9 +205,10 @@ class SegmentBatches:
             image = paint_hair(image, rng)[0]
         untouched = u < cfg.weak_fraction + cfg.untouched_fraction
         if not untouched and cfg.style_fraction > 0 and rng.random() < cfg.style_fraction:
-            painted = paint_random(image, rng, n_min=cfg.n_min, n_max=cfg.n_max, exclude_styles=HELDOUT_STYLES)
+            painted = paint_random(image, rng, kinds=kinds, n_min=cfg.n_min, n_max=cfg.n_max,
+                                   exclude_styles=HELDOUT_STYLES)
         else:
-            painted = paint_random_family(image, rng, n_min=0 if untouched else cfg.n_min,
+            painted = paint_random_family(image, rng, kinds=kinds, n_min=0 if untouched else cfg.n_min,
                                           n_max=0 if untouched else cfg.n_max,
                                           exclude_families=cfg.exclude_families)
         target = np.stack([painted.masks.get(c, np.zeros(image.shape[:2], bool)) for c in OUTLIER_CLASSES],
@@ -211,7 +228,7 @@ class SegmentBatches:
         if cfg.colour_cast_fraction > 0 and rng.random() < cfg.colour_cast_fraction:
             image = colour_cast(image, rng, cfg.colour_cast_strength)
         present = target.reshape(-1, k).max(0)
-        return image, target, np.ones(k, np.float32), present, np.ones(k, np.float32)
+        return image, target, absent, present, absent
 
     def batch(self, step: int) -> SegmentBatch:
         rng = np.random.default_rng([self.seed, step])

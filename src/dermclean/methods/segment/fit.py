@@ -85,7 +85,8 @@ def fit_segmenter(params: dict[str, Any], manifest: Path, *, checkpoints: Path, 
                           f"cut-outs were given (a trained segmenter cuts them: benchmarks/lofo_segment.py "
                           f"--paste-from); expected 0 here")
     clean, weak_images, labels = load_training_images(manifest, size=model_cfg.image_size,
-                                                      weak=data_cfg.weak_fraction > 0)
+                                                      weak=data_cfg.weak_fraction > 0
+                                                      or data_cfg.labelled_background_fraction > 0)
     bank_key = [[b.artifact, [[c.source_id, int(c.mask.sum())] for c in b.cutouts]] for b in pasted]
     losses: list[list[float]] = []
 
