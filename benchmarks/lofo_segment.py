@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=Path("data/prepared/manifest.csv"))
     parser.add_argument("--fold", type=int, default=0, help="family fold held out of training (-1: none)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the profile's)")
-    parser.add_argument("--no-weak", action="store_true", help="leave out the weakly labelled real images")
+    parser.add_argument("--no-weak", action="store_true",
+                        help="leave out the weakly labelled real images' multiple-instance share (weak_fraction 0)")
     parser.add_argument("--paste-from", type=Path, default=None,
                         help="segmenter folder whose confident maps cut the real cut-outs of --paste-kinds "
                              "(with --paste-fraction)")
