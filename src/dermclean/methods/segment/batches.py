@@ -176,7 +176,8 @@ class SegmentBatches:
             raise ValueError(f"train_segmenter: real_paste_fraction is {config.real_paste_fraction} but no real "
                              f"cut-outs were given; expected a non-empty bank (or real_paste_fraction 0)")
         self.painters = [(OUTLIER_CLASSES.index(b.artifact), bank_painter(b)) for b in banks]
-        self.backgrounds = np.flatnonzero(self.weak_labels.min(1) == 0)  # weak images with some type absent
+        self.weak_absent = (self.weak_labels == 0).astype(np.float32)  # per weak image: the types it lacks
+        self.backgrounds = np.flatnonzero(self.weak_absent.max(1) > 0)  # weak images with some type absent
 
     def _sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One image with its target ``(S,S,K)``, pixel weights, image labels and image weights ``(K,)``."""
@@ -189,12 +190,12 @@ class SegmentBatches:
             target = np.zeros((*image.shape[:2], k), np.float32)
             if cfg.crop is not None and cfg.crop < image.shape[0]:
                 image, target = _shrink(image, target, cfg.crop)
-            return image, target, (labels == 0).astype(np.float32), labels, np.ones(k, np.float32)
+            return image, target, self.weak_absent[i], labels, np.ones(k, np.float32)
         absent = np.ones(k, np.float32)  # the types this image may be painted with and is supervised on
         if cfg.labelled_background_fraction > 0 and len(self.backgrounds) \
                 and rng.random() < cfg.labelled_background_fraction:
             i = int(self.backgrounds[int(rng.integers(len(self.backgrounds)))])
-            image, absent = np.asarray(self.weak[i]), (self.weak_labels[i] == 0).astype(np.float32)
+            image, absent = np.asarray(self.weak[i]), self.weak_absent[i]
         else:
             image = np.asarray(self.clean[int(rng.integers(len(self.clean)))])
         kinds = [c for c, a in zip(OUTLIER_CLASSES, absent) if a]
