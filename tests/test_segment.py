@@ -463,3 +463,20 @@ def test_map_tta_averages_the_mirrors_so_a_mirrored_image_gets_the_mirrored_map(
     assert b.type_scores == pytest.approx(a.type_scores, abs=1e-6)
     p, q = plain.detect([image, mirrored])
     assert np.abs(q.anomaly_map - p.anomaly_map[:, ::-1]).max() > 1e-3  # the network alone is not symmetric
+
+
+def test_opacity_scales_how_strongly_the_families_paint():
+    plain = np.zeros((4, SIDE, SIDE, 3), np.uint8)
+    plain[:] = (200, 150, 125)
+
+    def contrast(opacity):
+        cfg = SegmentDataConfig(crop=None, untouched_fraction=0.0, weak_fraction=0.0, opacity=opacity)
+        batch = SegmentBatches(plain, plain[:0], np.zeros((0, 3)), batch_size=8, seed=3, config=cfg).batch(0)
+        on = batch.target.amax(1, keepdim=True) > 0  # painted pixels
+        change = (((batch.x + 1.0) * 127.5) - torch.tensor([200.0, 150.0, 125.0]).view(1, 3, 1, 1)).abs()
+        return float(change.amax(1, keepdim=True)[on].mean())
+
+    assert contrast([0.1, 0.1]) < 0.4 * contrast([1.0, 1.0])
+    for bad in ([0.0, 0.5], [0.8, 0.5], [0.5, 1.5], 0.5, ["a", "b"]):
+        with pytest.raises(ValueError, match="opacity"):
+            SegmentDataConfig(opacity=bad)

@@ -36,6 +36,9 @@ resumed run sees exactly the batches an uninterrupted one would):
   from a labelled training image (an :class:`~dermclean.proof.real_artifacts.ArtifactBank` of
   :func:`~dermclean.methods.segment.real_bank.confident_bank`), pasted with its pixels away from the
   lesion; the pasted pixels are its type's target and no other type's;
+- **opacity**: every family artifact's alpha is scaled by one draw of ``U(opacity)`` per image (the
+  families' own range by default); a lower bound reaches the faint, low-contrast ticks and pen marks of
+  real images;
 - **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
   per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
   its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
@@ -58,7 +61,7 @@ import torch.nn.functional as F
 
 from dermclean.constants import ACQUISITION_EFFECTS, OUTLIER_CLASSES
 from dermclean.data.artifacts import HELDOUT_STYLES, paint_artifact, paint_random
-from dermclean.data.families import paint_random_family
+from dermclean.data.families import DegradeConfig, paint_random_family
 from dermclean.data.hair import paint_hair
 from dermclean.data.masks import crop_origin
 from dermclean.proof.real_artifacts import ArtifactBank, bank_painter
@@ -84,10 +87,18 @@ class SegmentDataConfig:
     real_paste_fraction: float = 0.0   # painted images also given one real cut-out (needs banks)
     style_fraction: float = 0.0        # painted images drawn by the style renderer instead of the families
     labelled_background_fraction: float = 0.0  # painted/untouched images drawn from the labelled (weak) images
+    opacity: tuple[float, float] = DegradeConfig().opacity  # painted artifacts' alpha scaled by U(low, high)
 
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
         self.distractors = list(self.distractors)
+        try:
+            low, high = (float(v) for v in self.opacity)
+        except (TypeError, ValueError):
+            low, high = 0.0, -1.0
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"segment opacity must be [low, high] with 0 < low <= high <= 1; got {self.opacity!r}")
+        self.opacity = (low, high)
         if not self.distractors or not set(self.distractors) <= set(ACQUISITION_EFFECTS):
             raise ValueError(f"segment distractors must be acquisition effects of {list(ACQUISITION_EFFECTS)}; "
                              f"got {self.distractors}")
@@ -176,6 +187,7 @@ class SegmentBatches:
             raise ValueError(f"train_segmenter: real_paste_fraction is {config.real_paste_fraction} but no real "
                              f"cut-outs were given; expected a non-empty bank (or real_paste_fraction 0)")
         self.painters = [(OUTLIER_CLASSES.index(b.artifact), bank_painter(b)) for b in banks]
+        self.degrade = DegradeConfig(opacity=config.opacity)
         self.weak_absent = (self.weak_labels == 0).astype(np.float32)  # per weak image: the types it lacks
         self.backgrounds = np.flatnonzero(self.weak_absent.max(1) > 0)  # weak images with some type absent
 
@@ -211,7 +223,7 @@ class SegmentBatches:
         else:
             painted = paint_random_family(image, rng, kinds=kinds, n_min=0 if untouched else cfg.n_min,
                                           n_max=0 if untouched else cfg.n_max,
-                                          exclude_families=cfg.exclude_families)
+                                          exclude_families=cfg.exclude_families, config=self.degrade)
         target = np.stack([painted.masks.get(c, np.zeros(image.shape[:2], bool)) for c in OUTLIER_CLASSES],
                           axis=-1).astype(np.float32)
         image = painted.image
