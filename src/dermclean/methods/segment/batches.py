@@ -37,8 +37,7 @@ resumed run sees exactly the batches an uninterrupted one would):
   :func:`~dermclean.methods.segment.real_bank.confident_bank`), pasted with its pixels away from the
   lesion; the pasted pixels are its type's target and no other type's;
 - **opacity**: every family artifact's alpha is scaled by one draw of ``U(opacity)`` per image (the
-  families' own range by default); a lower bound reaches the faint, low-contrast ticks and pen marks of
-  real images;
+  families' own range by default); a lower bound paints fainter, lower-contrast ticks and pen marks;
 - **weak**: a real image whose labels say some type is present. A type labelled absent is supervised
   per pixel (empty); a type labelled present only through the multiple-instance term: the mean of
   its ``mil_topk`` largest logits must be high (:func:`~dermclean.methods.segment.model.topk_mean`).
