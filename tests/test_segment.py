@@ -478,5 +478,5 @@ def test_opacity_scales_how_strongly_the_families_paint():
 
     assert contrast([0.1, 0.1]) < 0.4 * contrast([1.0, 1.0])
     for bad in ([0.0, 0.5], [0.8, 0.5], [0.5, 1.5], 0.5, ["a", "b"]):
-        with pytest.raises(ValueError, match="opacity"):
+        with pytest.raises(ValueError, match="segment opacity must be"):
             SegmentDataConfig(opacity=bad)

@@ -95,7 +95,9 @@ class SegmentDataConfig:
             low, high = (float(v) for v in self.opacity)
         except (TypeError, ValueError):
             raise ValueError(f"segment opacity must be two numbers [low, high]; got {self.opacity!r}") from None
-        self.opacity = DegradeConfig(opacity=(low, high)).opacity  # DegradeConfig refuses a range outside (0, 1]
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"segment opacity must be [low, high] with 0 < low <= high <= 1; got {self.opacity!r}")
+        self.opacity = (low, high)
         if not self.distractors or not set(self.distractors) <= set(ACQUISITION_EFFECTS):
             raise ValueError(f"segment distractors must be acquisition effects of {list(ACQUISITION_EFFECTS)}; "
                              f"got {self.distractors}")
