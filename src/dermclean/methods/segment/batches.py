@@ -91,13 +91,12 @@ class SegmentDataConfig:
     def __post_init__(self) -> None:
         self.exclude_families = list(self.exclude_families)
         self.distractors = list(self.distractors)
-        try:
+        try:  # DegradeConfig holds the rule; the message names the params key
             low, high = (float(v) for v in self.opacity)
+            self.opacity = DegradeConfig(opacity=(low, high)).opacity
         except (TypeError, ValueError):
-            raise ValueError(f"segment opacity must be two numbers [low, high]; got {self.opacity!r}") from None
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"segment opacity must be [low, high] with 0 < low <= high <= 1; got {self.opacity!r}")
-        self.opacity = (low, high)
+            raise ValueError(f"segment opacity must be two numbers [low, high] with 0 < low <= high <= 1; "
+                             f"got {self.opacity!r}") from None
         if not self.distractors or not set(self.distractors) <= set(ACQUISITION_EFFECTS):
             raise ValueError(f"segment distractors must be acquisition effects of {list(ACQUISITION_EFFECTS)}; "
                              f"got {self.distractors}")
