@@ -21,10 +21,11 @@ from tests.test_detection_contract import tiny_detector
 from tests.test_segment import ROWS, manifest  # noqa: F401  (the fixture)
 
 
-def segment_detector(seed: int = 0) -> Detector:
+def segment_detector(seed: int = 0, batch_size: int = 3) -> Detector:
     torch.manual_seed(seed)
     net = Segmenter(SegmenterConfig(image_size=16, widths=[4, 8]))
-    return Detector(detector_kind="segment", config=DetectionConfig(image_size=16, batch_size=3, fpr_budget=0.05),
+    config = DetectionConfig(image_size=16, batch_size=batch_size, fpr_budget=0.05)
+    return Detector(detector_kind="segment", config=config,
                     unet=Component(net, "segmenter", {}), device="cpu")
 
 
@@ -123,7 +124,9 @@ def test_fused_members_read_what_the_bundles_mapped_in_evaluation(manifest):  # 
 
 
 def stage_bundles(folder) -> dict[str, Bundle]:
-    first, second = segment_detector(0), segment_detector(1)
+    """One image per network pass: the fused maps' rarity can be steep enough in the clean tail to turn the
+    float noise of another batch size into visible differences, and these bundles are compared file by file."""
+    first, second = segment_detector(0, batch_size=1), segment_detector(1, batch_size=1)
     return {"segment": Bundle(detector=first, out=folder / "segment"),
             "other": Bundle(detector=second, out=folder / "other"),
             "fused": Bundle(detector=FusedDetector([first, second], weight=0.5), out=folder / "fused")}
@@ -141,13 +144,13 @@ def test_the_detect_stage_maps_each_image_once_per_model(manifest, tmp_path):  #
     fit_and_save(plain, manifest, seed=0, meta={})
     detect_manifest(plain["fused"], "fused", manifest, tmp_path / "plain" / "detections")
     assert sum(plain_sizes[0]) > len(ROWS)
-    for name in ("segment", "other", "fused"):  # up to the float noise of other batch sizes
+    for name in ("segment", "other", "fused"):
         assert (json.loads((tmp_path / "memo" / name / "threshold.json").read_text())["value"]
                 == pytest.approx(json.loads((tmp_path / "plain" / name / "threshold.json").read_text())["value"],
-                                 abs=1e-3))
+                                 abs=1e-6))
     for iid, *_ in ROWS:
         np.testing.assert_allclose(np.load(tmp_path / "memo" / "detections" / "maps" / f"{iid}.npy"),
-                                   np.load(tmp_path / "plain" / "detections" / "maps" / f"{iid}.npy"), atol=1e-2)
+                                   np.load(tmp_path / "plain" / "detections" / "maps" / f"{iid}.npy"), atol=1e-6)
 
 
 def test_memo_needs_no_model_for_detectors_without_one():
